@@ -1,0 +1,127 @@
+// Wire shapes of the EKS Pod Identity association API (restJson1, DESIGN §3.1):
+// input validation with the rules EKS applies, and the encoders that turn an
+// Association into the JSON the AWS SDKs parse (timestamps as epoch seconds).
+import { z } from 'zod';
+import { WireError } from '../lib/errors.js';
+import type { Association } from '../associations/types.js';
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** arn:<partition>:iam::<account>:role/<optional path/><name> */
+export const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/(?:[\x21-\x7e]+\/)?[\w+=,.@-]{1,64}$/;
+
+const namespace = z.string().max(63, 'must be at most 63 characters').regex(DNS1123_LABEL, 'must be a DNS-1123 label (lowercase alphanumerics and -)');
+const serviceAccount = z
+  .string()
+  .max(253, 'must be at most 253 characters')
+  .regex(DNS1123_SUBDOMAIN, 'must be a DNS-1123 subdomain (lowercase alphanumerics, - and .)');
+const roleArn = z.string().max(2048).regex(ROLE_ARN, 'must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)');
+const clientRequestToken = z.string().min(1).max(64);
+const policy = z
+  .string()
+  .max(2048, 'must be at most 2048 characters')
+  .refine((text) => {
+    try {
+      const parsed: unknown = JSON.parse(text);
+      return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed);
+    } catch {
+      return false;
+    }
+  }, 'must be a JSON policy document');
+
+const tags = z
+  .record(z.string(), z.string())
+  .superRefine((value, ctx) => {
+    const entries = Object.entries(value);
+    if (entries.length < 1 || entries.length > 50) ctx.addIssue({ code: 'custom', message: 'must have between 1 and 50 tags' });
+    for (const [key, val] of entries) {
+      if (key.length < 1 || key.length > 128) ctx.addIssue({ code: 'custom', message: `tag key "${key.slice(0, 20)}" must be 1-128 characters` });
+      if (key.toLowerCase().startsWith('aws:')) ctx.addIssue({ code: 'custom', message: 'tag keys must not start with "aws:"' });
+      if (val.length > 256) ctx.addIssue({ code: 'custom', message: `tag value of "${key.slice(0, 20)}" must be at most 256 characters` });
+    }
+  });
+
+export const createInput = z.object({
+  namespace,
+  serviceAccount,
+  roleArn,
+  clientRequestToken: clientRequestToken.optional(),
+  tags: tags.optional(),
+  disableSessionTags: z.boolean().optional(),
+  targetRoleArn: roleArn.optional(),
+  policy: policy.optional(),
+});
+export type CreateInput = z.infer<typeof createInput>;
+
+export const updateInput = z.object({
+  roleArn: roleArn.optional(),
+  clientRequestToken: clientRequestToken.optional(),
+  disableSessionTags: z.boolean().optional(),
+  /** "" removes the target role */
+  targetRoleArn: z.union([z.literal(''), roleArn]).optional(),
+  /** "" removes the policy */
+  policy: z.union([z.literal(''), policy]).optional(),
+});
+export type UpdateInput = z.infer<typeof updateInput>;
+
+export const listInput = z.object({
+  namespace: namespace.optional(),
+  serviceAccount: serviceAccount.optional(),
+  maxResults: z.coerce.number().int('must be an integer').min(1, 'must be between 1 and 100').max(100, 'must be between 1 and 100').default(100),
+  nextToken: z.string().min(1).max(1024).optional(),
+});
+export type ListInput = z.infer<typeof listInput>;
+
+/** Validates `input` with `schema`; the first problem becomes InvalidParameterException naming the field. */
+export function validate<T>(schema: z.ZodType<T>, input: unknown): T {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const field = issue.path.length ? issue.path.map(String).join('.') : 'request';
+  const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
+  throw new WireError('InvalidParameterException', `${field} ${message}`);
+}
+
+/** Parses a JSON request body; an empty body is `{}`. */
+export function parseJsonBody(body: Buffer): unknown {
+  if (body.length === 0) return {};
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new WireError('InvalidRequestException', 'The request body is not valid JSON.');
+  }
+}
+
+const seconds = (ms: number) => ms / 1000;
+
+/** The PodIdentityAssociation shape of Create/Describe/Update/Delete. */
+export function toWireAssociation(a: Association) {
+  return {
+    clusterName: a.clusterName,
+    namespace: a.namespace,
+    serviceAccount: a.serviceAccount,
+    roleArn: a.roleArn,
+    associationArn: a.associationArn,
+    associationId: a.associationId,
+    tags: a.tags,
+    createdAt: seconds(a.createdAt),
+    modifiedAt: seconds(a.modifiedAt),
+    ...(a.ownerArn !== undefined && { ownerArn: a.ownerArn }),
+    disableSessionTags: a.disableSessionTags,
+    ...(a.targetRoleArn !== undefined && { targetRoleArn: a.targetRoleArn }),
+    ...(a.externalId !== undefined && { externalId: a.externalId }),
+    ...(a.policy !== undefined && { policy: a.policy }),
+  };
+}
+
+/** The summary shape of List. */
+export function toWireSummary(a: Association) {
+  return {
+    clusterName: a.clusterName,
+    namespace: a.namespace,
+    serviceAccount: a.serviceAccount,
+    associationArn: a.associationArn,
+    associationId: a.associationId,
+    ...(a.ownerArn !== undefined && { ownerArn: a.ownerArn }),
+  };
+}

@@ -1,0 +1,192 @@
+// The association operations (DESIGN §3.1) above any store: ids and ARNs,
+// idempotent create, pagination tokens, the rules that span fields. Inputs
+// arrive validated by src/api/eks.ts; errors leave as WireErrors.
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { WireError } from '../lib/errors.js';
+import type { CreateInput, ListInput, UpdateInput } from '../api/eks.js';
+import { SubjectTakenError, type AssociationStore } from './store.js';
+import type { Association, AssociationChanges } from './types.js';
+
+export interface AssociationServiceOptions {
+  store: AssociationStore;
+  region: string;
+  accountId: string;
+  /** names of the clusters this server serves */
+  clusters: () => Iterable<string>;
+  now?: () => number;
+}
+
+const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+/** `a-` + 17 lowercase alphanumerics, as EKS makes them. */
+export function newAssociationId(): string {
+  const bytes = randomBytes(17);
+  let id = 'a-';
+  // 252 = 7 * 36: rejection-free enough; the tiny modulo bias is irrelevant for ids.
+  for (const byte of bytes) id += ID_ALPHABET[byte % 36];
+  return id;
+}
+
+export function associationArn(region: string, accountId: string, clusterName: string, associationId: string): string {
+  return `arn:aws:eks:${region}:${accountId}:podidentityassociation/${clusterName}/${associationId}`;
+}
+
+/** The fields that make two creates "the same input" for idempotency. */
+function createFingerprint(clusterName: string, input: CreateInput): string {
+  const canonical = JSON.stringify([
+    clusterName,
+    input.namespace,
+    input.serviceAccount,
+    input.roleArn,
+    Object.entries(input.tags ?? {}).sort(([a], [b]) => (a < b ? -1 : 1)),
+    input.disableSessionTags ?? false,
+    input.targetRoleArn ?? null,
+    input.policy ?? null,
+  ]);
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+interface PageToken {
+  /** last associationId returned */
+  a: string;
+  n?: string;
+  s?: string;
+}
+
+export function encodePageToken(token: PageToken): string {
+  return Buffer.from(JSON.stringify(token)).toString('base64url');
+}
+
+export function decodePageToken(text: string, filters: { namespace?: string; serviceAccount?: string }): PageToken {
+  let token: PageToken;
+  try {
+    token = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as PageToken;
+  } catch {
+    throw new WireError('InvalidParameterException', 'nextToken is not valid.');
+  }
+  if (typeof token !== 'object' || token === null || typeof token.a !== 'string' || !/^a-[a-z0-9]{17}$/.test(token.a)) {
+    throw new WireError('InvalidParameterException', 'nextToken is not valid.');
+  }
+  if ((token.n ?? undefined) !== filters.namespace || (token.s ?? undefined) !== filters.serviceAccount) {
+    throw new WireError('InvalidParameterException', 'nextToken was issued for different filters.');
+  }
+  return token;
+}
+
+function checkPolicyRule(disableSessionTags: boolean, policy: string | undefined): void {
+  if (policy !== undefined && policy !== '' && !disableSessionTags) {
+    throw new WireError('InvalidParameterException', 'policy can only be set when disableSessionTags is true.');
+  }
+}
+
+export class AssociationService {
+  private readonly store: AssociationStore;
+  private readonly now: () => number;
+
+  constructor(private readonly options: AssociationServiceOptions) {
+    this.store = options.store;
+    this.now = options.now ?? Date.now;
+  }
+
+  private requireCluster(clusterName: string): void {
+    for (const name of this.options.clusters()) if (name === clusterName) return;
+    throw new WireError('ResourceNotFoundException', `No cluster found for name: ${clusterName}.`);
+  }
+
+  private notFound(clusterName: string, associationId: string): WireError {
+    return new WireError('ResourceNotFoundException', `Pod identity association ${associationId} not found in cluster ${clusterName}.`);
+  }
+
+  async create(clusterName: string, input: CreateInput): Promise<Association> {
+    this.requireCluster(clusterName);
+    checkPolicyRule(input.disableSessionTags ?? false, input.policy);
+    const now = this.now();
+    const associationId = newAssociationId();
+    const association: Association = {
+      clusterName,
+      namespace: input.namespace,
+      serviceAccount: input.serviceAccount,
+      roleArn: input.roleArn,
+      associationId,
+      associationArn: associationArn(this.options.region, this.options.accountId, clusterName, associationId),
+      tags: input.tags ?? {},
+      createdAt: now,
+      modifiedAt: now,
+      disableSessionTags: input.disableSessionTags ?? false,
+      ...(input.targetRoleArn !== undefined && { targetRoleArn: input.targetRoleArn, externalId: randomUUID() }),
+      ...(input.policy !== undefined && { policy: input.policy }),
+    };
+    const fingerprint = createFingerprint(clusterName, input);
+    let result;
+    try {
+      result = await this.store.create(association, input.clientRequestToken ? { token: input.clientRequestToken, fingerprint } : undefined);
+    } catch (error) {
+      if (error instanceof SubjectTakenError) {
+        throw new WireError(
+          'ResourceInUseException',
+          `Association already exists for namespace ${input.namespace} and service account ${input.serviceAccount} in cluster ${clusterName}.`,
+        );
+      }
+      throw error;
+    }
+    if (result.created) return result.association;
+    // A retried create: same token. Same input answers the same association.
+    if (result.record.fingerprint !== fingerprint) {
+      throw new WireError('InvalidRequestException', 'clientRequestToken was already used with different parameters.');
+    }
+    const existing = await this.store.get(clusterName, result.record.associationId);
+    if (!existing) throw new WireError('InvalidRequestException', 'clientRequestToken belongs to an association that has since been deleted.');
+    return existing;
+  }
+
+  async describe(clusterName: string, associationId: string): Promise<Association> {
+    this.requireCluster(clusterName);
+    const found = await this.store.get(clusterName, associationId);
+    if (!found) throw this.notFound(clusterName, associationId);
+    return found;
+  }
+
+  async list(clusterName: string, input: ListInput): Promise<{ associations: Association[]; nextToken?: string }> {
+    this.requireCluster(clusterName);
+    const filters = { namespace: input.namespace, serviceAccount: input.serviceAccount };
+    const after = input.nextToken ? decodePageToken(input.nextToken, filters).a : undefined;
+    // One extra row tells whether another page exists.
+    const rows = await this.store.list(clusterName, { ...filters, afterId: after, limit: input.maxResults + 1 });
+    const page = rows.slice(0, input.maxResults);
+    if (rows.length <= input.maxResults) return { associations: page };
+    return {
+      associations: page,
+      nextToken: encodePageToken({ a: page[page.length - 1]!.associationId, ...(filters.namespace && { n: filters.namespace }), ...(filters.serviceAccount && { s: filters.serviceAccount }) }),
+    };
+  }
+
+  async update(clusterName: string, associationId: string, input: UpdateInput): Promise<Association> {
+    const current = await this.describe(clusterName, associationId);
+    const changes: AssociationChanges = { modifiedAt: this.now() };
+    if (input.roleArn !== undefined) changes.roleArn = input.roleArn;
+    if (input.disableSessionTags !== undefined) changes.disableSessionTags = input.disableSessionTags;
+    if (input.policy !== undefined) changes.policy = input.policy === '' ? undefined : input.policy;
+    if (input.targetRoleArn !== undefined) {
+      if (input.targetRoleArn === '') {
+        changes.targetRoleArn = undefined;
+        changes.externalId = undefined;
+      } else if (input.targetRoleArn !== current.targetRoleArn) {
+        changes.targetRoleArn = input.targetRoleArn;
+        changes.externalId = randomUUID();
+      }
+    }
+    const disableSessionTags = changes.disableSessionTags ?? current.disableSessionTags;
+    const nextPolicy = 'policy' in changes ? changes.policy : current.policy;
+    checkPolicyRule(disableSessionTags, nextPolicy);
+    const updated = await this.store.update(clusterName, associationId, changes);
+    if (!updated) throw this.notFound(clusterName, associationId);
+    return updated;
+  }
+
+  async delete(clusterName: string, associationId: string): Promise<Association> {
+    this.requireCluster(clusterName);
+    const deleted = await this.store.delete(clusterName, associationId);
+    if (!deleted) throw this.notFound(clusterName, associationId);
+    return deleted;
+  }
+}

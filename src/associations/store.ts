@@ -1,0 +1,52 @@
+// The association store: the one interface every backend (SQLite, PostgreSQL)
+// implements, so callers never know which one they talk to. All methods are
+// async even where SQLite is synchronous, because PostgreSQL is not.
+import type { Association, AssociationChanges, Subject } from './types.js';
+
+/** A create whose (cluster, namespace, serviceAccount) already has an association. */
+export class SubjectTakenError extends Error {
+  override name = 'SubjectTakenError';
+  constructor(readonly existing: Subject) {
+    super(`an association already exists for ${existing.namespace}/${existing.serviceAccount} in cluster ${existing.clusterName}`);
+  }
+}
+
+/** Idempotency record of a create: the token, a fingerprint of its input, what it made. */
+export interface RequestTokenRecord {
+  fingerprint: string;
+  associationId: string;
+}
+
+export interface ListQuery {
+  namespace?: string;
+  serviceAccount?: string;
+  /** exclusive lower bound on associationId (the pagination cursor) */
+  afterId?: string;
+  limit: number;
+}
+
+export type StoreChange = { kind: 'upsert' | 'delete'; association: Association };
+
+export interface AssociationStore {
+  /**
+   * Inserts a new association; throws SubjectTakenError when its subject is
+   * taken. With a request token, the token is recorded in the same
+   * transaction, and a token already recorded returns its record instead of
+   * inserting (the caller compares fingerprints).
+   */
+  create(association: Association, requestToken?: { token: string; fingerprint: string }): Promise<{ created: true; association: Association } | { created: false; record: RequestTokenRecord }>;
+  get(clusterName: string, associationId: string): Promise<Association | undefined>;
+  /** The hot path of EKS Auth and the webhook: one indexed read. */
+  findBySubject(subject: Subject): Promise<Association | undefined>;
+  /** Ordered by associationId ascending. */
+  list(clusterName: string, query: ListQuery): Promise<Association[]>;
+  /** Every association of every cluster, ordered by (clusterName, associationId); for exports and migration. */
+  listAll(afterKey?: { clusterName: string; associationId: string }, limit?: number): Promise<Association[]>;
+  update(clusterName: string, associationId: string, changes: AssociationChanges): Promise<Association | undefined>;
+  delete(clusterName: string, associationId: string): Promise<Association | undefined>;
+  /** Store-wide change feed, so in-memory caches in every replica stay current. */
+  onChange(listener: (change: StoreChange) => void): () => void;
+  /** Cheap liveness check for /readyz. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,55 @@
+// `pod-identity server`: flags → config → startServer; SIGTERM/SIGINT drain.
+import type { Command } from 'commander';
+import { createLogger } from '../lib/logger.js';
+import { ConfigError, loadServerConfig } from '../server/config.js';
+import { startServer } from '../server/server.js';
+
+/** Flags that override top-level config keys (the same names as the YAML keys). */
+const FLAG_KEYS = ['listen', 'webhookListen', 'metricsListen', 'region', 'accountId', 'dataDir', 'databaseUrl', 'logLevel'] as const;
+
+export function registerServerCommand(program: Command): void {
+  program
+    .command('server')
+    .description('run the control plane: EKS association API, EKS Auth API, admission webhook and metrics')
+    .option('-c, --config <file>', 'YAML configuration file (see README: Configuration)')
+    .option('--listen <host:port>', 'EKS and EKS Auth API listener (default 127.0.0.1:8080)')
+    .option('--webhook-listen <host:port>', 'admission webhook listener, always TLS (default 127.0.0.1:9443)')
+    .option('--metrics-listen <host:port>', '/metrics, /healthz and /readyz listener (default 127.0.0.1:9090)')
+    .option('--region <region>', 'region used in ARNs (default us-east-1)')
+    .option('--account-id <id>', '12-digit account id used in ARNs (default 000000000000)')
+    .option('--data-dir <dir>', 'directory of the embedded SQLite store (default ./data)')
+    .option('--database-url <url>', 'PostgreSQL URL, for several replicas')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
+    .addHelpText('after', '\nEvery key can also be set by environment: POD_IDENTITY_<KEY> (e.g. POD_IDENTITY_DATA_DIR).\nPrecedence: file < environment < flags.')
+    .action(async (flags: Record<string, string | undefined>) => {
+      const overrides: Record<string, unknown> = {};
+      for (const key of FLAG_KEYS) if (flags[key] !== undefined) overrides[key] = flags[key];
+      let config;
+      try {
+        config = loadServerConfig({ file: flags.config, env: process.env, overrides });
+      } catch (error) {
+        if (error instanceof ConfigError) {
+          console.error(`pod-identity server: ${error.message}`);
+          process.exit(2);
+        }
+        throw error;
+      }
+      const logger = createLogger({ level: config.logLevel, name: 'pod-identity-server' });
+      const server = await startServer(config, { logger });
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ signal }, 'shutting down: draining in-flight requests');
+        server.close().then(
+          () => process.exit(0),
+          (error: unknown) => {
+            logger.error({ err: error }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+}

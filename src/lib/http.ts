@@ -1,0 +1,109 @@
+// Small HTTP helpers shared by every listener: bounded body reading, JSON
+// answers, "host:port" parsing and socket timeouts. Plain node:http keeps the
+// hot paths free of framework overhead.
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { WireError } from './errors.js';
+
+export const DEFAULT_BODY_LIMIT = 64 * 1024;
+
+/** Reads the whole body, refusing more than `limit` bytes without buffering them. */
+export function readBody(req: IncomingMessage, limit = DEFAULT_BODY_LIMIT): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? '0');
+    if (declared > limit) {
+      req.resume();
+      reject(new WireError('RequestEntityTooLargeException', `request body exceeds ${limit} bytes`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      size += chunk.length;
+      if (size > limit) {
+        failed = true;
+        reject(new WireError('RequestEntityTooLargeException', `request body exceeds ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (!failed) resolve(Buffer.concat(chunks, size));
+    });
+    req.on('error', (error) => {
+      if (!failed) reject(error);
+    });
+  });
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const payload = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(payload),
+    ...headers,
+  });
+  res.end(payload);
+}
+
+export function sendText(res: ServerResponse, status: number, text: string, contentType = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** Parses "host:port", "[v6]:port" or ":port" (all interfaces). */
+export function parseListen(value: string): ListenAddress {
+  const match = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value.trim());
+  if (!match) throw new Error(`expected host:port, got "${value}"`);
+  const port = Number(match[3]);
+  if (port > 65535) throw new Error(`port out of range in "${value}"`);
+  const host = match[1] ?? match[2] ?? '';
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}
+
+export function formatUrlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** Explicit socket timeouts so a hung or slow peer cannot hold connections forever. */
+export function applyServerTimeouts(server: Server, options: { requestTimeoutMs?: number; headersTimeoutMs?: number; keepAliveTimeoutMs?: number } = {}): void {
+  server.requestTimeout = options.requestTimeoutMs ?? 30_000;
+  server.headersTimeout = options.headersTimeoutMs ?? 10_000;
+  server.keepAliveTimeout = options.keepAliveTimeoutMs ?? 5_000;
+}
+
+export function listen(server: Server, address: ListenAddress): Promise<ListenAddress> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => reject(error);
+    server.once('error', onError);
+    server.listen(address.port, address.host, () => {
+      server.off('error', onError);
+      const bound = server.address();
+      const port = typeof bound === 'object' && bound ? bound.port : address.port;
+      resolve({ host: address.host, port });
+    });
+  });
+}
+
+/** Stops accepting, lets in-flight requests finish, then closes idle keep-alive sockets. */
+export function closeServer(server: Server, graceMs = 10_000): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) {
+      resolve();
+      return;
+    }
+    const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}

@@ -1,0 +1,42 @@
+// Prometheus metrics. Each process owns one registry, passed as an option
+// (no global state), and serves it on its metrics listener.
+import { createServer, type Server } from 'node:http';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { sendText } from './http.js';
+
+export function createRegistry(prefix: string, defaultLabels: Record<string, string> = {}): Registry {
+  const registry = new Registry();
+  registry.setDefaultLabels(defaultLabels);
+  collectDefaultMetrics({ register: registry, prefix });
+  return registry;
+}
+
+export type ReadinessCheck = () => Promise<boolean> | boolean;
+
+/** /metrics, /healthz (process alive) and /readyz (the given check). */
+export function createMetricsServer(registry: Registry, ready: ReadinessCheck): Server {
+  return createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendText(res, 405, 'method not allowed\n');
+      return;
+    }
+    if (path === '/healthz') {
+      sendText(res, 200, 'ok\n');
+    } else if (path === '/readyz') {
+      Promise.resolve()
+        .then(ready)
+        .then(
+          (ok) => sendText(res, ok ? 200 : 503, ok ? 'ok\n' : 'not ready\n'),
+          () => sendText(res, 503, 'not ready\n'),
+        );
+    } else if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => sendText(res, 200, text, registry.contentType),
+        () => sendText(res, 500, 'metrics unavailable\n'),
+      );
+    } else {
+      sendText(res, 404, 'not found\n');
+    }
+  });
+}

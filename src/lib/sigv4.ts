@@ -1,0 +1,229 @@
+// SigV4 on both sides: verifying signed requests that reach our APIs, and
+// signing the requests our agent and tests send. The canonical request and
+// signature are computed by @smithy/signature-v4 (the AWS SDKs' own signer),
+// so "verify" means "sign again what the client said it signed and compare".
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { HttpRequest } from '@smithy/protocol-http';
+import { SignatureV4 } from '@smithy/signature-v4';
+import type { AwsCredentialIdentity, Checksum, SourceData } from '@smithy/types';
+import { WireError } from './errors.js';
+
+/** SHA-256 (plain or HMAC) on node:crypto, in the shape the smithy signer expects. */
+export class NodeSha256 implements Checksum {
+  private hash;
+  constructor(secret?: SourceData) {
+    this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', toBuffer(secret));
+  }
+  update(data: Uint8Array): void {
+    this.hash.update(data);
+  }
+  async digest(): Promise<Uint8Array> {
+    return this.hash.digest();
+  }
+  reset(): void {
+    throw new Error('NodeSha256 cannot be reset');
+  }
+}
+
+function toBuffer(data: SourceData): Buffer {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return Buffer.from(data);
+}
+
+export const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
+
+/** What the verifier needs of an incoming request. `path` is the raw (still URI-encoded) path. */
+export interface SignedRequest {
+  method: string;
+  path: string;
+  query: URLSearchParams;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+/** A key the caller may sign with. `sessionToken` is set for temporary credentials. */
+export interface SigningKey {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
+export interface VerifiedCaller {
+  accessKeyId: string;
+  region: string;
+  service: string;
+  sessionToken?: string;
+}
+
+export interface VerifyOptions {
+  /** Signing name the credential scope must carry (`eks`, `eks-auth`, `sts`). */
+  service: string;
+  /** Finds the secret for an access key id, or undefined when the key is not allowed here. */
+  lookup: (accessKeyId: string) => SigningKey | undefined;
+  now?: () => number;
+}
+
+const AUTH_PATTERN = /^AWS4-HMAC-SHA256 (.+)$/;
+
+interface ParsedAuthorization {
+  accessKeyId: string;
+  date: string;
+  region: string;
+  service: string;
+  signedHeaders: string[];
+  signature: string;
+}
+
+/** Parses the Authorization header; an incomplete one is IncompleteSignatureException. */
+export function parseAuthorization(header: string): ParsedAuthorization {
+  const match = AUTH_PATTERN.exec(header.trim());
+  if (!match) throw new WireError('IncompleteSignatureException', 'Authorization header must use AWS4-HMAC-SHA256.');
+  const parts = new Map<string, string>();
+  for (const piece of match[1]!.split(',')) {
+    const eq = piece.indexOf('=');
+    if (eq > 0) parts.set(piece.slice(0, eq).trim(), piece.slice(eq + 1).trim());
+  }
+  const credential = parts.get('Credential');
+  const signedHeaders = parts.get('SignedHeaders');
+  const signature = parts.get('Signature');
+  if (!credential || !signedHeaders || !signature) {
+    throw new WireError('IncompleteSignatureException', 'Authorization header requires Credential, SignedHeaders and Signature.');
+  }
+  const scope = credential.split('/');
+  if (scope.length !== 5 || scope[4] !== 'aws4_request') {
+    throw new WireError('IncompleteSignatureException', 'Credential must be <key>/<date>/<region>/<service>/aws4_request.');
+  }
+  const [accessKeyId, date, region, service] = scope as [string, string, string, string];
+  return { accessKeyId, date, region, service, signedHeaders: signedHeaders.split(';'), signature };
+}
+
+/** Parses an x-amz-date value (20060102T150405Z). */
+export function parseAmzDate(value: string): Date | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(value);
+  if (!m) return undefined;
+  return new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!));
+}
+
+function headerValue(headers: SignedRequest['headers'], name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value.join(',') : value;
+}
+
+/**
+ * Verifies a SigV4 header-signed request. Throws WireError with the names the
+ * AWS SDKs know (403): MissingAuthenticationTokenException,
+ * UnrecognizedClientException, InvalidSignatureException.
+ */
+export async function verifySigV4(request: SignedRequest, options: VerifyOptions): Promise<VerifiedCaller> {
+  const authorization = headerValue(request.headers, 'authorization');
+  if (!authorization) throw new WireError('MissingAuthenticationTokenException', 'Missing Authentication Token');
+  const auth = parseAuthorization(authorization);
+
+  const key = options.lookup(auth.accessKeyId);
+  if (!key) throw new WireError('UnrecognizedClientException', 'The security token included in the request is invalid.');
+  if (auth.service !== options.service) {
+    throw new WireError('InvalidSignatureException', `Credential should be scoped to correct service: '${options.service}'.`);
+  }
+  if (!auth.signedHeaders.includes('host')) {
+    throw new WireError('InvalidSignatureException', "'Host' must be a signed header.");
+  }
+
+  const amzDate = headerValue(request.headers, 'x-amz-date');
+  const signingDate = amzDate ? parseAmzDate(amzDate) : undefined;
+  if (!signingDate) throw new WireError('IncompleteSignatureException', 'Missing or malformed X-Amz-Date header.');
+  if (!amzDate!.startsWith(auth.date)) {
+    throw new WireError('InvalidSignatureException', 'Credential date does not match X-Amz-Date.');
+  }
+  const now = options.now?.() ?? Date.now();
+  if (Math.abs(now - signingDate.getTime()) > MAX_CLOCK_SKEW_MS) {
+    throw new WireError('InvalidSignatureException', 'Signature expired: the request time is more than 5 minutes away from the server time.');
+  }
+
+  const sessionToken = headerValue(request.headers, 'x-amz-security-token');
+  if (key.sessionToken !== undefined && sessionToken !== key.sessionToken) {
+    throw new WireError('UnrecognizedClientException', 'The security token included in the request is invalid.');
+  }
+
+  // Rebuild exactly the signed headers. A claimed payload hash is replaced by
+  // the real one, so a lying x-amz-content-sha256 fails the comparison.
+  const payloadHash = createHash('sha256').update(request.body).digest('hex');
+  const headers: Record<string, string> = {};
+  for (const name of auth.signedHeaders) {
+    const value = name === 'x-amz-content-sha256' ? payloadHash : headerValue(request.headers, name);
+    if (value === undefined) throw new WireError('InvalidSignatureException', `Signed header '${name}' is missing from the request.`);
+    headers[name] = value;
+  }
+  const query: Record<string, string | string[]> = {};
+  for (const name of new Set(request.query.keys())) {
+    const values = request.query.getAll(name);
+    query[name] = values.length === 1 ? values[0]! : values;
+  }
+
+  const signer = new SignatureV4({
+    credentials: { accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey, sessionToken: auth.signedHeaders.includes('x-amz-security-token') ? sessionToken : undefined },
+    region: auth.region,
+    service: auth.service,
+    sha256: NodeSha256,
+    applyChecksum: false,
+  });
+  const resigned = await signer.sign(
+    new HttpRequest({
+      method: request.method,
+      protocol: 'http:',
+      hostname: headers.host ?? '',
+      path: request.path,
+      query,
+      headers,
+      body: request.body,
+    }),
+    { signingDate, signableHeaders: new Set(auth.signedHeaders) },
+  );
+  const expected = /Signature=([0-9a-f]+)/.exec(String(resigned.headers.authorization))?.[1] ?? '';
+  const given = Buffer.from(auth.signature);
+  if (given.length !== expected.length || !timingSafeEqual(given, Buffer.from(expected))) {
+    throw new WireError(
+      'InvalidSignatureException',
+      'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.',
+    );
+  }
+  return { accessKeyId: auth.accessKeyId, region: auth.region, service: auth.service, sessionToken };
+}
+
+export interface OutgoingRequest {
+  method: string;
+  url: URL;
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+/** Signs an outgoing request; returns the headers to send. */
+export async function signRequest(
+  request: OutgoingRequest,
+  options: { credentials: AwsCredentialIdentity; region: string; service: string; now?: Date },
+): Promise<Record<string, string>> {
+  const signer = new SignatureV4({
+    credentials: options.credentials,
+    region: options.region,
+    service: options.service,
+    sha256: NodeSha256,
+  });
+  const query: Record<string, string> = {};
+  request.url.searchParams.forEach((value, name) => {
+    query[name] = value;
+  });
+  const signed = await signer.sign(
+    new HttpRequest({
+      method: request.method,
+      protocol: request.url.protocol,
+      hostname: request.url.hostname,
+      port: request.url.port ? Number(request.url.port) : undefined,
+      path: request.url.pathname,
+      query,
+      headers: { host: request.url.host, ...(request.headers ?? {}) },
+      body: request.body,
+    }),
+    options.now ? { signingDate: options.now } : {},
+  );
+  return signed.headers as Record<string, string>;
+}

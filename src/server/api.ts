@@ -1,0 +1,88 @@
+// The API listener's request pipeline: match route → read body (bounded) →
+// authenticate → handle → encode, with per-operation metrics. Everything a
+// route needs arrives in its RequestContext.
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { WireError } from '../lib/errors.js';
+import { DEFAULT_BODY_LIMIT, readBody } from '../lib/http.js';
+import type { Logger } from '../lib/logger.js';
+import { matchRoute, type RequestContext, type Route } from './router.js';
+import { newRequestId, sendWireError, toWireError } from './wire-errors.js';
+
+export interface ApiOptions {
+  routes: Route[];
+  logger: Logger;
+  registry: Registry;
+}
+
+export function createApiHandler(options: ApiOptions): RequestListener {
+  const { routes, logger } = options;
+  const requests = new Counter({
+    name: 'pod_identity_api_requests_total',
+    help: 'API requests by operation and HTTP status',
+    labelNames: ['operation', 'status'],
+    registers: [options.registry],
+  });
+  const latency = new Histogram({
+    name: 'pod_identity_api_request_duration_seconds',
+    help: 'API request latency by operation',
+    labelNames: ['operation'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [options.registry],
+  });
+
+  return function handleApiRequest(req: IncomingMessage, res: ServerResponse) {
+    const started = process.hrtime.bigint();
+    const requestId = newRequestId();
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const rawPath = q === -1 ? url : url.slice(0, q);
+    const query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
+    const found = matchRoute(routes, req.method ?? 'GET', rawPath);
+    let operation = 'Unknown';
+
+    const finish = () => {
+      requests.inc({ operation, status: String(res.statusCode) });
+      latency.observe({ operation }, Number(process.hrtime.bigint() - started) / 1e9);
+    };
+    res.on('finish', finish);
+
+    if (!Array.isArray(found)) {
+      req.resume();
+      const error = found === 'method' ? new WireError('UnknownOperationException', 'Method not allowed for this path.', { status: 405 }) : new WireError('UnknownOperationException', `No operation at ${req.method} ${rawPath}.`);
+      sendWireError(res, error, requestId);
+      return;
+    }
+    const limit = Math.max(...found.map((m) => m.route.bodyLimit ?? DEFAULT_BODY_LIMIT));
+    readBody(req, limit)
+      .then(async (body) => {
+        const ctx: RequestContext = { req, res, params: {}, query, body, requestId, logger };
+        const match = found.find((m) => !m.route.accepts || m.route.accepts(ctx));
+        if (!match) throw new WireError('InvalidRequestException', 'The request does not name an operation this server supports.');
+        const { route } = match;
+        operation = route.operation;
+        ctx.params = match.params;
+        try {
+          if (route.authenticate) ctx.caller = await route.authenticate(ctx);
+          const result = await route.handle(ctx);
+          if (!result || res.headersSent) return;
+          if (result.raw) {
+            res.writeHead(result.status, { 'content-type': result.raw.contentType, 'content-length': Buffer.byteLength(result.raw.text), 'x-amzn-requestid': requestId, ...result.headers });
+            res.end(result.raw.text);
+            return;
+          }
+          const payload = result.body === undefined ? '' : JSON.stringify(result.body);
+          res.writeHead(result.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload), 'x-amzn-requestid': requestId, ...result.headers });
+          res.end(payload);
+        } catch (error) {
+          const wire = toWireError(error, route.operation === 'AssumeRoleForPodIdentity' ? 'InternalServerException' : 'ServerException');
+          if (wire.status >= 500) logger.error({ err: error, operation, requestId }, 'request failed');
+          sendWireError(res, wire, requestId, route.errors ?? 'rest-json');
+        }
+      })
+      .catch((error: unknown) => {
+        // body too large, aborted request or no route accepting it
+        sendWireError(res, toWireError(error), requestId, found[0]!.route.errors ?? 'rest-json');
+      });
+  };
+}

@@ -1,0 +1,178 @@
+// The server's configuration: one zod schema (DESIGN §4), one loader.
+// Precedence: YAML file < POD_IDENTITY_* environment < command-line flags.
+// A bad value is one error naming the key.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+const listenAddress = z.string().regex(/^(\[[^\]]+\]|[^:]*):\d{1,5}$/, 'expected host:port');
+const clusterName = z
+  .string()
+  .min(1)
+  .max(100)
+  .regex(/^[0-9A-Za-z][A-Za-z0-9\-_]*$/, 'cluster names are 1-100 characters of [0-9A-Za-z-_], starting alphanumeric');
+
+const accessKey = z.object({
+  accessKeyId: z.string().min(1),
+  secretAccessKey: z.string().min(1),
+});
+
+const rateLimit = z.object({
+  /** sustained requests per second */
+  rate: z.number().positive(),
+  /** bucket size (burst) */
+  burst: z.number().int().positive(),
+});
+
+const cluster = z
+  .object({
+    name: clusterName,
+    /** expected `iss` of service-account tokens */
+    issuer: z.string().min(1).optional(),
+    jwksFile: z.string().min(1).optional(),
+    jwksUri: z.string().url().optional(),
+    /** API access: TokenReview mode, and pod liveness checks in JWKS mode */
+    kubeconfig: z.string().min(1).optional(),
+    /** verify tokens by TokenReview instead of locally, when a kubeconfig is given */
+    tokenReview: z.boolean().default(false),
+    requireNodeBinding: z.boolean().default(false),
+    /** IPv6 cluster: the webhook injects the fd00:ec2::23 URI */
+    ipv6: z.boolean().default(false),
+  })
+  .strict()
+  .refine((c) => c.jwksFile || c.jwksUri || c.kubeconfig || c.issuer, {
+    message: 'a cluster needs jwksFile, jwksUri, issuer (OIDC discovery) or kubeconfig',
+  });
+
+export const serverConfigSchema = z
+  .object({
+    listen: listenAddress.default('127.0.0.1:8080'),
+    webhookListen: listenAddress.default('127.0.0.1:9443'),
+    metricsListen: listenAddress.default('127.0.0.1:9090'),
+    region: z.string().min(1).default('us-east-1'),
+    accountId: z.string().regex(/^\d{12}$/, 'expected a 12-digit account id').default('000000000000'),
+    dataDir: z.string().min(1).default('./data'),
+    databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'expected postgres://…').optional(),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** TLS for the API listener; plain HTTP when absent */
+    tls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict().optional(),
+    admins: z.array(accessKey.strict()).default([]),
+    nodes: z.array(accessKey.extend({ clusters: z.array(clusterName).optional() }).strict()).default([]),
+    clusters: z.array(cluster).default([]),
+    issuer: z
+      .object({
+        type: z.enum(['local', 'aws-sts']).default('local'),
+        stsEndpoint: z.string().url().optional(),
+        /** STS region; defaults to the server's region */
+        region: z.string().min(1).optional(),
+        durationSeconds: z.number().int().min(900).max(43200).default(3600),
+      })
+      .strict()
+      .default({ type: 'local', durationSeconds: 3600 }),
+    webhook: z
+      .object({
+        certFile: z.string().min(1).optional(),
+        keyFile: z.string().min(1).optional(),
+        /** inject AWS_REGION / AWS_DEFAULT_REGION into mutated pods */
+        injectRegion: z.boolean().default(true),
+        timeoutSeconds: z.number().int().min(1).max(30).default(10),
+      })
+      .strict()
+      .default({ injectRegion: true, timeoutSeconds: 10 }),
+    throttle: z
+      .object({
+        perCluster: rateLimit.optional(),
+        perServiceAccount: rateLimit.optional(),
+      })
+      .strict()
+      .default({}),
+    audit: z.object({ file: z.string().min(1).optional() }).strict().default({}),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    const names = new Set<string>();
+    config.clusters.forEach((c, i) => {
+      if (names.has(c.name)) ctx.addIssue({ code: 'custom', path: ['clusters', i, 'name'], message: `duplicate cluster "${c.name}"` });
+      names.add(c.name);
+    });
+    const keys = new Set<string>();
+    [...config.admins, ...config.nodes].forEach((k) => {
+      if (keys.has(k.accessKeyId)) ctx.addIssue({ code: 'custom', path: ['nodes'], message: `access key ${k.accessKeyId} is listed twice` });
+      keys.add(k.accessKeyId);
+    });
+    if ((config.webhook.certFile === undefined) !== (config.webhook.keyFile === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['webhook', 'certFile'], message: 'webhook.certFile and webhook.keyFile go together' });
+    }
+  });
+
+export type ServerConfig = z.infer<typeof serverConfigSchema>;
+export type ClusterConfig = ServerConfig['clusters'][number];
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const ENV_PREFIX = 'POD_IDENTITY_';
+
+/** camelCase key → POD_IDENTITY_SNAKE_CASE variable. */
+export function envName(key: string): string {
+  return ENV_PREFIX + key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
+}
+
+/** Top-level keys found in the environment; values are YAML so lists and numbers work. */
+export function configFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(serverConfigSchema.shape)) {
+    const raw = env[envName(key)];
+    if (raw === undefined) continue;
+    try {
+      out[key] = parseYaml(raw);
+    } catch (error) {
+      throw new ConfigError(`${envName(key)}: not valid YAML/JSON (${(error as Error).message})`);
+    }
+  }
+  return out;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const key = issue.path.length ? issue.path.map(String).join('.') : '(root)';
+  return `${key}: ${issue.message}`;
+}
+
+/** Validates merged input; pure. */
+export function parseServerConfig(input: unknown): ServerConfig {
+  const result = serverConfigSchema.safeParse(input ?? {});
+  if (!result.success) {
+    throw new ConfigError(`invalid configuration: ${result.error.issues.map(describeIssue).join('; ')}`);
+  }
+  return result.data;
+}
+
+export interface LoadOptions {
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** already-typed overrides from flags, only keys that were given */
+  overrides?: Record<string, unknown>;
+}
+
+export function loadServerConfig(options: LoadOptions): ServerConfig {
+  let fromFile: Record<string, unknown> = {};
+  if (options.file) {
+    let text: string;
+    try {
+      text = readFileSync(options.file, 'utf8');
+    } catch (error) {
+      throw new ConfigError(`cannot read config file ${options.file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    try {
+      const parsed: unknown = parseYaml(text);
+      if (parsed !== null && parsed !== undefined && (typeof parsed !== 'object' || Array.isArray(parsed))) {
+        throw new Error('top level must be a mapping');
+      }
+      fromFile = (parsed ?? {}) as Record<string, unknown>;
+    } catch (error) {
+      throw new ConfigError(`config file ${options.file} is not valid YAML: ${(error as Error).message}`);
+    }
+  }
+  return parseServerConfig({ ...fromFile, ...configFromEnv(options.env ?? {}), ...(options.overrides ?? {}) });
+}

@@ -24,5 +24,6 @@ if (files.length === 0) {
 }
 const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], {
   stdio: 'inherit',
+  env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env },
 });
 child.on('exit', (code, signal) => process.exit(signal ? 1 : (code ?? 1)));

@@ -1,7 +1,12 @@
 #!/usr/bin/env node
 // The `pod-identity` command: one file per subcommand, wired here.
 import { Command } from 'commander';
+import { registerAssociationsCommand } from './associations.js';
 import { registerServerCommand } from './server.js';
+
+// We run on Node 20 with pinned SDK versions; the SDK's advice to upgrade
+// Node would otherwise be printed by every command that makes an AWS call.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 const program = new Command()
   .name('pod-identity')
@@ -10,6 +15,7 @@ const program = new Command()
   .showHelpAfterError();
 
 registerServerCommand(program);
+registerAssociationsCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   console.error(`pod-identity: ${(error as Error).message}`);

@@ -1,0 +1,139 @@
+// Starts `pod-identity server` (the built CLI) as a real child process with a
+// config in a fresh temp dir, waits until /readyz answers, and always stops it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+
+export const CLI = resolve('dist/cli/main.js');
+
+export const ADMIN = { accessKeyId: 'AKIAADMINTEST', secretAccessKey: 'admin-secret-for-tests' };
+export const NODE = { accessKeyId: 'AKIANODETEST', secretAccessKey: 'node-secret-for-tests' };
+
+export function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolvePort(port));
+    });
+  });
+}
+
+export interface ServerProcess {
+  apiUrl: string;
+  metricsUrl: string;
+  webhookUrl: string;
+  dataDir: string;
+  configPath: string;
+  child: ChildProcess;
+  /** everything the process wrote to stderr so far */
+  logs(): string;
+  /** SIGTERM and wait for exit */
+  stop(): Promise<number | null>;
+  /** SIGKILL and wait for exit */
+  kill(): Promise<void>;
+}
+
+export interface ServerProcessOptions {
+  /** merged over the defaults (admin + node keys, cluster "demo" with a jwks file) */
+  config?: Record<string, unknown>;
+  /** reuse a data directory (restart tests) */
+  dataDir?: string;
+  env?: Record<string, string>;
+}
+
+export async function waitForHttp(url: string, timeoutMs = 15_000, isReady: (status: number) => boolean = (s) => s === 200): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (isReady(res.status)) return;
+      last = `status ${res.status}`;
+    } catch (error) {
+      last = (error as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${url}: ${last}`);
+}
+
+export async function startServerProcess(options: ServerProcessOptions = {}): Promise<ServerProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'pod-identity-test-'));
+  const dataDir = options.dataDir ?? join(dir, 'data');
+  const [apiPort, webhookPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+  const jwksPath = join(dir, 'jwks.json');
+  writeFileSync(jwksPath, JSON.stringify({ keys: [] }));
+  const config = {
+    listen: `127.0.0.1:${apiPort}`,
+    webhookListen: `127.0.0.1:${webhookPort}`,
+    metricsListen: `127.0.0.1:${metricsPort}`,
+    dataDir,
+    logLevel: 'info',
+    admins: [{ ...ADMIN }],
+    nodes: [{ ...NODE }],
+    clusters: [{ name: 'demo', issuer: 'https://kubernetes.default.svc', jwksFile: jwksPath }],
+    ...options.config,
+  };
+  const configPath = join(dir, 'config.yaml');
+  writeFileSync(configPath, stringify(config));
+  const child = spawn(process.execPath, [CLI, 'server', '--config', configPath], {
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  child.stdout!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+  // Never leave a server behind, even when the test process dies.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+
+  const apiUrl = `http://127.0.0.1:${config.listen.split(':').pop()}`;
+  const metricsUrl = `http://127.0.0.1:${config.metricsListen.split(':').pop()}`;
+  const webhookUrl = `https://127.0.0.1:${config.webhookListen.split(':').pop()}`;
+  try {
+    await Promise.race([
+      waitForHttp(`${metricsUrl}/readyz`),
+      exited.then((code) => {
+        throw new Error(`server exited with ${code} before it was ready:\n${stderr}`);
+      }),
+    ]);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+  return {
+    apiUrl,
+    metricsUrl,
+    webhookUrl,
+    dataDir,
+    configPath,
+    child,
+    logs: () => stderr,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const code = await exited;
+      process.off('exit', killOnExit);
+      return code;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      process.off('exit', killOnExit);
+    },
+  };
+}

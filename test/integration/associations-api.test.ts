@@ -1,0 +1,225 @@
+// The EKS association API driven by the real AWS SDK client (@aws-sdk/client-eks)
+// against a started `pod-identity server` process.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  CreatePodIdentityAssociationCommand,
+  DeletePodIdentityAssociationCommand,
+  DescribePodIdentityAssociationCommand,
+  EKSClient,
+  ListPodIdentityAssociationsCommand,
+  paginateListPodIdentityAssociations,
+  UpdatePodIdentityAssociationCommand,
+} from '@aws-sdk/client-eks';
+import { signRequest } from '../../src/lib/sigv4.js';
+import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+
+const ROLE = 'arn:aws:iam::111122223333:role/app-role';
+const TARGET = 'arn:aws:iam::444455556666:role/target-role';
+
+function eks(server: ServerProcess, credentials = ADMIN): EKSClient {
+  return new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: { ...credentials }, maxAttempts: 1 });
+}
+
+async function rejectsWith(promise: Promise<unknown>, name: string, status: number): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    const e = error as Error & { $metadata?: { httpStatusCode?: number } };
+    assert.equal(e.name, name, e.message);
+    assert.equal(e.$metadata?.httpStatusCode, status);
+    return e;
+  }
+  assert.fail(`expected ${name}`);
+}
+
+describe('EKS association API with @aws-sdk/client-eks', () => {
+  let server: ServerProcess;
+  let client: EKSClient;
+  before(async () => {
+    server = await startServerProcess({ config: { clusters: [{ name: 'demo', jwksFile: '/dev/null' }, { name: 'other', jwksFile: '/dev/null' }] } });
+    client = eks(server);
+  });
+  after(async () => {
+    client?.destroy();
+    await server?.stop();
+  });
+
+  test('create, describe, update, list and delete', async () => {
+    const created = await client.send(
+      new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'team-a', serviceAccount: 'app', roleArn: ROLE, tags: { team: 'a', env: '' } }),
+    );
+    const a = created.association!;
+    assert.match(a.associationId!, /^a-[a-z0-9]{17}$/);
+    assert.equal(a.associationArn, `arn:aws:eks:us-east-1:000000000000:podidentityassociation/demo/${a.associationId}`);
+    assert.equal(a.clusterName, 'demo');
+    assert.equal(a.namespace, 'team-a');
+    assert.equal(a.serviceAccount, 'app');
+    assert.equal(a.roleArn, ROLE);
+    assert.deepEqual(a.tags, { team: 'a', env: '' });
+    assert.equal(a.disableSessionTags, false);
+    assert.ok(a.createdAt instanceof Date && Math.abs(a.createdAt.getTime() - Date.now()) < 60_000);
+
+    const described = await client.send(new DescribePodIdentityAssociationCommand({ clusterName: 'demo', associationId: a.associationId }));
+    assert.deepEqual(described.association, a);
+
+    const updated = await client.send(
+      new UpdatePodIdentityAssociationCommand({ clusterName: 'demo', associationId: a.associationId, targetRoleArn: TARGET, disableSessionTags: true, policy: '{"Version":"2012-10-17","Statement":[]}' }),
+    );
+    assert.equal(updated.association!.targetRoleArn, TARGET);
+    assert.match(updated.association!.externalId!, /^[0-9a-f-]{36}$/);
+    assert.equal(updated.association!.disableSessionTags, true);
+    assert.ok(updated.association!.modifiedAt!.getTime() >= a.createdAt!.getTime());
+
+    const cleared = await client.send(new UpdatePodIdentityAssociationCommand({ clusterName: 'demo', associationId: a.associationId, targetRoleArn: '' }));
+    assert.equal(cleared.association!.targetRoleArn, undefined);
+    assert.equal(cleared.association!.externalId, undefined);
+
+    const listed = await client.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo', namespace: 'team-a' }));
+    assert.deepEqual(listed.associations, [
+      { clusterName: 'demo', namespace: 'team-a', serviceAccount: 'app', associationArn: a.associationArn, associationId: a.associationId },
+    ]);
+
+    const deleted = await client.send(new DeletePodIdentityAssociationCommand({ clusterName: 'demo', associationId: a.associationId }));
+    assert.equal(deleted.association!.associationId, a.associationId);
+    await rejectsWith(client.send(new DescribePodIdentityAssociationCommand({ clusterName: 'demo', associationId: a.associationId })), 'ResourceNotFoundException', 404);
+  });
+
+  test('paginates 250 associations in pages of 50, with a namespace filter', async () => {
+    const ids = new Set<string>();
+    for (let i = 0; i < 250; i += 25) {
+      const batch = await Promise.all(
+        Array.from({ length: 25 }, (_, j) =>
+          client.send(new CreatePodIdentityAssociationCommand({ clusterName: 'other', namespace: (i + j) % 5 === 0 ? 'five' : 'rest', serviceAccount: `sa-${i + j}`, roleArn: ROLE })),
+        ),
+      );
+      for (const r of batch) ids.add(r.association!.associationId!);
+    }
+    const seen: string[] = [];
+    let pages = 0;
+    for await (const page of paginateListPodIdentityAssociations({ client, pageSize: 50 }, { clusterName: 'other' })) {
+      pages += 1;
+      assert.ok(page.associations!.length <= 50);
+      seen.push(...page.associations!.map((s) => s.associationId!));
+    }
+    assert.equal(pages, 5);
+    assert.equal(seen.length, 250);
+    assert.deepEqual(new Set(seen), ids);
+    assert.deepEqual(seen, [...seen].sort(), 'stable order');
+
+    const five: string[] = [];
+    for await (const page of paginateListPodIdentityAssociations({ client, pageSize: 20 }, { clusterName: 'other', namespace: 'five' })) {
+      five.push(...page.associations!.map((s) => s.namespace!));
+    }
+    assert.equal(five.length, 50);
+    assert.ok(five.every((ns) => ns === 'five'));
+
+    await rejectsWith(client.send(new ListPodIdentityAssociationsCommand({ clusterName: 'other', nextToken: 'not-a-token' })), 'InvalidParameterException', 400);
+    await rejectsWith(client.send(new ListPodIdentityAssociationsCommand({ clusterName: 'other', maxResults: 101 })), 'InvalidParameterException', 400);
+  });
+
+  test('duplicate, unknown, invalid and idempotent requests', async () => {
+    const input = { clusterName: 'demo', namespace: 'dup', serviceAccount: 'app', roleArn: ROLE };
+    const first = await client.send(new CreatePodIdentityAssociationCommand(input));
+    await rejectsWith(client.send(new CreatePodIdentityAssociationCommand(input)), 'ResourceInUseException', 409);
+    await rejectsWith(client.send(new DescribePodIdentityAssociationCommand({ clusterName: 'demo', associationId: 'a-0000000000000000x' })), 'ResourceNotFoundException', 404);
+    await rejectsWith(client.send(new ListPodIdentityAssociationsCommand({ clusterName: 'nope' })), 'ResourceNotFoundException', 404);
+    await rejectsWith(client.send(new CreatePodIdentityAssociationCommand({ ...input, serviceAccount: 'x', roleArn: 'arn:aws:iam::1:user/bob' })), 'InvalidParameterException', 400);
+    await rejectsWith(client.send(new CreatePodIdentityAssociationCommand({ ...input, namespace: 'Bad_Namespace' })), 'InvalidParameterException', 400);
+    await rejectsWith(client.send(new CreatePodIdentityAssociationCommand({ ...input, serviceAccount: 'p', policy: '{}' })), 'InvalidParameterException', 400);
+    await rejectsWith(client.send(new CreatePodIdentityAssociationCommand({ ...input, serviceAccount: 'p', disableSessionTags: true, policy: 'not json' })), 'InvalidParameterException', 400);
+    await rejectsWith(client.send(new CreatePodIdentityAssociationCommand({ ...input, serviceAccount: 't', tags: { 'aws:x': 'y' } })), 'InvalidParameterException', 400);
+    await rejectsWith(
+      client.send(new CreatePodIdentityAssociationCommand({ ...input, serviceAccount: 't', tags: Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`k${i}`, 'v'])) })),
+      'InvalidParameterException',
+      400,
+    );
+
+    const token = 'retry-token-1';
+    const once = await client.send(new CreatePodIdentityAssociationCommand({ ...input, serviceAccount: 'idem', clientRequestToken: token }));
+    const twice = await client.send(new CreatePodIdentityAssociationCommand({ ...input, serviceAccount: 'idem', clientRequestToken: token }));
+    assert.equal(twice.association!.associationId, once.association!.associationId);
+    await rejectsWith(client.send(new CreatePodIdentityAssociationCommand({ ...input, serviceAccount: 'idem2', clientRequestToken: token })), 'InvalidRequestException', 400);
+    assert.ok(first.association);
+  });
+
+  test('unsigned, wrong-secret and node-key calls are 403', async () => {
+    const unsigned = await fetch(`${server.apiUrl}/clusters/demo/pod-identity-associations`);
+    assert.equal(unsigned.status, 403);
+    assert.equal(unsigned.headers.get('x-amzn-errortype'), 'MissingAuthenticationTokenException');
+    assert.deepEqual(Object.keys((await unsigned.json()) as object).sort(), ['__type', 'message']);
+
+    const wrong = eks(server, { accessKeyId: ADMIN.accessKeyId, secretAccessKey: 'wrong' });
+    await rejectsWith(wrong.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo' })), 'InvalidSignatureException', 403);
+    const node = eks(server, NODE);
+    await rejectsWith(node.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo' })), 'UnrecognizedClientException', 403);
+    const stranger = eks(server, { accessKeyId: 'AKIANOBODY', secretAccessKey: 'x' });
+    await rejectsWith(stranger.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo' })), 'UnrecognizedClientException', 403);
+
+    // A signature made 10 minutes ago is refused (clock skew limit 5 minutes).
+    const url = new URL(`${server.apiUrl}/clusters/demo/pod-identity-associations`);
+    const headers = await signRequest({ method: 'GET', url }, { credentials: ADMIN, region: 'us-east-1', service: 'eks', now: new Date(Date.now() - 10 * 60_000) });
+    const skewed = await fetch(url, { headers });
+    assert.equal(skewed.status, 403);
+    assert.equal(skewed.headers.get('x-amzn-errortype'), 'InvalidSignatureException');
+    // The same request signed now is accepted: the skew was the only fault.
+    const fresh = await fetch(url, { headers: await signRequest({ method: 'GET', url }, { credentials: ADMIN, region: 'us-east-1', service: 'eks' }) });
+    assert.equal(fresh.status, 200);
+  });
+
+  test('an oversized body is a clear 413, and the server keeps serving', async () => {
+    const url = new URL(`${server.apiUrl}/clusters/demo/pod-identity-associations`);
+    const body = JSON.stringify({ namespace: 'big', serviceAccount: 'big', roleArn: ROLE, policy: 'x'.repeat(200_000) });
+    const headers = await signRequest({ method: 'POST', url, body, headers: { 'content-type': 'application/json' } }, { credentials: ADMIN, region: 'us-east-1', service: 'eks' });
+    const res = await fetch(url, { method: 'POST', headers, body });
+    assert.equal(res.status, 413);
+    assert.equal(((await res.json()) as { __type: string }).__type, 'RequestEntityTooLargeException');
+    const ok = await client.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo' }));
+    assert.ok(Array.isArray(ok.associations));
+  });
+
+  test('50 concurrent creates of one service account: exactly one wins', async () => {
+    const results = await Promise.allSettled(
+      Array.from({ length: 50 }, () => client.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'race', serviceAccount: 'app', roleArn: ROLE }))),
+    );
+    const won = results.filter((r) => r.status === 'fulfilled');
+    const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    assert.equal(won.length, 1);
+    assert.equal(lost.length, 49);
+    assert.ok(lost.every((r) => (r.reason as Error).name === 'ResourceInUseException'));
+    const listed = await client.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo', namespace: 'race' }));
+    assert.equal(listed.associations!.length, 1);
+  });
+});
+
+describe('durability', () => {
+  test('associations survive SIGKILL and a restart on the same data directory', async () => {
+    const first = await startServerProcess();
+    const client = eks(first);
+    const created: string[] = [];
+    try {
+      for (let i = 0; i < 20; i++) {
+        const r = await client.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'crash', serviceAccount: `sa-${i}`, roleArn: ROLE }));
+        created.push(r.association!.associationId!);
+      }
+    } finally {
+      await first.kill();
+      client.destroy();
+    }
+    const second = await startServerProcess({ dataDir: first.dataDir });
+    const again = eks(second);
+    try {
+      const listed = await again.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo' }));
+      assert.deepEqual(listed.associations!.map((s) => s.associationId).sort(), created.sort());
+    } finally {
+      again.destroy();
+      await second.stop();
+    }
+  });
+
+  test('SIGTERM exits cleanly with code 0', async () => {
+    const server = await startServerProcess();
+    assert.equal(await server.stop(), 0);
+    assert.match(server.logs(), /server stopped/);
+  });
+});

@@ -1,0 +1,60 @@
+// `pod-identity associations …` against a running server, as an operator types it.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import { ADMIN, CLI, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+
+const run = promisify(execFile);
+let server: ServerProcess;
+
+before(async () => {
+  server = await startServerProcess();
+});
+after(async () => {
+  await server?.stop();
+});
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  return run(process.execPath, [CLI, 'associations', ...args, '--cluster-name', 'demo', '--endpoint', server.apiUrl], {
+    env: { ...process.env, AWS_ACCESS_KEY_ID: ADMIN.accessKeyId, AWS_SECRET_ACCESS_KEY: ADMIN.secretAccessKey, AWS_REGION: 'us-east-1', ...env },
+  });
+}
+
+test('create, list (json and table), update, describe and delete from the shell', async () => {
+  const created = JSON.parse(
+    (await cli(['create', '--namespace', 'shop', '--service-account', 'cart', '--role-arn', 'arn:aws:iam::111122223333:role/cart', '--tag', 'team=shop'])).stdout,
+  ) as { association: { associationId: string; tags: Record<string, string> } };
+  const id = created.association.associationId;
+  assert.match(id, /^a-[a-z0-9]{17}$/);
+  assert.deepEqual(created.association.tags, { team: 'shop' });
+
+  const listed = JSON.parse((await cli(['list'])).stdout) as { associations: { associationId: string }[] };
+  assert.deepEqual(listed.associations.map((a) => a.associationId), [id]);
+  const table = (await cli(['list', '--output', 'table'])).stdout;
+  assert.match(table, /^ASSOCIATIONID\s+NAMESPACE\s+SERVICEACCOUNT\s+ASSOCIATIONARN/);
+  assert.match(table, new RegExp(`${id}\\s+shop\\s+cart`));
+
+  const updated = JSON.parse((await cli(['update', '--association-id', id, '--role-arn', 'arn:aws:iam::111122223333:role/cart-v2'])).stdout) as {
+    association: { roleArn: string };
+  };
+  assert.equal(updated.association.roleArn, 'arn:aws:iam::111122223333:role/cart-v2');
+  const described = JSON.parse((await cli(['describe', '--association-id', id])).stdout) as { association: { roleArn: string } };
+  assert.equal(described.association.roleArn, 'arn:aws:iam::111122223333:role/cart-v2');
+  await cli(['delete', '--association-id', id]);
+
+  await assert.rejects(cli(['describe', '--association-id', id]), (error: { code: number; stderr: string }) => {
+    assert.equal(error.code, 1);
+    assert.match(error.stderr, /^ResourceNotFoundException: /);
+    return true;
+  });
+});
+
+test('keys from flags; a wrong key is a clear error', async () => {
+  await assert.rejects(cli(['list', '--access-key-id', ADMIN.accessKeyId, '--secret-access-key', 'nope']), (error: { stderr: string }) => {
+    assert.match(error.stderr, /InvalidSignatureException/);
+    return true;
+  });
+  const ok = await cli(['list', '--access-key-id', ADMIN.accessKeyId, '--secret-access-key', ADMIN.secretAccessKey], { AWS_SECRET_ACCESS_KEY: 'ignored' });
+  assert.ok(Array.isArray((JSON.parse(ok.stdout) as { associations: unknown[] }).associations));
+});

@@ -1,0 +1,40 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createInput, validate } from '../../src/api/eks.js';
+import { associationArn, decodePageToken, encodePageToken, newAssociationId } from '../../src/associations/service.js';
+import { WireError } from '../../src/lib/errors.js';
+
+test('ids and ARNs have the EKS formats', () => {
+  for (let i = 0; i < 200; i++) assert.match(newAssociationId(), /^a-[a-z0-9]{17}$/);
+  assert.equal(associationArn('eu-west-1', '123456789012', 'prod', 'a-abc'), 'arn:aws:eks:eu-west-1:123456789012:podidentityassociation/prod/a-abc');
+});
+
+test('page tokens are opaque, and bound to their filters', () => {
+  const token = encodePageToken({ a: 'a-aaaaaaaaaaaaaaaaa', n: 'ns' });
+  assert.equal(decodePageToken(token, { namespace: 'ns' }).a, 'a-aaaaaaaaaaaaaaaaa');
+  assert.throws(() => decodePageToken(token, {}), (e: WireError) => e.code === 'InvalidParameterException');
+  assert.throws(() => decodePageToken('garbage', {}), (e: WireError) => e.code === 'InvalidParameterException');
+  assert.throws(() => decodePageToken(encodePageToken({ a: "x' OR 1=1" }), {}), (e: WireError) => e.code === 'InvalidParameterException');
+});
+
+test('validation names the field and follows the EKS rules', () => {
+  const base = { namespace: 'default', serviceAccount: 'my.sa-1', roleArn: 'arn:aws:iam::123456789012:role/path/to/Role_1' };
+  assert.deepEqual(validate(createInput, base), base);
+  assert.equal(validate(createInput, { ...base, roleArn: 'arn:aws-cn:iam::123456789012:role/r' }).roleArn, 'arn:aws-cn:iam::123456789012:role/r');
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ ...base, namespace: undefined }, /^namespace is required/],
+    [{ ...base, namespace: 'UPPER' }, /^namespace must be a DNS-1123 label/],
+    [{ ...base, namespace: 'a'.repeat(64) }, /^namespace must be at most 63/],
+    [{ ...base, serviceAccount: '-x' }, /^serviceAccount must be a DNS-1123 subdomain/],
+    [{ ...base, roleArn: 'arn:aws:iam::123:role/r' }, /^roleArn must be an IAM role ARN/],
+    [{ ...base, roleArn: 'arn:aws:iam::123456789012:user/u' }, /^roleArn/],
+    [{ ...base, targetRoleArn: 'nope' }, /^targetRoleArn/],
+    [{ ...base, tags: {} }, /^tags must have between 1 and 50/],
+    [{ ...base, tags: { ['k'.repeat(129)]: 'v' } }, /^tags tag key/],
+    [{ ...base, tags: { k: 'v'.repeat(257) } }, /^tags tag value/],
+    [{ ...base, policy: '[1]' }, /^policy must be a JSON policy document/],
+  ];
+  for (const [input, message] of cases) {
+    assert.throws(() => validate(createInput, input), (e: WireError) => e.code === 'InvalidParameterException' && message.test(e.message), JSON.stringify(input).slice(0, 80));
+  }
+});

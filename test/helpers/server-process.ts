@@ -1,7 +1,7 @@
 // Starts `pod-identity server` (the built CLI) as a real child process with a
 // config in a fresh temp dir, waits until /readyz answers, and always stops it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -33,10 +33,12 @@ export interface ServerProcess {
   child: ChildProcess;
   /** everything the process wrote to stderr so far */
   logs(): string;
-  /** SIGTERM and wait for exit */
+  /** SIGTERM, wait for exit, remove the temp dir (and the data in it) */
   stop(): Promise<number | null>;
-  /** SIGKILL and wait for exit */
+  /** SIGKILL and wait for exit; the data stays for a restart (remove() cleans up) */
   kill(): Promise<void>;
+  /** remove the temp dir */
+  remove(): void;
 }
 
 export interface ServerProcessOptions {
@@ -122,11 +124,17 @@ export async function startServerProcess(options: ServerProcessOptions = {}): Pr
     child,
     logs: () => stderr,
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      const code = await exited;
+      let code = child.exitCode;
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        code = await exited;
+      }
       process.off('exit', killOnExit);
+      rmSync(dir, { recursive: true, force: true });
       return code;
+    },
+    remove() {
+      rmSync(dir, { recursive: true, force: true });
     },
     async kill() {
       if (child.exitCode === null && child.signalCode === null) {

@@ -214,6 +214,7 @@ describe('durability', () => {
     } finally {
       again.destroy();
       await second.stop();
+      first.remove();
     }
   });
 

@@ -1,0 +1,44 @@
+// The AWS CLI (awscli from PyPI, in the peers' venv) manages associations on
+// our server with nothing but --endpoint-url.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { pythonPeersMissingReason, runAwsCli } from '../peers/python.js';
+import { requirePeer } from '../peers/require.js';
+import { ADMIN, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+
+const skip = requirePeer('aws cli', pythonPeersMissingReason);
+
+describe('aws eks … --endpoint-url', { skip }, () => {
+  let server: ServerProcess;
+  const env = () => ({ AWS_ACCESS_KEY_ID: ADMIN.accessKeyId, AWS_SECRET_ACCESS_KEY: ADMIN.secretAccessKey });
+  before(async () => {
+    server = await startServerProcess();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+
+  test('create-pod-identity-association and list-pod-identity-associations', async () => {
+    const created = await runAwsCli(
+      ['eks', 'create-pod-identity-association', '--endpoint-url', server.apiUrl, '--cluster-name', 'demo', '--namespace', 'billing', '--service-account', 'api', '--role-arn', 'arn:aws:iam::111122223333:role/billing', '--tags', 'team=billing', '--output', 'json'],
+      { env: env() },
+    );
+    const association = (JSON.parse(created.stdout) as { association: { associationId: string; namespace: string; tags: Record<string, string>; createdAt: string } }).association;
+    assert.match(association.associationId, /^a-[a-z0-9]{17}$/);
+    assert.equal(association.namespace, 'billing');
+    assert.deepEqual(association.tags, { team: 'billing' });
+    // AWS CLI v1 prints timestamps as the wire gave them: epoch seconds
+    assert.ok(Math.abs(Number(association.createdAt) - Date.now() / 1000) < 120, String(association.createdAt));
+
+    const listed = await runAwsCli(['eks', 'list-pod-identity-associations', '--endpoint-url', server.apiUrl, '--cluster-name', 'demo', '--output', 'json'], { env: env() });
+    const summaries = (JSON.parse(listed.stdout) as { associations: { associationId: string; serviceAccount: string }[] }).associations;
+    assert.deepEqual(summaries.map((s) => [s.associationId, s.serviceAccount]), [[association.associationId, 'api']]);
+
+    const duplicate = await runAwsCli(
+      ['eks', 'create-pod-identity-association', '--endpoint-url', server.apiUrl, '--cluster-name', 'demo', '--namespace', 'billing', '--service-account', 'api', '--role-arn', 'arn:aws:iam::111122223333:role/billing'],
+      { env: env(), allowFailure: true },
+    );
+    assert.notEqual(duplicate.code, 0);
+    assert.match(duplicate.stderr, /ResourceInUseException/);
+  });
+});

@@ -3,6 +3,12 @@
 import { Command } from 'commander';
 import { registerAssociationsCommand } from './associations.js';
 import { registerServerCommand } from './server.js';
+import { registerWebhookConfigCommand } from './webhook-config.js';
+import { registerIdentitiesCommand } from './identities.js';
+import { registerMigrateCommand } from './migrate.js';
+import { registerAgentCommand } from './agent.js';
+import { registerInitializeCommand } from './initialize.js';
+import { registerTrustPolicyCommand } from './trust-policy.js';
 
 // We run on Node 20 with pinned SDK versions; the SDK's advice to upgrade
 // Node would otherwise be printed by every command that makes an AWS call.
@@ -16,6 +22,12 @@ const program = new Command()
 
 registerServerCommand(program);
 registerAssociationsCommand(program);
+registerWebhookConfigCommand(program);
+registerIdentitiesCommand(program);
+registerMigrateCommand(program);
+registerAgentCommand(program);
+registerInitializeCommand(program);
+registerTrustPolicyCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   console.error(`pod-identity: ${(error as Error).message}`);

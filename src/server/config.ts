@@ -33,16 +33,20 @@ const cluster = z
     jwksUri: z.string().url().optional(),
     /** API access: TokenReview mode, and pod liveness checks in JWKS mode */
     kubeconfig: z.string().min(1).optional(),
-    /** verify tokens by TokenReview instead of locally, when a kubeconfig is given */
-    tokenReview: z.boolean().default(false),
+    /** true: verify by TokenReview; false: verify locally (the API server's JWKS when no jwksFile/jwksUri); unset: TokenReview when a kubeconfig is the only key source */
+    tokenReview: z.boolean().optional(),
     requireNodeBinding: z.boolean().default(false),
     /** IPv6 cluster: the webhook injects the fd00:ec2::23 URI */
     ipv6: z.boolean().default(false),
+    /** reconcile the cluster's PodIdentityAssociation resources (podidentity.dev) into the store; needs kubeconfig */
+    syncCrds: z.boolean().default(false),
   })
   .strict()
   .refine((c) => c.jwksFile || c.jwksUri || c.kubeconfig || c.issuer, {
     message: 'a cluster needs jwksFile, jwksUri, issuer (OIDC discovery) or kubeconfig',
-  });
+  })
+  .refine((c) => c.tokenReview !== true || c.kubeconfig, { message: 'tokenReview needs a kubeconfig', path: ['tokenReview'] })
+  .refine((c) => !c.syncCrds || c.kubeconfig, { message: 'syncCrds needs a kubeconfig', path: ['syncCrds'] });
 
 export const serverConfigSchema = z
   .object({
@@ -66,6 +70,8 @@ export const serverConfigSchema = z
         /** STS region; defaults to the server's region */
         region: z.string().min(1).optional(),
         durationSeconds: z.number().int().min(900).max(43200).default(3600),
+        /** local issuer: HMAC key file (hex) shared by replicas; default <dataDir>/local-issuer.key, made on first start */
+        localKeyFile: z.string().min(1).optional(),
       })
       .strict()
       .default({ type: 'local', durationSeconds: 3600 }),
@@ -76,9 +82,13 @@ export const serverConfigSchema = z
         /** inject AWS_REGION / AWS_DEFAULT_REGION into mutated pods */
         injectRegion: z.boolean().default(true),
         timeoutSeconds: z.number().int().min(1).max(30).default(10),
+        /** the cluster whose associations the webhook applies; defaults to the only configured cluster */
+        clusterName: clusterName.optional(),
+        /** extra DNS names / IPs for the generated serving certificate (e.g. pod-identity.pod-identity.svc) */
+        certHosts: z.array(z.string().min(1)).default([]),
       })
       .strict()
-      .default({ injectRegion: true, timeoutSeconds: 10 }),
+      .default({ injectRegion: true, timeoutSeconds: 10, certHosts: [] }),
     throttle: z
       .object({
         perCluster: rateLimit.optional(),
@@ -100,6 +110,9 @@ export const serverConfigSchema = z
       if (keys.has(k.accessKeyId)) ctx.addIssue({ code: 'custom', path: ['nodes'], message: `access key ${k.accessKeyId} is listed twice` });
       keys.add(k.accessKeyId);
     });
+    if (config.webhook.clusterName !== undefined && !names.has(config.webhook.clusterName)) {
+      ctx.addIssue({ code: 'custom', path: ['webhook', 'clusterName'], message: `"${config.webhook.clusterName}" is not one of the configured clusters` });
+    }
     if ((config.webhook.certFile === undefined) !== (config.webhook.keyFile === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['webhook', 'certFile'], message: 'webhook.certFile and webhook.keyFile go together' });
     }

@@ -20,6 +20,15 @@ function escapeXml(text: string): string {
   return text.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
 }
 
+/** The names STS itself gives these failures (the SDKs and the AWS CLI print them). */
+const STS_CODES: Partial<Record<WireError['code'], string>> = {
+  UnrecognizedClientException: 'InvalidClientTokenId',
+  InvalidSignatureException: 'SignatureDoesNotMatch',
+  ExpiredTokenException: 'ExpiredToken',
+  MissingAuthenticationTokenException: 'MissingAuthenticationToken',
+  IncompleteSignatureException: 'IncompleteSignature',
+};
+
 export function sendWireError(res: ServerResponse, error: WireError, requestId: string, protocol: ErrorProtocol = 'rest-json'): void {
   if (res.headersSent) {
     res.destroy();
@@ -27,7 +36,7 @@ export function sendWireError(res: ServerResponse, error: WireError, requestId: 
   }
   if (protocol === 'aws-query') {
     // STS: <ErrorResponse><Error><Type>Sender</Type><Code>…</Code><Message>…</Message></Error><RequestId>…</RequestId></ErrorResponse>
-    const code = error.code === 'UnrecognizedClientException' ? 'InvalidClientTokenId' : error.code === 'InvalidSignatureException' ? 'SignatureDoesNotMatch' : error.code;
+    const code = STS_CODES[error.code] ?? error.code;
     const type = error.status >= 500 ? 'Receiver' : 'Sender';
     const xml =
       '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">' +

@@ -1,0 +1,282 @@
+// The credential cache in front of the upstream; it is itself a
+// CredentialSource, so the handler is the same with the cache on or off.
+//
+// Policy (the numbers are options; defaults in brackets):
+// - Key: SHA-256 of the exact token. The token is kept in the entry only to
+//   refresh it; never a claim, never logged.
+// - One upstream call per key at a time: concurrent requests share it.
+// - Credentials are handed out only while they have more than `minRemaining`
+//   [15 min] left (or, for short-lived ones, until half their lifetime):
+//   botocore refreshes 15 min before expiry and asks on every call past that.
+//   Past that point a request waits up to `freshWait` [500 ms] for fresher
+//   ones; if upstream cannot give them, still-valid credentials are served.
+// - Background refresh at 40–50 % of the lifetime (jittered, so entries made
+//   together spread out), at most `maxRefreshQps` upstream calls a second.
+// - Entries nobody asked for in `idle` [60 min] are dropped, not refreshed;
+//   so are entries whose token expired. AccessDenied, InvalidToken,
+//   ExpiredToken and ResourceNotFound drop the entry at once.
+// - At most `maxSize` entries; the least recently used goes first.
+import { hash } from 'node:crypto';
+import { isWireError, WireError } from '../lib/errors.js';
+import type { CredentialSource, PodCredentials } from './credentials.js';
+import { readTokenExpiry } from './token.js';
+import { TokenBucket } from './token-bucket.js';
+
+export type EvictionReason = 'capacity' | 'idle' | 'token-expired' | 'upstream-denied';
+export type RefreshOutcome = 'ok' | 'error' | 'evicted';
+
+export interface CacheEvents {
+  hit?(): void;
+  miss?(): void;
+  /** valid but older credentials were served because upstream failed or was slow */
+  stale?(): void;
+  evicted?(reason: EvictionReason): void;
+  refreshed?(outcome: RefreshOutcome): void;
+}
+
+export interface CredentialCacheOptions {
+  upstream: CredentialSource;
+  maxSize: number;
+  /** background refreshes a second (--max-service-qps) */
+  maxRefreshQps: number;
+  now?: () => number;
+  random?: () => number;
+  /** ms; default 15 min */
+  minRemainingMs?: number;
+  /** ms an entry may go unrequested before it is dropped; default 60 min */
+  idleMs?: number;
+  /** ms a request for not-fresh-enough credentials waits for upstream before taking the valid ones; default 500 */
+  freshWaitMs?: number;
+  /** ms before a failed background refresh is tried again (jittered ×0.5–1.5); default 60 s */
+  retryMs?: number;
+  /** credentials with less than this left are not served even when upstream is down; default 15 s */
+  minValidMs?: number;
+  /** how often the background sweep runs; 0 = never by itself (tests call sweep()); default 1000 */
+  sweepIntervalMs?: number;
+  events?: CacheEvents;
+}
+
+const EVICTING_CODES = new Set(['AccessDeniedException', 'InvalidTokenException', 'ExpiredTokenException', 'ResourceNotFoundException']);
+
+/** Upstream answers that mean "these credentials must not be served again". */
+export function isEvictingError(error: unknown): boolean {
+  return isWireError(error) && EVICTING_CODES.has(error.code);
+}
+
+/** When to refresh in the background and until when to hand out, for credentials fetched at `now`. Pure. */
+export function schedule(now: number, expiresAt: number, minRemainingMs: number, random: number): { refreshAt: number; freshUntil: number } {
+  const lifetime = Math.max(0, expiresAt - now);
+  return {
+    refreshAt: now + lifetime * (0.5 - 0.1 * random),
+    freshUntil: Math.max(expiresAt - minRemainingMs, now + lifetime / 2),
+  };
+}
+
+interface Entry {
+  readonly key: string;
+  readonly token: string;
+  readonly tokenExpiresAt: number;
+  credentials: PodCredentials | undefined;
+  refreshAt: number;
+  freshUntil: number;
+  lastUsedAt: number;
+  inflight: Promise<PodCredentials> | undefined;
+}
+
+/** Touching the LRU order costs a Map delete+set; once a second per entry is enough. */
+const TOUCH_INTERVAL_MS = 1000;
+
+/** The cache key: SHA-256 of the exact token (one-shot hash: no Hash object per request). */
+export function tokenKey(token: string): string {
+  return hash('sha256', token, 'base64');
+}
+
+export class CredentialCache implements CredentialSource {
+  private readonly entries = new Map<string, Entry>();
+  private readonly upstream: CredentialSource;
+  private readonly maxSize: number;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly minRemainingMs: number;
+  private readonly idleMs: number;
+  private readonly freshWaitMs: number;
+  private readonly retryMs: number;
+  private readonly minValidMs: number;
+  private readonly refreshBudget: TokenBucket;
+  private readonly events: CacheEvents;
+  private readonly timer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
+
+  constructor(options: CredentialCacheOptions) {
+    if (!(options.maxSize >= 1)) throw new Error('the credential cache needs maxSize >= 1 (use the upstream directly to disable caching)');
+    this.upstream = options.upstream;
+    this.maxSize = options.maxSize;
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+    this.minRemainingMs = options.minRemainingMs ?? 15 * 60_000;
+    this.idleMs = options.idleMs ?? 60 * 60_000;
+    this.freshWaitMs = options.freshWaitMs ?? 500;
+    this.retryMs = options.retryMs ?? 60_000;
+    this.minValidMs = options.minValidMs ?? 15_000;
+    this.refreshBudget = new TokenBucket(options.maxRefreshQps, Math.max(1, options.maxRefreshQps), this.now);
+    this.events = options.events ?? {};
+    const interval = options.sweepIntervalMs ?? 1000;
+    if (interval > 0) {
+      this.timer = setInterval(() => {
+        // refreshInBackground settles every refresh, so a sweep does not fail
+        this.sweeping ??= this.sweep()
+          .catch(() => undefined)
+          .finally(() => {
+            this.sweeping = undefined;
+          });
+      }, interval);
+      this.timer.unref();
+    }
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  getCredentials(token: string): PodCredentials | Promise<PodCredentials> {
+    const key = tokenKey(token);
+    const now = this.now();
+    const entry = this.entries.get(key);
+    if (entry !== undefined) {
+      if (now >= entry.tokenExpiresAt) {
+        this.evict(entry, 'token-expired');
+        return Promise.reject(new WireError('ExpiredTokenException', 'Service account token has expired.'));
+      }
+      if (now - entry.lastUsedAt >= TOUCH_INTERVAL_MS) {
+        this.entries.delete(key);
+        this.entries.set(key, entry);
+      }
+      entry.lastUsedAt = now;
+      const credentials = entry.credentials;
+      if (credentials !== undefined && now < entry.freshUntil) {
+        this.events.hit?.();
+        return credentials;
+      }
+      this.events.miss?.();
+      return this.fetchForRequest(entry);
+    }
+    this.events.miss?.();
+    let tokenExpiresAt: number;
+    try {
+      tokenExpiresAt = readTokenExpiry(token, now);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const created: Entry = { key, token, tokenExpiresAt, credentials: undefined, refreshAt: Infinity, freshUntil: 0, lastUsedAt: now, inflight: undefined };
+    this.entries.set(key, created);
+    while (this.entries.size > this.maxSize) {
+      const oldest = this.entries.values().next().value as Entry;
+      this.evict(oldest, 'capacity');
+    }
+    return this.fetchForRequest(created);
+  }
+
+  /**
+   * Refreshes what is due (oldest first, within the refresh budget) and drops
+   * idle or dead entries. Runs on its own every `sweepIntervalMs`; tests call it.
+   */
+  async sweep(): Promise<void> {
+    const now = this.now();
+    const due: Entry[] = [];
+    for (const entry of this.entries.values()) {
+      if (now >= entry.tokenExpiresAt) this.evict(entry, 'token-expired');
+      else if (now - entry.lastUsedAt >= this.idleMs) this.evict(entry, 'idle');
+      else if (entry.inflight === undefined && entry.credentials !== undefined && now >= entry.refreshAt) due.push(entry);
+    }
+    due.sort((a, b) => a.refreshAt - b.refreshAt);
+    const started: Promise<void>[] = [];
+    for (const entry of due) {
+      if (!this.refreshBudget.take()) break;
+      started.push(this.refreshInBackground(entry));
+    }
+    await Promise.all(started);
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.entries.clear();
+  }
+
+  private async fetchForRequest(entry: Entry): Promise<PodCredentials> {
+    const fetching = (entry.inflight ??= this.fetch(entry));
+    const held = entry.credentials;
+    if (held === undefined || !this.isValid(held)) return fetching;
+    // Fresher credentials are wanted but valid ones are at hand: wait a little
+    // for upstream, then serve what we have (the fetch goes on regardless).
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), this.freshWaitMs);
+    });
+    try {
+      const fresh = await Promise.race([fetching, waited]);
+      if (fresh !== undefined) return fresh;
+    } catch (error) {
+      if (isEvictingError(error)) throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (entry.credentials !== undefined && this.isValid(entry.credentials)) {
+      this.events.stale?.();
+      return entry.credentials;
+    }
+    return fetching;
+  }
+
+  private isValid(credentials: PodCredentials): boolean {
+    return credentials.expiresAt - this.now() > this.minValidMs;
+  }
+
+  /** One upstream call for the entry; its outcome updates or drops the entry. */
+  private async fetch(entry: Entry): Promise<PodCredentials> {
+    try {
+      const credentials = await this.upstream.getCredentials(entry.token);
+      this.store(entry, credentials);
+      return credentials;
+    } catch (error) {
+      if (isEvictingError(error)) this.evict(entry, 'upstream-denied');
+      else if (entry.credentials === undefined) this.remove(entry);
+      throw error;
+    } finally {
+      entry.inflight = undefined;
+    }
+  }
+
+  private async refreshInBackground(entry: Entry): Promise<void> {
+    const fetching = (entry.inflight = this.fetch(entry));
+    try {
+      await fetching;
+      this.events.refreshed?.('ok');
+    } catch (error) {
+      if (isEvictingError(error)) {
+        this.events.refreshed?.('evicted');
+        return;
+      }
+      this.events.refreshed?.('error');
+      entry.refreshAt = this.now() + this.retryMs * (0.5 + this.random());
+    }
+  }
+
+  private store(entry: Entry, credentials: PodCredentials): void {
+    const now = this.now();
+    const { refreshAt, freshUntil } = schedule(now, credentials.expiresAt, this.minRemainingMs, this.random());
+    entry.credentials = credentials;
+    entry.refreshAt = refreshAt;
+    entry.freshUntil = freshUntil;
+  }
+
+  private evict(entry: Entry, reason: EvictionReason): void {
+    if (this.remove(entry)) this.events.evicted?.(reason);
+  }
+
+  /** Removes the entry if it is still the one cached under its key. */
+  private remove(entry: Entry): boolean {
+    if (this.entries.get(entry.key) !== entry) return false;
+    this.entries.delete(entry.key);
+    return true;
+  }
+}

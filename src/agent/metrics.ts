@@ -1,0 +1,97 @@
+// The agent's Prometheus metrics, and the event hooks that feed them into the
+// cache, the upstream and the handler.
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { CacheEvents } from './cache.js';
+import type { UpstreamEvents } from './upstream.js';
+
+export interface ResponseCounter {
+  /** counts one response with this HTTP status */
+  count(status: number): void;
+}
+
+export interface AgentMetrics {
+  responses: ResponseCounter;
+  cache: CacheEvents;
+  upstream: UpstreamEvents;
+  /** reports the number of cached entries when scraped */
+  watchCacheSize(size: () => number): void;
+}
+
+export function createAgentMetrics(registry: Registry): AgentMetrics {
+  const registers = [registry];
+  // The two counters touched by every request are plain numbers, handed to
+  // prom-client when scraped (a labelled inc() hashes its labels each time).
+  const unreportedByStatus = new Float64Array(600);
+  let unreportedHits = 0;
+  new Counter({
+    name: 'pod_identity_agent_responses_total',
+    help: 'Responses of the credentials endpoint by HTTP status',
+    labelNames: ['code'],
+    registers,
+    collect() {
+      for (let status = 100; status < unreportedByStatus.length; status++) {
+        const n = unreportedByStatus[status]!;
+        if (n === 0) continue;
+        this.inc({ code: String(status) }, n);
+        unreportedByStatus[status] = 0;
+      }
+    },
+  });
+  new Counter({
+    name: 'pod_identity_agent_cache_hits_total',
+    help: 'Requests answered from the cache',
+    registers,
+    collect() {
+      if (unreportedHits === 0) return;
+      this.inc(unreportedHits);
+      unreportedHits = 0;
+    },
+  });
+  const misses = new Counter({ name: 'pod_identity_agent_cache_misses_total', help: 'Requests that needed an upstream call', registers });
+  const stale = new Counter({ name: 'pod_identity_agent_cache_stale_served_total', help: 'Requests served older, still valid credentials because upstream failed or was slow', registers });
+  const evictions = new Counter({ name: 'pod_identity_agent_cache_evictions_total', help: 'Cache entries dropped, by reason', labelNames: ['reason'], registers });
+  const refreshes = new Counter({ name: 'pod_identity_agent_cache_refreshes_total', help: 'Background refreshes, by outcome', labelNames: ['outcome'], registers });
+  const upstreamLatency = new Histogram({
+    name: 'pod_identity_agent_upstream_request_duration_seconds',
+    help: 'EKS Auth call latency per attempt, by outcome',
+    labelNames: ['outcome'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+    registers,
+  });
+  const upstreamErrors = new Counter({ name: 'pod_identity_agent_upstream_errors_total', help: 'Failed EKS Auth attempts, by error code (timeout, network or the EKS Auth error type)', labelNames: ['code'], registers });
+  let cacheSize = () => 0;
+  new Gauge({
+    name: 'pod_identity_agent_cache_entries',
+    help: 'Credentials currently cached',
+    registers,
+    collect() {
+      this.set(cacheSize());
+    },
+  });
+
+  return {
+    responses: {
+      count(status) {
+        if (status >= 100 && status < unreportedByStatus.length) unreportedByStatus[status]!++;
+      },
+    },
+    cache: {
+      hit: () => {
+        unreportedHits++;
+      },
+      miss: () => misses.inc(),
+      stale: () => stale.inc(),
+      evicted: (reason) => evictions.inc({ reason }),
+      refreshed: (outcome) => refreshes.inc({ outcome }),
+    },
+    upstream: {
+      attempt(outcome, seconds) {
+        upstreamLatency.observe({ outcome }, seconds);
+        if (outcome !== 'ok') upstreamErrors.inc({ code: outcome });
+      },
+    },
+    watchCacheSize(size) {
+      cacheSize = size;
+    },
+  };
+}

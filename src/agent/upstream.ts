@@ -1,0 +1,243 @@
+// The agent's upstream: EKS Auth `AssumeRoleForPodIdentity`, a SigV4-signed
+// (`eks-auth`) POST /clusters/{name}/assume-role-for-pod-identity. Signing keys
+// come from a credential provider (the AWS default chain in production, as
+// the AWS agent does). Connections are kept alive; every attempt has a
+// deadline; throttling, 5xx and network failures are retried with jittered
+// exponential backoff, nothing else is.
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+import { WireError, type WireErrorCode } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { signRequest } from '../lib/sigv4.js';
+import type { CredentialSource, PodCredentials } from './credentials.js';
+import { readTokenExpiry } from './token.js';
+
+export interface UpstreamEvents {
+  /** one call per HTTP attempt; `outcome` is `ok`, the EKS Auth error code, `timeout` or `network` */
+  attempt?(outcome: string, seconds: number): void;
+}
+
+export interface EksAuthUpstreamOptions {
+  /** base URL of EKS Auth; default https://eks-auth.{region}.api.aws */
+  endpoint?: string;
+  clusterName: string;
+  /** signing region */
+  region: string;
+  /** signing keys; the CLI passes the AWS default chain */
+  credentials: AwsCredentialIdentityProvider;
+  /** sent as eksNodeName so the server can check the token's node binding */
+  nodeName?: string;
+  /** deadline of one attempt, connect included (default 2000 ms) */
+  timeoutMs?: number;
+  /** attempts in all, first one included (default 3) */
+  maxAttempts?: number;
+  /** backoff before retry n is random in [0, min(cap, base·2^(n-1))) */
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+  now?: () => number;
+  random?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+  logger?: Logger;
+  events?: UpstreamEvents;
+}
+
+/** Error codes of the EKS Auth model (and SigV4 failures), kept as the upstream said them. */
+const KNOWN_CODES = new Set<WireErrorCode>([
+  'AccessDeniedException',
+  'ExpiredTokenException',
+  'InvalidParameterException',
+  'InvalidRequestException',
+  'InvalidTokenException',
+  'ResourceNotFoundException',
+  'ThrottlingException',
+  'InternalServerException',
+  'ServiceUnavailableException',
+  'UnrecognizedClientException',
+  'InvalidSignatureException',
+  'IncompleteSignatureException',
+  'MissingAuthenticationTokenException',
+]);
+
+const MAX_RESPONSE_BYTES = 64 * 1024;
+
+type Attempt =
+  | { ok: true; credentials: PodCredentials }
+  | { ok: false; error: WireError; retryable: boolean; outcome: string };
+
+interface RawResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+export function defaultEndpoint(region: string): string {
+  return `https://eks-auth.${region}.api.aws`;
+}
+
+export class EksAuthUpstream implements CredentialSource {
+  private readonly url: URL;
+  private readonly agent: HttpAgent;
+  private readonly send: typeof httpRequest;
+  private readonly timeoutMs: number;
+  private readonly maxAttempts: number;
+  private readonly backoffBaseMs: number;
+  private readonly backoffCapMs: number;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
+
+  constructor(private readonly options: EksAuthUpstreamOptions) {
+    const base = (options.endpoint ?? defaultEndpoint(options.region)).replace(/\/+$/, '');
+    this.url = new URL(`${base}/clusters/${encodeURIComponent(options.clusterName)}/assume-role-for-pod-identity`);
+    if (this.url.protocol !== 'http:' && this.url.protocol !== 'https:') throw new Error(`EKS Auth endpoint must be http(s): ${base}`);
+    const https = this.url.protocol === 'https:';
+    // Idle sockets are dropped before a typical server's 5 s keep-alive, so a
+    // reused socket is rarely one the server is closing.
+    const agentOptions = { keepAlive: true, maxSockets: 64, maxFreeSockets: 16, timeout: 4000, scheduling: 'lifo' as const };
+    this.agent = https ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
+    this.send = https ? httpsRequest : httpRequest;
+    this.timeoutMs = options.timeoutMs ?? 2000;
+    this.maxAttempts = Math.max(1, options.maxAttempts ?? 3);
+    this.backoffBaseMs = options.backoffBaseMs ?? 100;
+    this.backoffCapMs = options.backoffCapMs ?? 1000;
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+  }
+
+  async getCredentials(token: string): Promise<PodCredentials> {
+    readTokenExpiry(token, this.now());
+    const body = JSON.stringify(this.options.nodeName ? { token, eksNodeName: this.options.nodeName } : { token });
+    let signingKeys: AwsCredentialIdentity;
+    try {
+      signingKeys = await this.options.credentials();
+    } catch (error) {
+      this.options.logger?.error({ err: error }, 'no AWS credentials to sign EKS Auth calls with (AWS default chain)');
+      throw new WireError('InternalServerException', 'The agent has no AWS credentials to call EKS Auth with.', { cause: error });
+    }
+    for (let attempt = 1; ; attempt++) {
+      const started = performance.now();
+      const result = await this.attempt(body, signingKeys);
+      const seconds = (performance.now() - started) / 1000;
+      this.options.events?.attempt?.(result.ok ? 'ok' : result.outcome, seconds);
+      if (result.ok) return result.credentials;
+      if (!result.retryable || attempt >= this.maxAttempts) {
+        this.options.logger?.warn({ outcome: result.outcome, status: result.error.status, attempts: attempt }, 'EKS Auth call failed');
+        throw result.error;
+      }
+      await this.sleep(this.random() * Math.min(this.backoffCapMs, this.backoffBaseMs * 2 ** (attempt - 1)));
+    }
+  }
+
+  /** Closes kept-alive connections. */
+  close(): void {
+    this.agent.destroy();
+  }
+
+  private async attempt(body: string, signingKeys: AwsCredentialIdentity): Promise<Attempt> {
+    let response: RawResponse;
+    try {
+      const headers = await signRequest(
+        { method: 'POST', url: this.url, headers: { 'content-type': 'application/json' }, body },
+        { credentials: signingKeys, region: this.options.region, service: 'eks-auth' },
+      );
+      response = await this.post(headers, body);
+    } catch (error) {
+      const timedOut = (error as Error).name === 'AbortError' || (error as Error).name === 'TimeoutError';
+      const detail = timedOut ? `no answer within ${this.timeoutMs} ms` : ((error as NodeJS.ErrnoException).code ?? (error as Error).message);
+      return {
+        ok: false,
+        retryable: true,
+        outcome: timedOut ? 'timeout' : 'network',
+        error: new WireError('ServiceUnavailableException', `EKS Auth is unreachable: ${detail}.`, { cause: error }),
+      };
+    }
+    if (response.status === 200) {
+      const credentials = parseAssumeRoleResponse(response.body);
+      if (credentials) return { ok: true, credentials };
+      return { ok: false, retryable: false, outcome: 'malformed', error: new WireError('InternalServerException', 'EKS Auth returned a response the agent cannot read.') };
+    }
+    const error = parseErrorResponse(response);
+    return { ok: false, retryable: response.status === 429 || response.status >= 500, outcome: error.code, error };
+  }
+
+  private post(headers: Record<string, string>, body: string): Promise<RawResponse> {
+    return new Promise((resolve, reject) => {
+      const req = this.send(
+        this.url,
+        { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: this.agent, signal: AbortSignal.timeout(this.timeoutMs) },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (chunk: Buffer) => {
+            size += chunk.length;
+            if (size > MAX_RESPONSE_BYTES) {
+              req.destroy(new Error(`EKS Auth response exceeds ${MAX_RESPONSE_BYTES} bytes`));
+              return;
+            }
+            chunks.push(chunk);
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+}
+
+/** Reads a 200 answer (DESIGN §3.2); undefined when a member is missing or malformed. */
+export function parseAssumeRoleResponse(body: Buffer): PodCredentials | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const response = parsed as {
+    credentials?: { accessKeyId?: unknown; secretAccessKey?: unknown; sessionToken?: unknown; expiration?: unknown };
+    assumedRoleUser?: { arn?: unknown };
+  };
+  const c = response?.credentials;
+  const arn = response?.assumedRoleUser?.arn;
+  if (!c || typeof c.accessKeyId !== 'string' || typeof c.secretAccessKey !== 'string' || typeof c.sessionToken !== 'string' || typeof arn !== 'string') {
+    return undefined;
+  }
+  // restJson1 timestamps are epoch seconds; an ISO string is tolerated.
+  const expiresAt = typeof c.expiration === 'number' ? c.expiration * 1000 : typeof c.expiration === 'string' ? Date.parse(c.expiration) : NaN;
+  const accountId = arn.split(':')[4] ?? '';
+  if (!Number.isFinite(expiresAt) || !/^\d{12}$/.test(accountId)) return undefined;
+  return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken, accountId, expiresAt };
+}
+
+/** An EKS Auth error answer as a WireError with the upstream's status and code. */
+export function parseErrorResponse(response: RawResponse): WireError {
+  let code: string | undefined;
+  let message: string | undefined;
+  const header = response.headers['x-amzn-errortype'];
+  if (typeof header === 'string') code = header;
+  try {
+    const body = JSON.parse(response.body.toString('utf8')) as { __type?: unknown; code?: unknown; message?: unknown; Message?: unknown };
+    if (code === undefined && typeof body.__type === 'string') code = body.__type;
+    if (code === undefined && typeof body.code === 'string') code = body.code;
+    const m = body.message ?? body.Message;
+    if (typeof m === 'string') message = m;
+  } catch {
+    // not JSON: the status decides
+  }
+  // "aws.protocoltests#Name:http://…" → "Name"
+  const name = code?.split(':')[0]?.split('#').pop();
+  const known = name !== undefined && KNOWN_CODES.has(name as WireErrorCode) ? (name as WireErrorCode) : codeForStatus(response.status);
+  return new WireError(known, message ?? `EKS Auth answered HTTP ${response.status}.`, { status: response.status });
+}
+
+function codeForStatus(status: number): WireErrorCode {
+  if (status === 429) return 'ThrottlingException';
+  if (status === 503) return 'ServiceUnavailableException';
+  if (status >= 500) return 'InternalServerException';
+  if (status === 404) return 'ResourceNotFoundException';
+  if (status === 403) return 'AccessDeniedException';
+  return 'InvalidRequestException';
+}

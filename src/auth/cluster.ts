@@ -1,0 +1,76 @@
+// How one configured cluster's tokens are verified: the mode follows from its
+// config (pure), and the verifier is assembled from keys, TokenReview and the
+// pod liveness check accordingly.
+import type { Logger } from '../lib/logger.js';
+import type { ClusterConfig } from '../server/config.js';
+import { jwksFromApiServer, jwksFromDiscovery, jwksFromFile, jwksFromUri } from './jwks-sources.js';
+import { KeySet } from './keys.js';
+import { kubeClientFromKubeconfig, type KubeClient } from './kube-api.js';
+import { podLivenessCheck } from './liveness.js';
+import { clusterArn } from './session.js';
+import { JwksTokenVerifier, TokenReviewVerifier, withRevocation, type TokenVerifier } from './verifier.js';
+
+export type VerificationMode = 'jwks-file' | 'jwks-uri' | 'api-server-jwks' | 'oidc-discovery' | 'token-review';
+
+/**
+ * tokenReview: true → TokenReview; else the first of jwksFile, jwksUri; a
+ * kubeconfig alone means TokenReview unless tokenReview is false (then the API
+ * server's own JWKS); an issuer alone means OIDC discovery.
+ */
+export function verificationMode(cluster: Pick<ClusterConfig, 'tokenReview' | 'jwksFile' | 'jwksUri' | 'kubeconfig' | 'issuer'>): VerificationMode {
+  if (cluster.tokenReview === true && cluster.kubeconfig) return 'token-review';
+  if (cluster.jwksFile) return 'jwks-file';
+  if (cluster.jwksUri) return 'jwks-uri';
+  if (cluster.kubeconfig) return cluster.tokenReview === false ? 'api-server-jwks' : 'token-review';
+  if (cluster.issuer) return 'oidc-discovery';
+  throw new Error(`cluster ${cluster.issuer ?? ''}: no way to verify tokens`);
+}
+
+export interface ClusterAuth {
+  name: string;
+  arn: string;
+  mode: VerificationMode;
+  /** whether deleted pods are noticed (TokenReview, or a kubeconfig for liveness checks) */
+  revocation: boolean;
+  requireNodeBinding: boolean;
+  verifier: TokenVerifier;
+  /** loads the keys ahead of the first request */
+  warmUp(): Promise<void>;
+  close(): void;
+}
+
+export interface ClusterAuthOptions {
+  region: string;
+  accountId: string;
+  logger: Logger;
+  now?: () => number;
+  /** how long a pod is believed alive / a TokenReview is remembered (default 20 s) */
+  revocationTtlMs?: number;
+}
+
+export function createClusterAuth(cluster: ClusterConfig, options: ClusterAuthOptions): ClusterAuth {
+  const mode = verificationMode(cluster);
+  const logger = options.logger.child({ cluster: cluster.name });
+  const kube: KubeClient | undefined = cluster.kubeconfig ? kubeClientFromKubeconfig(cluster.kubeconfig) : undefined;
+  const base = { name: cluster.name, arn: clusterArn(options.region, options.accountId, cluster.name), mode, requireNodeBinding: cluster.requireNodeBinding };
+  const close = () => kube?.close();
+
+  if (mode === 'token-review') {
+    const verifier = new TokenReviewVerifier({ kube: kube!, issuer: cluster.issuer, logger, now: options.now, reviewTtlMs: options.revocationTtlMs });
+    return { ...base, revocation: true, verifier, warmUp: async () => undefined, close };
+  }
+
+  const [fetchJwks, describe] =
+    mode === 'jwks-file'
+      ? [jwksFromFile(cluster.jwksFile!), `jwksFile ${cluster.jwksFile}`]
+      : mode === 'jwks-uri'
+        ? [jwksFromUri(cluster.jwksUri!), `jwksUri ${cluster.jwksUri}`]
+        : mode === 'api-server-jwks'
+          ? [jwksFromApiServer(kube!), `${kube!.server}/openid/v1/jwks`]
+          : [jwksFromDiscovery(cluster.issuer!), `OIDC discovery of ${cluster.issuer}`];
+  // A file is cheap to re-read: follow rotation quickly.
+  const keys = new KeySet({ fetchJwks, describe, logger, now: options.now, cooldownMs: mode === 'jwks-file' ? 2_000 : 5_000 });
+  const local = new JwksTokenVerifier({ keys, issuer: cluster.issuer, now: options.now });
+  const verifier = kube ? withRevocation(local, podLivenessCheck({ kube, logger, now: options.now, aliveTtlMs: options.revocationTtlMs })) : local;
+  return { ...base, revocation: kube !== undefined, verifier, warmUp: () => keys.warmUp(), close };
+}

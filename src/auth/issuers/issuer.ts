@@ -1,0 +1,33 @@
+// The credential issuer interface: what EKS Auth asks for once a token is
+// verified and its association found, and what comes back. Implementations:
+// sts.ts (real AWS STS AssumeRole, or moto/LocalStack) and local.ts (minted
+// here, for development).
+import type { Association } from '../../associations/types.js';
+import type { SessionTag } from '../session.js';
+
+export interface IssueRequest {
+  association: Association;
+  /** `eks-<cluster>-<pod>-<uuid>`, already cut to STS's rules */
+  sessionName: string;
+  /** the six transitive tags, or undefined when the association disables session tags */
+  tags?: SessionTag[];
+}
+
+export interface IssuedCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+  expiration: Date;
+  assumedRoleUser: {
+    /** arn:aws:sts::<account>:assumed-role/<role-name>/<session> */
+    arn: string;
+    /** <role id>:<session> */
+    assumeRoleId: string;
+  };
+}
+
+export interface CredentialIssuer {
+  /** Throws WireError: AccessDeniedException, ThrottlingException, ServiceUnavailableException, InternalServerException. */
+  issue(request: IssueRequest): Promise<IssuedCredentials>;
+  close(): void;
+}

@@ -1,0 +1,130 @@
+// The aws-sts issuer: AWS STS AssumeRole with the server's own AWS principal
+// (the default credential chain), the six transitive session tags, the
+// association's session policy, and targetRoleArn chaining (a second
+// AssumeRole with the first session's credentials and the association's
+// externalId, at most one hour). stsEndpoint/region overrides make moto,
+// LocalStack or MinIO work. STS failures map to the EKS Auth error names.
+import { AssumeRoleCommand, STSClient, type AssumeRoleCommandInput, type Credentials } from '@aws-sdk/client-sts';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+import { WireError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
+import { MAX_CHAINED_SECONDS, SESSION_TAG_KEYS } from '../session.js';
+import type { CredentialIssuer, IssuedCredentials, IssueRequest } from './issuer.js';
+
+export interface StsIssuerOptions {
+  region: string;
+  /** e.g. http://127.0.0.1:5000 (moto) */
+  endpoint?: string;
+  durationSeconds: number;
+  /** the server's own principal; the SDK's default chain when absent */
+  credentials?: AwsCredentialIdentity | AwsCredentialIdentityProvider;
+  logger: Logger;
+}
+
+/** The first hop of a chain only lives long enough to make the second call. */
+const FIRST_HOP_SECONDS = 900;
+
+const THROTTLED = new Set(['Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'TooManyRequestsException', 'SlowDown']);
+const DENIED = new Set(['AccessDenied', 'AccessDeniedException', 'RegionDisabledException']);
+const BAD_REQUEST = new Set(['MalformedPolicyDocument', 'MalformedPolicyDocumentException', 'PackedPolicyTooLarge', 'PackedPolicyTooLargeException', 'ValidationError', 'InvalidParameterValue']);
+const UNAVAILABLE = new Set(['ServiceUnavailable', 'ServiceUnavailableException', 'InternalFailure', 'InternalError', 'TimeoutError', 'RequestTimeout', 'RequestTimeoutException']);
+
+interface SdkError {
+  name?: string;
+  code?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+/** STS's answer as an EKS Auth error: what the caller may learn, nothing of the server's own credentials. */
+export function mapStsError(error: unknown, roleArn: string): WireError {
+  const e = (error ?? {}) as SdkError;
+  const name = e.name ?? '';
+  const status = e.$metadata?.httpStatusCode;
+  if (THROTTLED.has(name) || status === 429) return new WireError('ThrottlingException', 'STS is throttling AssumeRole; retry later.');
+  if (DENIED.has(name)) {
+    return new WireError('AccessDeniedException', `STS denied AssumeRole on ${roleArn}: does the role trust this server's principal (see pod-identity trust-policy)?`, { status: 400 });
+  }
+  if (BAD_REQUEST.has(name)) return new WireError('InvalidRequestException', `STS refused AssumeRole on ${roleArn} (${name}).`);
+  if (UNAVAILABLE.has(name) || (status !== undefined && status >= 500) || (status === undefined && (e.code !== undefined || name === 'Error' || name === 'AbortError'))) {
+    return new WireError('ServiceUnavailableException', 'STS is unavailable; retry later.');
+  }
+  return new WireError('InternalServerException', 'The credential issuer failed.');
+}
+
+function complete(credentials: Credentials | undefined): credentials is Required<Pick<Credentials, 'AccessKeyId' | 'SecretAccessKey' | 'SessionToken' | 'Expiration'>> {
+  return !!credentials?.AccessKeyId && !!credentials.SecretAccessKey && !!credentials.SessionToken && !!credentials.Expiration;
+}
+
+export class StsIssuer implements CredentialIssuer {
+  private readonly client: STSClient;
+
+  constructor(private readonly options: StsIssuerOptions) {
+    this.client = this.makeClient(options.credentials);
+  }
+
+  private makeClient(credentials: StsIssuerOptions['credentials']): STSClient {
+    return new STSClient({
+      region: this.options.region,
+      ...(this.options.endpoint && { endpoint: this.options.endpoint }),
+      ...(credentials && { credentials }),
+      // The agent gives up after 1 s: one retry at most, short timeouts.
+      maxAttempts: 2,
+      requestHandler: { connectionTimeout: 1_000, requestTimeout: 3_000 },
+    });
+  }
+
+  async issue({ association, sessionName, tags }: IssueRequest): Promise<IssuedCredentials> {
+    const chained = association.targetRoleArn !== undefined;
+    const first: AssumeRoleCommandInput = {
+      RoleArn: association.roleArn,
+      RoleSessionName: sessionName,
+      DurationSeconds: chained ? FIRST_HOP_SECONDS : this.options.durationSeconds,
+      ...(tags && { Tags: tags, TransitiveTagKeys: [...SESSION_TAG_KEYS] }),
+      ...(!chained && association.policy && { Policy: association.policy }),
+    };
+    let answer = await this.assumeRole(this.client, first);
+    if (chained) {
+      const hop = answer.Credentials!;
+      const chainClient = this.makeClient({ accessKeyId: hop.AccessKeyId!, secretAccessKey: hop.SecretAccessKey!, sessionToken: hop.SessionToken! });
+      try {
+        // Transitive tags travel with the session; setting them again would be refused.
+        answer = await this.assumeRole(chainClient, {
+          RoleArn: association.targetRoleArn!,
+          RoleSessionName: sessionName,
+          DurationSeconds: Math.min(this.options.durationSeconds, MAX_CHAINED_SECONDS),
+          ...(association.externalId && { ExternalId: association.externalId }),
+          ...(association.policy && { Policy: association.policy }),
+        });
+      } finally {
+        chainClient.destroy();
+      }
+    }
+    const credentials = answer.Credentials!;
+    return {
+      accessKeyId: credentials.AccessKeyId!,
+      secretAccessKey: credentials.SecretAccessKey!,
+      sessionToken: credentials.SessionToken!,
+      expiration: credentials.Expiration!,
+      assumedRoleUser: { arn: answer.AssumedRoleUser!.Arn!, assumeRoleId: answer.AssumedRoleUser!.AssumedRoleId! },
+    };
+  }
+
+  private async assumeRole(client: STSClient, input: AssumeRoleCommandInput) {
+    let answer;
+    try {
+      answer = await client.send(new AssumeRoleCommand(input));
+    } catch (error) {
+      const wire = mapStsError(error, input.RoleArn!);
+      this.options.logger.warn({ roleArn: input.RoleArn, stsError: (error as SdkError).name, status: (error as SdkError).$metadata?.httpStatusCode, answer: wire.code }, 'STS AssumeRole failed');
+      throw wire;
+    }
+    if (!complete(answer.Credentials) || !answer.AssumedRoleUser?.Arn || !answer.AssumedRoleUser.AssumedRoleId) {
+      throw new WireError('InternalServerException', 'STS answered without credentials.');
+    }
+    return answer;
+  }
+
+  close(): void {
+    this.client.destroy();
+  }
+}

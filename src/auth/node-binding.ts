@@ -1,0 +1,24 @@
+// Node binding, which EKS does not have: a node may only exchange tokens of
+// pods scheduled on it. The token's node claim (Kubernetes 1.30+) and the
+// request's eksNodeName must agree when both are present; a cluster with
+// requireNodeBinding insists on both.
+import { WireError } from '../lib/errors.js';
+import { invalidToken } from './claims.js';
+
+export interface NodeBindingInput {
+  /** the token's kubernetes.io node name claim */
+  tokenNode?: string;
+  /** eksNodeName from the request */
+  requestNode?: string;
+  required: boolean;
+}
+
+export function checkNodeBinding({ tokenNode, requestNode, required }: NodeBindingInput): void {
+  if (required) {
+    if (requestNode === undefined) throw new WireError('InvalidRequestException', 'This cluster requires node binding: the request must name eksNodeName.');
+    if (tokenNode === undefined) throw invalidToken('token is not bound to a node (the cluster requires node binding)');
+  }
+  if (tokenNode !== undefined && requestNode !== undefined && tokenNode !== requestNode) {
+    throw new WireError('AccessDeniedException', `The token's pod runs on another node than ${requestNode}.`, { status: 400 });
+  }
+}

@@ -1,0 +1,68 @@
+// What a role session looks like (DESIGN §3.6), as pure functions: the session
+// name STS accepts, the six transitive session tags, and the ARNs the agent
+// and the SDKs parse.
+import type { Association } from '../associations/types.js';
+import type { PodIdentityClaims } from './claims.js';
+
+export const MAX_SESSION_NAME = 64;
+/** Chained role sessions (role → targetRole) last at most one hour. */
+export const MAX_CHAINED_SECONDS = 3600;
+
+export interface SessionTag {
+  Key: string;
+  Value: string;
+}
+
+export const SESSION_TAG_KEYS = [
+  'eks-cluster-arn',
+  'eks-cluster-name',
+  'kubernetes-namespace',
+  'kubernetes-service-account',
+  'kubernetes-pod-name',
+  'kubernetes-pod-uid',
+] as const;
+
+/** `eks-<cluster>-<pod>-<uuid>`, characters outside STS's [\w+=,.@-] replaced by "-", cut to 64. */
+export function roleSessionName(clusterName: string, podName: string, uuid: string): string {
+  return `eks-${clusterName}-${podName}-${uuid}`.replace(/[^\w+=,.@-]/g, '-').slice(0, MAX_SESSION_NAME);
+}
+
+/** STS tag values allow letters, digits, spaces and _.:/=+-@, up to 256 characters. */
+function tagValue(value: string): string {
+  return value.replace(/[^\p{L}\p{Z}\p{N}_.:/=+\-@]/gu, '-').slice(0, 256);
+}
+
+export function sessionTags(clusterArn: string, clusterName: string, claims: PodIdentityClaims): SessionTag[] {
+  const values = [clusterArn, clusterName, claims.namespace, claims.serviceAccount, claims.podName, claims.podUid];
+  return SESSION_TAG_KEYS.map((Key, i) => ({ Key, Value: tagValue(values[i]!) }));
+}
+
+export function clusterArn(region: string, accountId: string, clusterName: string): string {
+  return `arn:aws:eks:${region}:${accountId}:cluster/${clusterName}`;
+}
+
+const ROLE_ARN = /^arn:(aws[a-z-]*):iam::(\d{12}):role\/(?:.*\/)?([\w+=,.@-]{1,64})$/;
+
+export interface RoleParts {
+  partition: string;
+  accountId: string;
+  /** the name without its path */
+  roleName: string;
+}
+
+export function parseRoleArn(arn: string): RoleParts | undefined {
+  const m = ROLE_ARN.exec(arn);
+  return m ? { partition: m[1]!, accountId: m[2]!, roleName: m[3]! } : undefined;
+}
+
+/** `arn:aws:sts::<account>:assumed-role/<role-name>/<session>`, the ARN STS gives a role session. */
+export function assumedRoleArn(roleArn: string, sessionName: string): string {
+  const role = parseRoleArn(roleArn);
+  if (!role) throw new Error(`not a role ARN: ${roleArn}`);
+  return `arn:${role.partition}:sts::${role.accountId}:assumed-role/${role.roleName}/${sessionName}`;
+}
+
+/** The role the credentials are finally for: targetRoleArn when chaining, else roleArn. */
+export function effectiveRoleArn(association: Association): string {
+  return association.targetRoleArn ?? association.roleArn;
+}

@@ -1,0 +1,64 @@
+// Assembles EKS Auth from the server config: one verifier per cluster, the
+// association resolver over the shared store, the configured credential
+// issuer, throttles and the audit log. server.ts composes its routes from
+// what this returns.
+import { join } from 'node:path';
+import type { Registry } from 'prom-client';
+import type { AssociationStore } from '../associations/store.js';
+import type { Logger } from '../lib/logger.js';
+import type { ServerConfig } from '../server/config.js';
+import { AuditLog } from './audit.js';
+import { createClusterAuth, type ClusterAuth } from './cluster.js';
+import type { CredentialIssuer } from './issuers/issuer.js';
+import { LocalIssuer, loadOrCreateLocalIssuerKey } from './issuers/local.js';
+import { StsIssuer } from './issuers/sts.js';
+import { AssociationResolver } from './resolver.js';
+import { EksAuthService } from './service.js';
+
+export interface EksAuth {
+  service: EksAuthService;
+  /** set when issuer.type is local: the server then answers STS GetCallerIdentity for its credentials */
+  localIssuer?: LocalIssuer;
+  clusters: readonly ClusterAuth[];
+  close(): Promise<void>;
+}
+
+export interface EksAuthOptions {
+  store: AssociationStore;
+  logger: Logger;
+  registry?: Registry;
+}
+
+export function createEksAuth(config: ServerConfig, options: EksAuthOptions): EksAuth {
+  const logger = options.logger.child({ component: 'eks-auth' });
+  const clusters = config.clusters.map((cluster) => createClusterAuth(cluster, { region: config.region, accountId: config.accountId, logger }));
+  for (const cluster of clusters) {
+    void cluster.warmUp();
+    logger.info({ cluster: cluster.name, verification: cluster.mode, revocation: cluster.revocation, requireNodeBinding: cluster.requireNodeBinding }, 'cluster token verification');
+  }
+
+  let issuer: CredentialIssuer;
+  let localIssuer: LocalIssuer | undefined;
+  if (config.issuer.type === 'local') {
+    const key = loadOrCreateLocalIssuerKey(config.issuer.localKeyFile ?? join(config.dataDir, 'local-issuer.key'));
+    localIssuer = new LocalIssuer({ key, durationSeconds: config.issuer.durationSeconds });
+    issuer = localIssuer;
+  } else {
+    issuer = new StsIssuer({ region: config.issuer.region ?? config.region, endpoint: config.issuer.stsEndpoint, durationSeconds: config.issuer.durationSeconds, logger });
+  }
+
+  const resolver = new AssociationResolver({ store: options.store });
+  const audit = new AuditLog(logger, config.audit.file);
+  const service = new EksAuthService({ clusters, resolver, issuer, audit, throttle: config.throttle, registry: options.registry });
+  return {
+    service,
+    ...(localIssuer && { localIssuer }),
+    clusters,
+    async close() {
+      resolver.close();
+      issuer.close();
+      for (const cluster of clusters) cluster.close();
+      await audit.close();
+    },
+  };
+}

@@ -1,0 +1,141 @@
+// Token verifiers: what turns a projected service-account token into the pod
+// identity it proves. Locally against the cluster's JWKS (signature, then the
+// claim rules), or by a TokenReview against the cluster's API server. Both
+// remember verified tokens by hash; revocation (pod liveness) wraps them, so
+// it applies to remembered tokens too.
+import type { KeyObject } from 'node:crypto';
+import { WireError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { checkClaims, checkStillValid, invalidToken, POD_IDENTITY_AUDIENCE, type PodIdentityClaims } from './claims.js';
+import { decodeJws, decodePayloadUnverified, verifyJwsSignature } from './jws.js';
+import type { KeySet } from './keys.js';
+import type { KubeClient } from './kube-api.js';
+import { tokenHash, VerifiedTokenCache } from './verified-cache.js';
+
+export interface TokenVerifier {
+  /** The pod identity the token proves; throws WireError (ExpiredTokenException, InvalidTokenException, ServiceUnavailableException). */
+  verify(token: string): Promise<PodIdentityClaims>;
+}
+
+export interface JwksVerifierOptions {
+  keys: KeySet;
+  /** expected `iss` */
+  issuer?: string;
+  cacheEntries?: number;
+  now?: () => number;
+}
+
+interface JwksEntry {
+  claims: PodIdentityClaims;
+  key: KeyObject;
+}
+
+export class JwksTokenVerifier implements TokenVerifier {
+  private readonly cache: VerifiedTokenCache<JwksEntry>;
+  private readonly now: () => number;
+
+  constructor(private readonly options: JwksVerifierOptions) {
+    this.now = options.now ?? Date.now;
+    this.cache = new VerifiedTokenCache(options.cacheEntries ?? 20_000, this.now);
+  }
+
+  async verify(token: string): Promise<PodIdentityClaims> {
+    const hash = tokenHash(token);
+    const hit = this.cache.get(hash);
+    // A remembered token dies with its key: a key dropped from the JWKS revokes its tokens.
+    if (hit && this.options.keys.stillPublished(hit.key)) {
+      checkStillValid(hit.claims, this.now() / 1000);
+      return hit.claims;
+    }
+    const jws = decodeJws(token);
+    const candidates = await this.options.keys.candidates(jws.header.kid, jws.header.alg);
+    if (candidates.length === 0) {
+      throw invalidToken(jws.header.kid === undefined ? `no signing key of the cluster fits alg ${jws.header.alg}` : "no signing key of the cluster has the token's kid");
+    }
+    const signer = candidates.find((candidate) => verifyJwsSignature(jws, candidate.key));
+    if (!signer) throw invalidToken('signature does not verify with the cluster\'s signing key');
+    const claims = checkClaims(jws.payload, { issuer: this.options.issuer, now: this.now() / 1000 });
+    this.cache.set(hash, { claims, key: signer.key }, claims.expiresAt * 1000);
+    return claims;
+  }
+}
+
+export interface TokenReviewVerifierOptions {
+  kube: KubeClient;
+  issuer?: string;
+  /** how long a reviewed token is remembered; bounds how late a deleted pod is noticed */
+  reviewTtlMs?: number;
+  cacheEntries?: number;
+  timeoutMs?: number;
+  logger: Logger;
+  now?: () => number;
+}
+
+interface TokenReviewStatus {
+  authenticated?: boolean;
+  error?: string;
+  audiences?: string[];
+  user?: { username?: string; extra?: Record<string, string[]> };
+}
+
+/** Verification by the API server (TokenReview, audience pods.eks.amazonaws.com), which also refuses tokens of deleted pods. */
+export class TokenReviewVerifier implements TokenVerifier {
+  private readonly cache: VerifiedTokenCache<PodIdentityClaims>;
+  private readonly now: () => number;
+  private readonly reviewTtlMs: number;
+
+  constructor(private readonly options: TokenReviewVerifierOptions) {
+    this.now = options.now ?? Date.now;
+    this.reviewTtlMs = options.reviewTtlMs ?? 20_000;
+    this.cache = new VerifiedTokenCache(options.cacheEntries ?? 20_000, this.now);
+  }
+
+  async verify(token: string): Promise<PodIdentityClaims> {
+    const hash = tokenHash(token);
+    const hit = this.cache.get(hash);
+    if (hit) {
+      checkStillValid(hit, this.now() / 1000);
+      return hit;
+    }
+    // The clock and claim rules first: an expired token is ExpiredTokenException without a round trip.
+    const claims = checkClaims(decodePayloadUnverified(token), { issuer: this.options.issuer, now: this.now() / 1000 });
+    let response;
+    try {
+      response = await this.options.kube.request(
+        'POST',
+        '/apis/authentication.k8s.io/v1/tokenreviews',
+        { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [POD_IDENTITY_AUDIENCE] } },
+        this.options.timeoutMs ?? 2_000,
+      );
+    } catch (error) {
+      this.options.logger.warn({ server: this.options.kube.server, err: (error as Error).message }, 'TokenReview failed');
+      throw new WireError('ServiceUnavailableException', "The cluster's API server cannot review tokens right now.");
+    }
+    if (response.status !== 201 && response.status !== 200) {
+      this.options.logger.warn({ server: this.options.kube.server, status: response.status }, 'TokenReview refused');
+      throw new WireError('ServiceUnavailableException', "The cluster's API server cannot review tokens right now.");
+    }
+    const status = ((response.body as { status?: TokenReviewStatus } | undefined)?.status ?? {}) as TokenReviewStatus;
+    if (status.authenticated !== true) {
+      this.options.logger.debug({ reason: status.error?.slice(0, 200) }, 'TokenReview did not authenticate a token');
+      throw invalidToken('the API server did not authenticate the token (TokenReview)');
+    }
+    if (status.audiences && !status.audiences.includes(POD_IDENTITY_AUDIENCE)) throw invalidToken(`TokenReview did not confirm audience ${POD_IDENTITY_AUDIENCE}`);
+    if (status.user?.username !== `system:serviceaccount:${claims.namespace}:${claims.serviceAccount}`) throw invalidToken('TokenReview user does not match "sub"');
+    const podUid = status.user.extra?.['authentication.kubernetes.io/pod-uid']?.[0];
+    if (podUid !== undefined && podUid !== claims.podUid) throw invalidToken('TokenReview pod does not match the token\'s pod claim');
+    this.cache.set(hash, claims, Math.min(claims.expiresAt * 1000, this.now() + this.reviewTtlMs));
+    return claims;
+  }
+}
+
+/** Applies a revocation check to every verified token, remembered or not. */
+export function withRevocation(verifier: TokenVerifier, stillValid: (claims: PodIdentityClaims) => Promise<void>): TokenVerifier {
+  return {
+    async verify(token) {
+      const claims = await verifier.verify(token);
+      await stillValid(claims);
+      return claims;
+    },
+  };
+}

@@ -1,0 +1,64 @@
+// Interop export for operators who run AWS's own pod identity webhook instead
+// of ours: its `--watch-container-credentials-config` file lists the service
+// accounts to inject, as `{"identities":[{"namespace","serviceAccount"}]}`.
+// The same document is served read-only by the API listener
+// (`GET /clusters/{name}/identities`, admin SigV4) and printed by
+// `pod-identity identities`.
+import type { AssociationStore } from '../associations/store.js';
+import { WireError } from '../lib/errors.js';
+import { sigv4Authenticator, type KeyLookup } from '../server/authenticate.js';
+import type { Route } from '../server/router.js';
+
+export interface Identity {
+  namespace: string;
+  serviceAccount: string;
+}
+
+export interface IdentitiesFile {
+  identities: Identity[];
+}
+
+/** One entry per (namespace, serviceAccount), sorted, so the file changes only when the set does. */
+export function toIdentitiesFile(subjects: Iterable<Identity>): IdentitiesFile {
+  const seen = new Map<string, Identity>();
+  for (const { namespace, serviceAccount } of subjects) seen.set(`${namespace}\u0000${serviceAccount}`, { namespace, serviceAccount });
+  const identities = [...seen.values()].sort((a, b) => a.namespace.localeCompare(b.namespace) || a.serviceAccount.localeCompare(b.serviceAccount));
+  return { identities };
+}
+
+/** The file's text as AWS's webhook reads it (JSON, newline-terminated). */
+export function formatIdentitiesFile(file: IdentitiesFile): string {
+  return `${JSON.stringify(file, null, 2)}\n`;
+}
+
+/** Every association subject of one cluster, read page by page. */
+export async function clusterIdentities(store: AssociationStore, clusterName: string): Promise<IdentitiesFile> {
+  const subjects: Identity[] = [];
+  let afterId: string | undefined;
+  while (true) {
+    const page = await store.list(clusterName, { afterId, limit: 500 });
+    subjects.push(...page);
+    if (page.length < 500) break;
+    afterId = page[page.length - 1]!.associationId;
+  }
+  return toIdentitiesFile(subjects);
+}
+
+const IDENTITIES = /^\/clusters\/(?<cluster>[^/]+)\/identities\/?$/;
+
+/** `GET /clusters/{name}/identities`: read-only, admin keys (SigV4 signing name `eks`). */
+export function identitiesRoutes(store: AssociationStore, clusters: () => readonly string[], admins: KeyLookup): Route[] {
+  return [
+    {
+      operation: 'GetContainerCredentialsIdentities',
+      method: 'GET',
+      pattern: IDENTITIES,
+      authenticate: sigv4Authenticator('eks', admins),
+      async handle(ctx) {
+        const cluster = ctx.params.cluster!;
+        if (!clusters().includes(cluster)) throw new WireError('ResourceNotFoundException', `No cluster found for name: ${cluster}.`);
+        return { status: 200, body: await clusterIdentities(store, cluster) };
+      },
+    },
+  ];
+}

@@ -1,0 +1,97 @@
+// Just enough kubeconfig to make authenticated GETs against an API server:
+// the current context's server, CA, client certificate or bearer token.
+// (@kubernetes/client-node 2.x needs Node 22; this product runs on Node 20.)
+// Exec and auth-provider plugins are not supported: use a certificate or token.
+import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+
+export interface KubeAccess {
+  server: URL;
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  /** read per request, so a rotated token file is picked up */
+  token?: () => string;
+  insecureSkipTlsVerify: boolean;
+}
+
+type Named<T> = { name: string } & T;
+interface KubeconfigDocument {
+  'current-context'?: string;
+  contexts?: Named<{ context?: { cluster?: string; user?: string } }>[];
+  clusters?: Named<{ cluster?: Record<string, unknown> }>[];
+  users?: Named<{ user?: Record<string, unknown> }>[];
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+/** Loads the current context of a kubeconfig file; relative paths in it are relative to the file. */
+export function loadKubeAccess(path: string): KubeAccess {
+  const doc = parseYaml(readFileSync(path, 'utf8')) as KubeconfigDocument | null;
+  if (!doc || typeof doc !== 'object') throw new Error(`${path}: not a kubeconfig`);
+  const base = dirname(path);
+  const file = (p: string) => readFileSync(isAbsolute(p) ? p : resolve(base, p));
+  const contextName = doc['current-context'] ?? doc.contexts?.[0]?.name;
+  const context = doc.contexts?.find((c) => c.name === contextName)?.context;
+  const cluster = doc.clusters?.find((c) => c.name === context?.cluster)?.cluster ?? (doc.clusters?.length === 1 ? doc.clusters[0]!.cluster : undefined);
+  const user = doc.users?.find((u) => u.name === context?.user)?.user ?? (doc.users?.length === 1 ? doc.users[0]!.user : undefined);
+  const server = str(cluster?.server);
+  if (!server) throw new Error(`${path}: the current context has no cluster server`);
+  if (user && (user.exec || user['auth-provider'])) throw new Error(`${path}: exec and auth-provider users are not supported; use a client certificate or token`);
+
+  const fromData = (data: string | undefined, pathValue: string | undefined) =>
+    data ? Buffer.from(data, 'base64') : pathValue ? file(pathValue) : undefined;
+  const tokenText = str(user?.token);
+  const tokenFile = str(user?.tokenFile);
+  return {
+    server: new URL(server),
+    ca: fromData(str(cluster?.['certificate-authority-data']), str(cluster?.['certificate-authority'])),
+    cert: fromData(str(user?.['client-certificate-data']), str(user?.['client-certificate'])),
+    key: fromData(str(user?.['client-key-data']), str(user?.['client-key'])),
+    token: tokenText ? () => tokenText : tokenFile ? () => file(tokenFile).toString('utf8').trim() : undefined,
+    insecureSkipTlsVerify: cluster?.['insecure-skip-tls-verify'] === true,
+  };
+}
+
+/** GET a JSON document from the API server, bounded in time. */
+export function kubeGetJson(access: KubeAccess, path: string, timeoutMs: number): Promise<{ status: number; body: unknown }> {
+  const { server } = access;
+  const token = access.token?.();
+  const options: RequestOptions = {
+    method: 'GET',
+    hostname: server.hostname.replace(/^\[|\]$/g, ''),
+    port: server.port || undefined,
+    path: `${server.pathname.replace(/\/$/, '')}${path}`,
+    headers: { accept: 'application/json', ...(token && { authorization: `Bearer ${token}` }) },
+    ca: access.ca,
+    cert: access.cert,
+    key: access.key,
+    rejectUnauthorized: !access.insecureSkipTlsVerify,
+    timeout: timeoutMs,
+  };
+  const send = server.protocol === 'http:' ? httpRequest : httpsRequest;
+  return new Promise((resolvePromise, reject) => {
+    const req = send(options, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        let body: unknown;
+        try {
+          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        } catch {
+          body = undefined;
+        }
+        resolvePromise({ status: res.statusCode ?? 0, body });
+      });
+      res.on('error', reject);
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer from the API server within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}

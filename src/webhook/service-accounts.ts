@@ -1,0 +1,68 @@
+// The ServiceAccount's token-expiration annotation, read through the cluster's
+// kubeconfig. Only pods that get mutated and carry no annotation of their own
+// need it, so it is fetched on demand, cached briefly, one request per account
+// at a time, with a short timeout; when the API server cannot answer, the
+// annotation is treated as absent (the default expiration applies).
+import type { Logger } from '../lib/logger.js';
+import { kubeGetJson, loadKubeAccess } from './kubeconfig.js';
+import { ANNOTATION_TOKEN_EXPIRATION } from './mutate.js';
+
+/** Returns the annotation's value, or undefined when absent or unknown. Never throws. */
+export type ServiceAccountExpirationLookup = (namespace: string, serviceAccount: string) => Promise<string | undefined>;
+
+export interface KubeLookupOptions {
+  kubeconfigPath: string;
+  logger: Logger;
+  /** how long an answer (including "absent") is reused */
+  ttlMs?: number;
+  timeoutMs?: number;
+  maxEntries?: number;
+  now?: () => number;
+}
+
+interface Entry {
+  value: string | undefined;
+  expiresAt: number;
+}
+
+export function kubeServiceAccountLookup(options: KubeLookupOptions): ServiceAccountExpirationLookup {
+  const access = loadKubeAccess(options.kubeconfigPath);
+  const ttlMs = options.ttlMs ?? 60_000;
+  const timeoutMs = options.timeoutMs ?? 1_000;
+  const maxEntries = options.maxEntries ?? 10_000;
+  const now = options.now ?? Date.now;
+  const cache = new Map<string, Entry>();
+  const inFlight = new Map<string, Promise<string | undefined>>();
+
+  async function fetchAnnotation(namespace: string, name: string): Promise<string | undefined> {
+    const { status, body } = await kubeGetJson(access, `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}`, timeoutMs);
+    if (status === 404) return undefined;
+    if (status !== 200) throw new Error(`the API server answered ${status}`);
+    const annotations = (body as { metadata?: { annotations?: Record<string, string> } } | undefined)?.metadata?.annotations;
+    return annotations?.[ANNOTATION_TOKEN_EXPIRATION];
+  }
+
+  return function serviceAccountTokenExpiration(namespace, name) {
+    const key = `${namespace}/${name}`;
+    const hit = cache.get(key);
+    if (hit && hit.expiresAt > now()) return Promise.resolve(hit.value);
+    const pending = inFlight.get(key);
+    if (pending) return pending;
+    const lookup = fetchAnnotation(namespace, name)
+      .then(
+        (value) => {
+          if (cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
+          cache.set(key, { value, expiresAt: now() + ttlMs });
+          return value;
+        },
+        (error: unknown) => {
+          // A stale answer beats none; otherwise fall back to the default expiration.
+          options.logger.warn({ namespace, serviceAccount: name, err: (error as Error).message }, 'cannot read the service account; its token-expiration annotation is ignored');
+          return hit?.value;
+        },
+      )
+      .finally(() => inFlight.delete(key));
+    inFlight.set(key, lookup);
+    return lookup;
+  };
+}

@@ -1,0 +1,236 @@
+// Associations as Kubernetes resources, on a real kube-apiserver: the CRD from
+// the Helm chart applied with kubectl, a `pod-identity server` with
+// syncCrds watching it, and the EKS API (@aws-sdk/client-eks) as the judge of
+// what the server's store holds.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  CreatePodIdentityAssociationCommand,
+  DeletePodIdentityAssociationCommand,
+  EKSClient,
+  ListPodIdentityAssociationsCommand,
+  DescribePodIdentityAssociationCommand,
+  type PodIdentityAssociation,
+} from '@aws-sdk/client-eks';
+import { stringify } from 'yaml';
+import { ADMIN, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { kubeBinary, kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
+import { requirePeer } from '../peers/require.js';
+
+const CRD = resolve('deploy/helm/pod-identity/crds/podidentityassociations.yaml');
+const ROLE = 'arn:aws:iam::111122223333:role/app-role';
+
+interface Condition {
+  type: string;
+  status: string;
+  reason: string;
+  message: string;
+  observedGeneration?: number;
+}
+interface Resource {
+  metadata: { name: string; namespace: string; uid: string; generation: number };
+  status?: { associationId?: string; associationArn?: string; observedGeneration?: number; conditions?: Condition[] };
+}
+
+describe('PodIdentityAssociation resources reconciled into the store', { skip: requirePeer('kube-apiserver', kubeMissingReason) }, () => {
+  let kube: KubeControlPlane;
+  let server: ServerProcess;
+  let eks: EKSClient;
+  let dataDir: string | undefined;
+
+  function kubectl(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolveRun, reject) => {
+      const child = spawn(kubeBinary('kubectl'), ['--kubeconfig', kube.kubeconfigPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.once('error', reject);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        resolveRun({ code, stdout, stderr });
+      });
+      child.stdin.end(input ?? '');
+    });
+  }
+
+  async function kubectlOk(args: string[], input?: string): Promise<string> {
+    const result = await kubectl(args, input);
+    assert.equal(result.code, 0, `kubectl ${args.join(' ')}: ${result.stderr}`);
+    return result.stdout;
+  }
+
+  function manifest(name: string, namespace: string, spec: Record<string, unknown>): string {
+    return stringify({ apiVersion: 'podidentity.dev/v1alpha1', kind: 'PodIdentityAssociation', metadata: { name, namespace }, spec });
+  }
+
+  async function getResource(namespace: string, name: string): Promise<Resource> {
+    return JSON.parse(await kubectlOk(['get', 'podidentityassociation', name, '-n', namespace, '-o', 'json'])) as Resource;
+  }
+
+  const ready = (r: Resource) => r.status?.conditions?.find((c) => c.type === 'Ready');
+
+  /** Polls until `check` answers a value (not undefined), bounded. */
+  async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    for (;;) {
+      try {
+        const value = await check();
+        if (value !== undefined) return value;
+      } catch (error) {
+        last = error;
+      }
+      if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ''}\nserver log:\n${server?.logs().slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async function associationFor(namespace: string, serviceAccount: string): Promise<PodIdentityAssociation | undefined> {
+    const listed = await eks.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo', namespace, serviceAccount }));
+    const summary = listed.associations?.[0];
+    if (!summary) return undefined;
+    return (await eks.send(new DescribePodIdentityAssociationCommand({ clusterName: 'demo', associationId: summary.associationId }))).association;
+  }
+
+  async function startServer() {
+    server = await startServerProcess({
+      dataDir,
+      config: { clusters: [{ name: 'demo', kubeconfig: kube.kubeconfigPath, syncCrds: true }] },
+    });
+    dataDir = server.dataDir;
+  }
+
+  before(async () => {
+    kube = await startKubeControlPlane();
+    await kubectlOk(['apply', '-f', CRD]);
+    await kubectlOk(['wait', '--for=condition=Established', '--timeout=30s', 'crd/podidentityassociations.podidentity.dev']);
+    for (const ns of ['shop', 'payments']) await kubectlOk(['create', 'namespace', ns]);
+    await startServer();
+    eks = new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: { ...ADMIN }, maxAttempts: 1 });
+  });
+  after(async () => {
+    eks?.destroy();
+    await server?.stop();
+    await kube?.stop();
+  });
+
+  test('kubectl apply → the association appears through the EKS API and the status is filled; update follows', async () => {
+    await kubectlOk(['apply', '-f', '-'], manifest('checkout', 'shop', { serviceAccount: 'checkout', roleArn: ROLE, tags: { team: 'shop' } }));
+    const association = await eventually('association created', () => associationFor('shop', 'checkout'));
+    assert.equal(association.roleArn, ROLE);
+    assert.deepEqual(association.tags, { team: 'shop' });
+    assert.equal(association.disableSessionTags, false);
+    assert.match(association.ownerArn ?? '', /:podidentityassociationresource\/demo\/shop\/checkout\//, 'owned by the resource');
+
+    const resource = await eventually('status filled', async () => {
+      const r = await getResource('shop', 'checkout');
+      return ready(r)?.status === 'True' ? r : undefined;
+    });
+    assert.equal(resource.status!.associationId, association.associationId);
+    assert.equal(resource.status!.associationArn, association.associationArn);
+    assert.equal(resource.status!.observedGeneration, resource.metadata.generation);
+    assert.equal(ready(resource)!.reason, 'Synced');
+    // The printer columns read the status.
+    assert.match(await kubectlOk(['get', 'pia', '-n', 'shop']), new RegExp(`checkout\\s+${ROLE.replace(/[/:]/g, '.')}\\s+${association.associationId}\\s+True`));
+
+    // A changed spec updates the same association.
+    const target = 'arn:aws:iam::444455556666:role/target';
+    await kubectlOk(['apply', '-f', '-'], manifest('checkout', 'shop', { serviceAccount: 'checkout', roleArn: ROLE, tags: { team: 'shop' }, targetRoleArn: target }));
+    const updated = await eventually('association updated', async () => {
+      const a = await associationFor('shop', 'checkout');
+      return a?.targetRoleArn === target ? a : undefined;
+    });
+    assert.equal(updated.associationId, association.associationId);
+    assert.match(updated.externalId ?? '', /^[0-9a-f-]{36}$/);
+    await eventually('status follows the new generation', async () => {
+      const r = await getResource('shop', 'checkout');
+      return r.status?.observedGeneration === r.metadata.generation && ready(r)?.status === 'True' ? r : undefined;
+    });
+  });
+
+  test('kubectl delete → the association is gone', async () => {
+    await kubectlOk(['apply', '-f', '-'], manifest('short-lived', 'shop', { serviceAccount: 'short-lived', roleArn: ROLE }));
+    const association = await eventually('association created', () => associationFor('shop', 'short-lived'));
+    await kubectlOk(['delete', 'podidentityassociation', 'short-lived', '-n', 'shop']);
+    await eventually('association deleted', async () => ((await associationFor('shop', 'short-lived')) ? undefined : true));
+    await assert.rejects(
+      eks.send(new DescribePodIdentityAssociationCommand({ clusterName: 'demo', associationId: association.associationId })),
+      (e: Error) => e.name === 'ResourceNotFoundException',
+    );
+  });
+
+  test('an invalid spec is a status condition, not a crash; the OpenAPI schema refuses malformed ones outright', async () => {
+    // Passes the CRD schema, breaks an EKS rule: policy needs disableSessionTags.
+    await kubectlOk(['apply', '-f', '-'], manifest('bad-policy', 'shop', { serviceAccount: 'bad-policy', roleArn: ROLE, policy: '{"Version":"2012-10-17"}' }));
+    const resource = await eventually('InvalidSpec reported', async () => {
+      const r = await getResource('shop', 'bad-policy');
+      return ready(r)?.reason === 'InvalidSpec' ? r : undefined;
+    });
+    assert.equal(ready(resource)!.status, 'False');
+    assert.match(ready(resource)!.message, /spec\.policy can only be set when spec\.disableSessionTags is true/);
+    assert.equal(await associationFor('shop', 'bad-policy'), undefined);
+    // A role name EKS refuses (the schema's pattern is looser than EKS's rule).
+    await kubectlOk(['apply', '-f', '-'], manifest('bad-role', 'shop', { serviceAccount: 'bad-role', roleArn: 'arn:aws:iam::111122223333:role/has spaces' }));
+    const badRole = await eventually('InvalidSpec for the role', async () => {
+      const r = await getResource('shop', 'bad-role');
+      return ready(r)?.reason === 'InvalidSpec' ? r : undefined;
+    });
+    assert.match(ready(badRole)!.message, /spec\.roleArn/);
+
+    // The CRD's schema rejects what is malformed at apply time.
+    const refused = await kubectl(['apply', '-f', '-'], manifest('malformed', 'shop', { serviceAccount: 'x', roleArn: 'not-an-arn' }));
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /spec\.roleArn/);
+    const missing = await kubectl(['apply', '-f', '-'], manifest('missing', 'shop', { serviceAccount: 'x' }));
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /roleArn: Required value/);
+
+    // Fixing the spec makes it Ready.
+    await kubectlOk(['apply', '-f', '-'], manifest('bad-policy', 'shop', { serviceAccount: 'bad-policy', roleArn: ROLE, policy: '{"Version":"2012-10-17"}', disableSessionTags: true }));
+    await eventually('fixed spec synced', async () => ((await getResource('shop', 'bad-policy')) && (await associationFor('shop', 'bad-policy'))));
+    const res = await fetch(`${server.metricsUrl}/readyz`);
+    assert.equal(res.status, 200, 'the server is alive and ready');
+  });
+
+  test('a resource for a service account with an API-made association reports Conflict and leaves it alone', async () => {
+    const made = (await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'payments', serviceAccount: 'api', roleArn: ROLE }))).association!;
+    await kubectlOk(['apply', '-f', '-'], manifest('api', 'payments', { serviceAccount: 'api', roleArn: 'arn:aws:iam::111122223333:role/other' }));
+    const resource = await eventually('Conflict reported', async () => {
+      const r = await getResource('payments', 'api');
+      return ready(r)?.reason === 'Conflict' ? r : undefined;
+    });
+    assert.equal(ready(resource)!.status, 'False');
+    assert.match(ready(resource)!.message, new RegExp(`${made.associationId}.*EKS API`));
+    assert.equal(resource.status!.associationId ?? undefined, undefined);
+    const untouched = await associationFor('payments', 'api');
+    assert.deepEqual(untouched, made);
+
+    // Deleting the API-made association frees the service account: the resource takes it.
+    await eks.send(new DeletePodIdentityAssociationCommand({ clusterName: 'demo', associationId: made.associationId }));
+    const taken = await eventually('resource synced after the conflict ended', async () => {
+      const a = await associationFor('payments', 'api');
+      return a && a.associationId !== made.associationId ? a : undefined;
+    });
+    assert.equal(taken.roleArn, 'arn:aws:iam::111122223333:role/other');
+    await eventually('Ready after the conflict', async () => ready(await getResource('payments', 'api'))?.status === 'True' || undefined);
+  });
+
+  test('changes made while the server was down are reconciled when it starts: new resources created, orphans removed', async () => {
+    await kubectlOk(['apply', '-f', '-'], manifest('orphan', 'payments', { serviceAccount: 'orphan', roleArn: ROLE }));
+    await eventually('association created', () => associationFor('payments', 'orphan'));
+    await server.stop();
+    await kubectlOk(['delete', 'podidentityassociation', 'orphan', '-n', 'payments']);
+    await kubectlOk(['apply', '-f', '-'], manifest('while-down', 'payments', { serviceAccount: 'while-down', roleArn: ROLE }));
+    eks.destroy();
+    await startServer();
+    eks = new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: { ...ADMIN }, maxAttempts: 1 });
+    await eventually('created at start', () => associationFor('payments', 'while-down'));
+    await eventually('orphan removed at start', async () => ((await associationFor('payments', 'orphan')) ? undefined : true));
+    // What was in sync stays as it was.
+    assert.ok(await associationFor('shop', 'checkout'));
+  });
+});

@@ -1,0 +1,116 @@
+// Tokens issued by a real kube-apiserver (TokenRequest bound to a pod on a
+// node), verified by the built server in every mode that talks to a cluster:
+// the API server's JWKS through the kubeconfig (plus pod liveness checks),
+// TokenReview, and OIDC discovery of the issuer. A deleted pod's token stops
+// working within 60 s wherever the server has API access.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { signRequest } from '../../src/lib/sigv4.js';
+import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { createNode, createPod, createServiceAccount, deletePod, requestPodToken } from '../peers/kube-api.js';
+import { kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
+import { requirePeer } from '../peers/require.js';
+
+const skip = requirePeer('kube-apiserver', kubeMissingReason);
+const MODES = ['jwks', 'review', 'discovery'] as const;
+
+async function signedPost(url: URL, body: unknown, credentials: { accessKeyId: string; secretAccessKey: string }, service: string) {
+  const text = JSON.stringify(body);
+  const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body: text }, { credentials, region: 'us-east-1', service });
+  const res = await fetch(url, { method: 'POST', headers, body: text, signal: AbortSignal.timeout(10_000) });
+  return { status: res.status, body: (await res.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+describe('EKS Auth with a real kube-apiserver', { skip, timeout: 300_000 }, () => {
+  let kube: KubeControlPlane;
+  let server: ServerProcess;
+
+  before(async () => {
+    kube = await startKubeControlPlane();
+    await createServiceAccount(kube, 'default', 'app');
+    await createNode(kube, 'node-1');
+    server = await startServerProcess({
+      config: {
+        clusters: [
+          { name: 'jwks', issuer: kube.issuer, kubeconfig: kube.kubeconfigPath, tokenReview: false },
+          { name: 'review', issuer: kube.issuer, kubeconfig: kube.kubeconfigPath, tokenReview: true },
+          { name: 'discovery', issuer: kube.issuer },
+        ],
+      },
+      // OIDC discovery over HTTPS from the server process: trust the test cluster's CA.
+      env: { NODE_EXTRA_CA_CERTS: kube.caCertPath },
+    });
+    for (const cluster of MODES) {
+      const created = await signedPost(
+        new URL(`/clusters/${cluster}/pod-identity-associations`, server.apiUrl),
+        { namespace: 'default', serviceAccount: 'app', roleArn: 'arn:aws:iam::111122223333:role/app' },
+        ADMIN,
+        'eks',
+      );
+      assert.equal(created.status, 200, JSON.stringify(created.body));
+    }
+  });
+
+  after(async () => {
+    if (process.env.SHOW_SERVER_LOGS) console.error(server?.logs());
+    await server?.stop();
+    await kube?.stop();
+  });
+
+  async function podWithToken(name: string, audience?: string) {
+    const pod = await createPod(kube, { namespace: 'default', name, serviceAccountName: 'app', spec: { nodeName: 'node-1' } });
+    const { token } = await requestPodToken(kube, { namespace: 'default', serviceAccount: 'app', podName: name, podUid: pod.metadata!.uid!, ...(audience && { audience }) });
+    return { pod, token };
+  }
+
+  const exchange = (cluster: string, body: Record<string, unknown>) => signedPost(new URL(`/clusters/${cluster}/assume-role-for-pod-identity`, server.apiUrl), body, NODE, 'eks-auth');
+
+  it('accepts a pod-bound token of the cluster in JWKS, TokenReview and OIDC discovery modes', async () => {
+    const { token } = await podWithToken('web-1');
+    for (const cluster of MODES) {
+      const answer = await exchange(cluster, { token, eksNodeName: 'node-1' });
+      assert.equal(answer.status, 200, `${cluster}: ${JSON.stringify(answer.body)}`);
+      assert.deepEqual(answer.body.subject, { namespace: 'default', serviceAccount: 'app' });
+      assert.match(answer.body.assumedRoleUser.arn, new RegExp(`^arn:aws:sts::111122223333:assumed-role/app/eks-${cluster}-web-1-`));
+    }
+  });
+
+  it('binds tokens to their node and refuses other audiences', async () => {
+    const { token } = await podWithToken('web-2');
+    for (const cluster of MODES) {
+      const answer = await exchange(cluster, { token, eksNodeName: 'node-2' });
+      assert.equal(answer.status, 400, cluster);
+      assert.equal(answer.body.__type, 'AccessDeniedException');
+    }
+    const other = await podWithToken('web-3', 'sts.amazonaws.com');
+    for (const cluster of MODES) {
+      const answer = await exchange(cluster, { token: other.token });
+      assert.equal(answer.status, 400, cluster);
+      assert.equal(answer.body.__type, 'InvalidTokenException', `${cluster}: ${JSON.stringify(answer.body)}`);
+      assert.match(answer.body.message, /audience/);
+    }
+  });
+
+  it("refuses a deleted pod's token within 60 s, with JWKS (liveness check) and with TokenReview", async (t) => {
+    const { token } = await podWithToken('doomed');
+    for (const cluster of ['jwks', 'review']) assert.equal((await exchange(cluster, { token })).status, 200, cluster);
+    await deletePod(kube, 'default', 'doomed');
+    const deleted = Date.now();
+    const refusedAfter: Record<string, number> = {};
+    while (Object.keys(refusedAfter).length < 2 && Date.now() - deleted < 60_000) {
+      for (const cluster of ['jwks', 'review']) {
+        if (refusedAfter[cluster] !== undefined) continue;
+        const answer = await exchange(cluster, { token });
+        if (answer.status !== 200) {
+          assert.equal(answer.status, 400, `${cluster}: ${JSON.stringify(answer.body)}`);
+          assert.equal(answer.body.__type, 'InvalidTokenException');
+          refusedAfter[cluster] = Date.now() - deleted;
+        }
+      }
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+    t.diagnostic(`refused after deletion: JWKS mode ${refusedAfter.jwks} ms, TokenReview mode ${refusedAfter.review} ms`);
+    assert.ok(refusedAfter.jwks !== undefined && refusedAfter.jwks < 60_000, `JWKS mode still accepted the token ${Date.now() - deleted} ms after deletion`);
+    assert.ok(refusedAfter.review !== undefined && refusedAfter.review < 60_000, `TokenReview mode still accepted the token ${Date.now() - deleted} ms after deletion`);
+  });
+});

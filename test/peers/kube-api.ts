@@ -1,0 +1,211 @@
+// Kubernetes API calls the tests make, over plain HTTPS with the cluster's CA
+// and a bearer token. Objects are the API's JSON; the @kubernetes/client-node
+// model types describe them (only types are imported: its Date fields arrive
+// as RFC 3339 strings).
+import { execFile } from 'node:child_process';
+import type {
+  V1MutatingWebhookConfiguration,
+  V1Namespace,
+  V1Node,
+  V1ObjectMeta,
+  V1Pod,
+  V1PodSpec,
+  V1ServiceAccount,
+  V1TokenReviewStatus,
+} from '@kubernetes/client-node';
+import { httpsJson } from './https.js';
+import { EKS_AUDIENCE, kubeBinary, type KubeConnection } from './kube.js';
+
+export class KubeApiError extends Error {
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    readonly status: number,
+    readonly reason: string | undefined,
+    readonly body: string,
+  ) {
+    super(`${method} ${path}: ${status}${reason ? ` ${reason}` : ''}: ${body.slice(0, 500)}`);
+    this.name = 'KubeApiError';
+  }
+}
+
+/** One API call; non-2xx answers throw KubeApiError. */
+export async function kubeRequest<T>(kube: KubeConnection, method: string, path: string, body?: unknown): Promise<T> {
+  const res = await httpsJson<T>(`${kube.url}${path}`, { method, ca: kube.caPem, token: kube.token, body });
+  if (res.status < 200 || res.status > 299) {
+    const reason = typeof res.body === 'object' && res.body !== null ? (res.body as { reason?: string }).reason : undefined;
+    throw new KubeApiError(method, path, res.status, reason, res.text);
+  }
+  return res.body;
+}
+
+/** Creates a namespace and its `default` service account (no controller makes it here). */
+export async function createNamespace(kube: KubeConnection, name: string, labels: Record<string, string> = {}): Promise<V1Namespace> {
+  const namespace = await kubeRequest<V1Namespace>(kube, 'POST', '/api/v1/namespaces', {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name, labels },
+  });
+  await createServiceAccount(kube, name, 'default');
+  return namespace;
+}
+
+export async function createServiceAccount(
+  kube: KubeConnection,
+  namespace: string,
+  name: string,
+  metadata: Pick<V1ObjectMeta, 'labels' | 'annotations'> = {},
+): Promise<V1ServiceAccount> {
+  return kubeRequest<V1ServiceAccount>(kube, 'POST', `/api/v1/namespaces/${namespace}/serviceaccounts`, {
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { ...metadata, name, namespace },
+  });
+}
+
+/** A Node object (no kubelet behind it): pods bound to it get node claims in their tokens. */
+export async function createNode(kube: KubeConnection, name: string): Promise<V1Node> {
+  return kubeRequest<V1Node>(kube, 'POST', '/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name } });
+}
+
+export interface CreatePodOptions {
+  namespace: string;
+  name: string;
+  serviceAccountName?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  /** merged over a one-container spec (image `registry.invalid/test:1`, never pulled here) */
+  spec?: Partial<V1PodSpec>;
+  /** ?dryRun=All: admission runs (webhooks included), nothing is stored */
+  dryRun?: boolean;
+}
+
+/** Creates a pod and answers the object as stored, after every admission plugin and webhook. */
+export async function createPod(kube: KubeConnection, options: CreatePodOptions): Promise<V1Pod> {
+  const spec: V1PodSpec = {
+    containers: [{ name: 'app', image: 'registry.invalid/test:1' }],
+    ...(options.serviceAccountName !== undefined && { serviceAccountName: options.serviceAccountName }),
+    ...options.spec,
+  };
+  const query = options.dryRun ? '?dryRun=All' : '';
+  return kubeRequest<V1Pod>(kube, 'POST', `/api/v1/namespaces/${options.namespace}/pods${query}`, {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: options.name, namespace: options.namespace, labels: options.labels, annotations: options.annotations },
+    spec,
+  });
+}
+
+export async function getPod(kube: KubeConnection, namespace: string, name: string): Promise<V1Pod> {
+  return kubeRequest<V1Pod>(kube, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`);
+}
+
+/** Deletes a pod at once (grace period 0) and waits until it is gone. */
+export async function deletePod(kube: KubeConnection, namespace: string, name: string, timeoutMs = 10_000): Promise<void> {
+  await kubeRequest(kube, 'DELETE', `/api/v1/namespaces/${namespace}/pods/${name}`, {
+    apiVersion: 'v1',
+    kind: 'DeleteOptions',
+    gracePeriodSeconds: 0,
+  });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await getPod(kube, namespace, name);
+    } catch (error) {
+      if (error instanceof KubeApiError && error.status === 404) return;
+      throw error;
+    }
+    if (Date.now() > deadline) throw new Error(`pod ${namespace}/${name} still present ${timeoutMs} ms after deletion`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface PodTokenRequest {
+  namespace: string;
+  serviceAccount: string;
+  podName: string;
+  podUid: string;
+  audience?: string;
+  expirationSeconds?: number;
+}
+
+export interface PodToken {
+  token: string;
+  /** RFC 3339 */
+  expirationTimestamp: string;
+}
+
+/**
+ * TokenRequest bound to a pod, as the kubelet makes for a projected
+ * service-account token volume (audience pods.eks.amazonaws.com and 86400 s
+ * unless told otherwise, as in the EKS webhook's volume).
+ */
+export async function requestPodToken(kube: KubeConnection, request: PodTokenRequest): Promise<PodToken> {
+  const answer = await kubeRequest<{ status?: { token?: string; expirationTimestamp?: string } }>(
+    kube,
+    'POST',
+    `/api/v1/namespaces/${request.namespace}/serviceaccounts/${request.serviceAccount}/token`,
+    {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: {
+        audiences: [request.audience ?? EKS_AUDIENCE],
+        expirationSeconds: request.expirationSeconds ?? 86400,
+        boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: request.podName, uid: request.podUid },
+      },
+    },
+  );
+  if (!answer.status?.token || !answer.status.expirationTimestamp) throw new Error('TokenRequest answered no token');
+  return { token: answer.status.token, expirationTimestamp: answer.status.expirationTimestamp };
+}
+
+/** TokenReview of `token` for `audiences` (the API server's own audiences when omitted). */
+export async function tokenReview(kube: KubeConnection, token: string, audiences?: string[]): Promise<V1TokenReviewStatus> {
+  const answer = await kubeRequest<{ status?: V1TokenReviewStatus }>(kube, 'POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
+    apiVersion: 'authentication.k8s.io/v1',
+    kind: 'TokenReview',
+    spec: { token, ...(audiences && { audiences }) },
+  });
+  return answer.status ?? {};
+}
+
+export async function createMutatingWebhookConfiguration(
+  kube: KubeConnection,
+  configuration: V1MutatingWebhookConfiguration,
+): Promise<V1MutatingWebhookConfiguration> {
+  return kubeRequest<V1MutatingWebhookConfiguration>(kube, 'POST', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations', {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    ...configuration,
+  });
+}
+
+export interface CommandResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a CLI (kubectl, helm) against the cluster's kubeconfig; throws on a non-zero exit. */
+export function runKubeTool(
+  tool: 'kubectl' | 'helm',
+  kube: KubeConnection,
+  args: string[],
+  options: { input?: string; timeoutMs?: number } = {},
+): Promise<CommandResult> {
+  if (!kube.kubeconfigPath) throw new Error(`${tool} needs a kubeconfig`);
+  const env = { ...process.env, KUBECONFIG: kube.kubeconfigPath, HOME: process.env.HOME ?? '/tmp' };
+  return new Promise((resolve, reject) => {
+    const child = execFile(kubeBinary(tool), args, { env, timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+      if (error) reject(new Error(`${tool} ${args.join(' ')} failed (${error.code ?? error.signal}): ${stderr || error.message}`, { cause: error }));
+      else resolve({ code, stdout, stderr });
+    });
+    child.stdin?.end(options.input ?? '');
+  });
+}
+
+/** `kubectl apply -f -` with `yaml` as input. */
+export async function applyYaml(kube: KubeConnection, yaml: string): Promise<string> {
+  return (await runKubeTool('kubectl', kube, ['apply', '--server-side', '--force-conflicts', '-f', '-'], { input: yaml })).stdout;
+}

@@ -1,0 +1,120 @@
+// The pure decisions of the PodIdentityAssociation reconciler: spec checks,
+// the update that brings an association in line, and the status it reports.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { changesFor, desiredFromSpec, nextStatus, ownerArnOf, type PodIdentityAssociationResource } from '../../src/associations/crd-sync.js';
+import type { Association } from '../../src/associations/types.js';
+
+const ROLE = 'arn:aws:iam::111122223333:role/app';
+const TARGET = 'arn:aws:iam::444455556666:role/target';
+
+function resource(spec: Record<string, unknown>, status?: PodIdentityAssociationResource['status']): PodIdentityAssociationResource {
+  return { metadata: { name: 'app', namespace: 'shop', uid: '6f1c-uid', generation: 3 }, spec, ...(status && { status }) };
+}
+
+const current: Association = {
+  clusterName: 'demo',
+  namespace: 'shop',
+  serviceAccount: 'app',
+  roleArn: ROLE,
+  associationId: 'a-abcdefghijklmnopq',
+  associationArn: 'arn:aws:eks:us-east-1:000000000000:podidentityassociation/demo/a-abcdefghijklmnopq',
+  tags: {},
+  createdAt: 1,
+  modifiedAt: 1,
+  disableSessionTags: false,
+};
+
+describe('desiredFromSpec', () => {
+  test('a valid spec, with the namespace taken from the resource', () => {
+    assert.deepEqual(desiredFromSpec(resource({ serviceAccount: 'app', roleArn: ROLE, tags: { team: 'a' } })), {
+      ok: true,
+      desired: { namespace: 'shop', serviceAccount: 'app', roleArn: ROLE, disableSessionTags: false, tags: { team: 'a' } },
+    });
+    assert.deepEqual(desiredFromSpec(resource({ serviceAccount: 'app', roleArn: ROLE, tags: {}, targetRoleArn: '', policy: '' })), {
+      ok: true,
+      desired: { namespace: 'shop', serviceAccount: 'app', roleArn: ROLE, disableSessionTags: false, tags: {} },
+    });
+    const full = desiredFromSpec(resource({ serviceAccount: 'app', roleArn: ROLE, targetRoleArn: TARGET, disableSessionTags: true, policy: '{"Version":"2012-10-17"}' }));
+    assert.ok(full.ok);
+    assert.equal(full.desired.targetRoleArn, TARGET);
+    assert.equal(full.desired.policy, '{"Version":"2012-10-17"}');
+  });
+
+  test('the rules of CreatePodIdentityAssociation become messages naming the spec field', () => {
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ roleArn: ROLE }, /^spec\.serviceAccount is required/],
+      [{ serviceAccount: 'app', roleArn: 'arn:aws:iam::1:role/x' }, /^spec\.roleArn must be an IAM role ARN/],
+      [{ serviceAccount: 'App', roleArn: ROLE }, /^spec\.serviceAccount must be a DNS-1123 subdomain/],
+      [{ serviceAccount: 'app', roleArn: ROLE, tags: { 'aws:x': 'y' } }, /^spec\.tags tag keys must not start with "aws:"/],
+      [{ serviceAccount: 'app', roleArn: ROLE, policy: 'not json', disableSessionTags: true }, /^spec\.policy must be a JSON policy document/],
+      [{ serviceAccount: 'app', roleArn: ROLE, policy: '{}' }, /^spec\.policy can only be set when spec\.disableSessionTags is true/],
+    ];
+    for (const [spec, message] of cases) {
+      const result = desiredFromSpec(resource(spec));
+      assert.equal(result.ok, false, JSON.stringify(spec));
+      if (!result.ok) assert.match(result.message, message);
+    }
+  });
+});
+
+describe('changesFor', () => {
+  const desired = { namespace: 'shop', serviceAccount: 'app', roleArn: ROLE, disableSessionTags: false, tags: {} };
+
+  test('nothing to do when the association matches', () => {
+    assert.equal(changesFor(current, desired, 5), undefined);
+  });
+
+  test('role, flags and policy are changed; a new target role gets a new externalId', () => {
+    const changes = changesFor(current, { ...desired, roleArn: 'arn:aws:iam::111122223333:role/b', disableSessionTags: true, policy: '{}', targetRoleArn: TARGET }, 9)!;
+    assert.equal(changes.modifiedAt, 9);
+    assert.equal(changes.roleArn, 'arn:aws:iam::111122223333:role/b');
+    assert.equal(changes.disableSessionTags, true);
+    assert.equal(changes.policy, '{}');
+    assert.equal(changes.targetRoleArn, TARGET);
+    assert.match(changes.externalId!, /^[0-9a-f-]{36}$/);
+  });
+
+  test('a removed target role and policy are cleared (keys present, undefined)', () => {
+    const changes = changesFor({ ...current, targetRoleArn: TARGET, externalId: 'x', policy: '{}', disableSessionTags: true }, { ...desired, disableSessionTags: true }, 9)!;
+    assert.ok('targetRoleArn' in changes && changes.targetRoleArn === undefined);
+    assert.ok('externalId' in changes && changes.externalId === undefined);
+    assert.ok('policy' in changes && changes.policy === undefined);
+  });
+
+  test('the same target role keeps its externalId', () => {
+    assert.equal(changesFor({ ...current, targetRoleArn: TARGET, externalId: 'x' }, { ...desired, targetRoleArn: TARGET }, 9), undefined);
+  });
+});
+
+describe('nextStatus', () => {
+  const t0 = Date.parse('2030-01-02T03:04:05.678Z');
+
+  test('a Ready condition with observedGeneration, RFC 3339 seconds, and the association', () => {
+    assert.deepEqual(nextStatus(undefined, 3, { ready: true, reason: 'Synced', message: 'ok', association: current }, t0), {
+      associationId: current.associationId,
+      associationArn: current.associationArn,
+      observedGeneration: 3,
+      conditions: [{ type: 'Ready', status: 'True', reason: 'Synced', message: 'ok', lastTransitionTime: '2030-01-02T03:04:05Z', observedGeneration: 3 }],
+    });
+  });
+
+  test('lastTransitionTime moves only when the status flips; other conditions are kept', () => {
+    const other = { type: 'Other', status: 'True' as const, reason: 'X', message: '', lastTransitionTime: '2029-01-01T00:00:00Z' };
+    const first = nextStatus({ conditions: [other] }, 1, { ready: false, reason: 'Conflict', message: 'taken' }, t0);
+    const same = nextStatus(first, 2, { ready: false, reason: 'InvalidSpec', message: 'bad' }, t0 + 60_000);
+    assert.equal(same.conditions![1]!.lastTransitionTime, '2030-01-02T03:04:05Z');
+    assert.equal(same.conditions![1]!.reason, 'InvalidSpec');
+    assert.deepEqual(same.conditions![0], other);
+    assert.equal(same.associationId, null, 'no association: the field is cleared (merge patch null)');
+    const flipped = nextStatus(same, 3, { ready: true, reason: 'Synced', message: 'ok', association: current }, t0 + 120_000);
+    assert.equal(flipped.conditions![1]!.lastTransitionTime, '2030-01-02T03:06:05Z');
+  });
+});
+
+test('ownerArnOf names the cluster, namespace, name and uid of the resource', () => {
+  assert.equal(
+    ownerArnOf('eu-west-1', '123456789012', 'demo', resource({})),
+    'arn:aws:eks:eu-west-1:123456789012:podidentityassociationresource/demo/shop/app/6f1c-uid',
+  );
+});

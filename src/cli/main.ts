@@ -9,6 +9,7 @@ import { registerMigrateCommand } from './migrate.js';
 import { registerAgentCommand } from './agent.js';
 import { registerInitializeCommand } from './initialize.js';
 import { registerTrustPolicyCommand } from './trust-policy.js';
+import { registerDevCommand } from './dev.js';
 
 // We run on Node 20 with pinned SDK versions; the SDK's advice to upgrade
 // Node would otherwise be printed by every command that makes an AWS call.
@@ -28,6 +29,7 @@ registerMigrateCommand(program);
 registerAgentCommand(program);
 registerInitializeCommand(program);
 registerTrustPolicyCommand(program);
+registerDevCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   console.error(`pod-identity: ${(error as Error).message}`);

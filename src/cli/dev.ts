@@ -1,0 +1,95 @@
+// `pod-identity dev` and `pod-identity dev token`: wiring only; see src/dev/.
+import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { kubeClientFromKubeconfig } from '../auth/kube-api.js';
+import { DEFAULT_STATE_DIR, devInstructions, startDev, writeDevToken } from '../dev/dev.js';
+import { POD_IDENTITY_AUDIENCE } from '../dev/token-signer.js';
+import { createLogger } from '../lib/logger.js';
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port from 0 to 65535');
+  return n;
+}
+
+/** TokenRequest bound to a pod, as the kubelet asks for the projected volume. */
+async function requestPodToken(kubeconfig: string, namespace: string, serviceAccount: string, podName: string, expirationSeconds: number): Promise<string> {
+  const kube = kubeClientFromKubeconfig(kubeconfig);
+  try {
+    const pod = await kube.request('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(podName)}`);
+    if (pod.status !== 200) throw new Error(`pod ${namespace}/${podName}: the API server answered ${pod.status}`);
+    const uid = (pod.body as { metadata?: { uid?: string } }).metadata?.uid;
+    const answer = await kube.request('POST', `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(serviceAccount)}/token`, {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: { audiences: [POD_IDENTITY_AUDIENCE], expirationSeconds, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: podName, uid } },
+    });
+    const token = (answer.body as { status?: { token?: string } }).status?.token;
+    if (answer.status !== 201 || !token) throw new Error(`TokenRequest for ${namespace}/${serviceAccount}: the API server answered ${answer.status}`);
+    return token;
+  } finally {
+    kube.close();
+  }
+}
+
+export function registerDevCommand(program: Command): void {
+  const dev = program
+    .command('dev')
+    .description('run everything on loopback for a laptop: server (SQLite, local issuer), agent and a development token signer')
+    .addOption(new Option('--state-dir <dir>', 'where the store, keys and tokens live').default(DEFAULT_STATE_DIR))
+    .option('--listen <host:port>', 'EKS API, EKS Auth and STS listener', '127.0.0.1:8080')
+    .option('--webhook-listen <host:port>', 'admission webhook listener (TLS)', '127.0.0.1:9443')
+    .option('--metrics-listen <host:port>', 'metrics and health listener', '127.0.0.1:9090')
+    .option('--agent-port <port>', 'port of the agent on 127.0.0.1', port, 8090)
+    .option('--region <region>', 'region of ARNs and signing', 'us-east-1')
+    .option('--account-id <id>', 'account id of ARNs', '000000000000')
+    .addOption(new Option('--issuer <type>', 'credential issuer').choices(['local', 'aws-sts']).default('local'))
+    .option('--sts-endpoint <url>', 'STS endpoint for --issuer aws-sts (default: AWS)')
+    .option('--kubeconfig <file>', "verify a real cluster's tokens (TokenReview) instead of the development signer")
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'warn')
+    .action(
+      async (flags: {
+        stateDir: string;
+        listen: string;
+        webhookListen: string;
+        metricsListen: string;
+        agentPort: number;
+        region: string;
+        accountId: string;
+        issuer: 'local' | 'aws-sts';
+        stsEndpoint?: string;
+        kubeconfig?: string;
+        logLevel: string;
+      }) => {
+        const logger = createLogger({ level: flags.logLevel, name: 'pod-identity-dev' });
+        const running = await startDev(flags, logger);
+        process.stdout.write(devInstructions(running, fileURLToPath(new URL('./main.js', import.meta.url)), flags.region));
+        let stopping = false;
+        const stop = () => {
+          if (stopping) return;
+          stopping = true;
+          running.close().then(
+            () => process.exit(0),
+            () => process.exit(1),
+          );
+        };
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+      },
+    );
+
+  dev
+    .command('token')
+    .description('write a pod-bound service-account token for a service account (for the environment `dev` prints)')
+    .requiredOption('-n, --namespace <ns>', 'namespace of the service account')
+    .requiredOption('-s, --service-account <name>', 'service account')
+    .option('--pod <name>', 'pod the token is bound to (required when dev runs against a cluster)')
+    .option('--expiration-seconds <n>', 'token lifetime', (v) => Number(v), 86400)
+    .addOption(new Option('--state-dir <dir>', 'state directory of the running dev').default(DEFAULT_STATE_DIR))
+    .action(async (flags: { namespace: string; serviceAccount: string; pod?: string; expirationSeconds: number; stateDir: string }) => {
+      const file = await writeDevToken(flags.stateDir, flags, (kubeconfig) =>
+        requestPodToken(kubeconfig, flags.namespace, flags.serviceAccount, flags.pod!, flags.expirationSeconds),
+      );
+      process.stdout.write(`${file}\n`);
+    });
+}

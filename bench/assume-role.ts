@@ -8,9 +8,9 @@
 // Run: npm run build && node --import tsx bench/assume-role.ts
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import autocannon from 'autocannon';
 import { stringify } from 'yaml';
@@ -68,6 +68,16 @@ function tokenMinter() {
   };
 }
 
+/** CPU seconds (user + system) a process used so far, from /proc (Linux); NaN elsewhere. */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 interface Prepared {
   headers: Record<string, string>;
   body: string;
@@ -89,10 +99,13 @@ interface LoadResult {
   non2xx: number;
   errors: number;
   sent: number;
+  /** server CPU time per answered request: independent of what else runs on the machine */
+  serverCpuMicros: number;
 }
 
-async function load(apiUrl: string, pool: Prepared[]): Promise<LoadResult> {
+async function load(apiUrl: string, pool: Prepared[], serverPid: number): Promise<LoadResult> {
   let next = 0;
+  const cpuBefore = cpuSeconds(serverPid);
   const result = await autocannon({
     url: apiUrl,
     connections: CONNECTIONS,
@@ -108,7 +121,9 @@ async function load(apiUrl: string, pool: Prepared[]): Promise<LoadResult> {
       },
     ],
   });
+  const answered = result.requests.total;
   return {
+    serverCpuMicros: ((cpuSeconds(serverPid) - cpuBefore) / answered) * 1e6,
     requestsPerSecond: result.requests.average,
     p50: result.latency.p50,
     p90: result.latency.p90,
@@ -140,7 +155,7 @@ export async function run(): Promise<ScenarioResult> {
   // Audit records go to the log at info level, as in production; the log goes to /dev/null.
   // BENCH_SERVER_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the server.
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, resolve('dist/cli/main.js'), 'server', '--config', join(dir, 'config.yaml')], { stdio: ['ignore', 'ignore', 'ignore'] });
+  const child = spawn(process.execPath, [...nodeArgs, resolve(process.env.BENCH_CLI ?? 'dist/cli/main.js'), 'server', '--config', join(dir, 'config.yaml')], { stdio: ['ignore', 'ignore', 'ignore'] });
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   try {
     const deadline = Date.now() + 30_000;
@@ -160,14 +175,14 @@ export async function run(): Promise<ScenarioResult> {
 
     progress(`assume-role: repeated tokens (${PODS} pods), ${CONNECTIONS} connections, ${SECONDS} s`);
     const repeated = await Promise.all(Array.from({ length: PODS }, (_, pod) => prepare(apiUrl, minter.mint(pod))));
-    await load(apiUrl, repeated.slice(0, 50)); // warm-up: JIT, SQLite pages
-    const warm = await load(apiUrl, repeated);
+    await load(apiUrl, repeated.slice(0, 50), child.pid!); // warm-up: JIT, SQLite pages
+    const warm = await load(apiUrl, repeated, child.pid!);
 
     progress(`assume-role: minting ${UNIQUE_POOL} unique tokens`);
     const unique: Prepared[] = [];
     for (let i = 0; i < UNIQUE_POOL; i++) unique.push(await prepare(apiUrl, minter.mint(PODS + i)));
     progress(`assume-role: unique tokens, ${CONNECTIONS} connections, ${SECONDS} s`);
-    const cold = await load(apiUrl, unique);
+    const cold = await load(apiUrl, unique, child.pid!);
 
     const figure = (r: LoadResult, label: string) => ({
       [`${label}: requests/s`]: round(r.requestsPerSecond, 0),
@@ -177,11 +192,18 @@ export async function run(): Promise<ScenarioResult> {
       [`${label}: max (ms)`]: r.max,
       [`${label}: non-2xx`]: r.non2xx,
       [`${label}: errors`]: r.errors,
+      [`${label}: server CPU per request (µs)`]: round(r.serverCpuMicros, 0),
     });
     return {
       scenario: 'assume-role',
       description: `AssumeRoleForPodIdentity, local issuer, RS256 JWKS-file verification, ${CONNECTIONS} keep-alive connections, ${SECONDS} s per shape, autocannon in the same 2-core machine`,
-      figures: { ...figure(warm, 'repeated tokens'), ...figure(cold, 'unique tokens'), 'unique tokens sent': cold.sent, 'unique token pool': UNIQUE_POOL },
+      figures: {
+        ...figure(warm, 'repeated tokens'),
+        ...figure(cold, 'unique tokens'),
+        'unique tokens sent': cold.sent,
+        'unique token pool': UNIQUE_POOL,
+        'load average at the end (1 min)': round(loadavg()[0]!, 2),
+      },
       targets: [
         atLeast('repeated tokens: requests/s', warm.requestsPerSecond, 3000),
         below('repeated tokens: p99 (ms)', warm.p99, 20),

@@ -2,6 +2,8 @@
 declare module 'autocannon' {
   interface Histogram {
     average: number;
+    /** count (requests) or sum (throughput) over the run */
+    total: number;
     mean: number;
     p50: number;
     p90: number;

@@ -2,8 +2,8 @@
 // CredentialSource, so the handler is the same with the cache on or off.
 //
 // Policy (the numbers are options; defaults in brackets):
-// - Key: SHA-256 of the exact token. The token is kept in the entry only to
-//   refresh it; never a claim, never logged.
+// - Key: SHA-256 of the exact token (PresentedToken.key). The token is kept
+//   in the entry only to refresh it; never a claim, never logged.
 // - One upstream call per key at a time: concurrent requests share it.
 // - Credentials are handed out only while they have more than `minRemaining`
 //   [15 min] left (or, for short-lived ones, until half their lifetime):
@@ -16,9 +16,8 @@
 //   so are entries whose token expired. AccessDenied, InvalidToken,
 //   ExpiredToken and ResourceNotFound drop the entry at once.
 // - At most `maxSize` entries; the least recently used goes first.
-import { hash } from 'node:crypto';
 import { isWireError, WireError } from '../lib/errors.js';
-import type { CredentialSource, PodCredentials } from './credentials.js';
+import type { CredentialSource, PodCredentials, PresentedToken } from './credentials.js';
 import { readTokenExpiry } from './token.js';
 import { TokenBucket } from './token-bucket.js';
 
@@ -74,7 +73,7 @@ export function schedule(now: number, expiresAt: number, minRemainingMs: number,
 
 interface Entry {
   readonly key: string;
-  readonly token: string;
+  readonly token: PresentedToken;
   readonly tokenExpiresAt: number;
   credentials: PodCredentials | undefined;
   refreshAt: number;
@@ -85,11 +84,6 @@ interface Entry {
 
 /** Touching the LRU order costs a Map delete+set; once a second per entry is enough. */
 const TOUCH_INTERVAL_MS = 1000;
-
-/** The cache key: SHA-256 of the exact token (one-shot hash: no Hash object per request). */
-export function tokenKey(token: string): string {
-  return hash('sha256', token, 'base64');
-}
 
 export class CredentialCache implements CredentialSource {
   private readonly entries = new Map<string, Entry>();
@@ -138,8 +132,8 @@ export class CredentialCache implements CredentialSource {
     return this.entries.size;
   }
 
-  getCredentials(token: string): PodCredentials | Promise<PodCredentials> {
-    const key = tokenKey(token);
+  getCredentials(token: PresentedToken): PodCredentials | Promise<PodCredentials> {
+    const key = token.key;
     const now = this.now();
     const entry = this.entries.get(key);
     if (entry !== undefined) {
@@ -163,7 +157,7 @@ export class CredentialCache implements CredentialSource {
     this.events.miss?.();
     let tokenExpiresAt: number;
     try {
-      tokenExpiresAt = readTokenExpiry(token, now);
+      tokenExpiresAt = readTokenExpiry(token.value, now);
     } catch (error) {
       return Promise.reject(error);
     }

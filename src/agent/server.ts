@@ -15,7 +15,7 @@ import { applyServerTimeouts, closeServer, formatUrlHost, listen } from '../lib/
 import type { Logger } from '../lib/logger.js';
 import { createMetricsServer, createRegistry } from '../lib/metrics.js';
 import { CredentialCache } from './cache.js';
-import { encodeCredentials, type CredentialSource, type PodCredentials } from './credentials.js';
+import { encodeCredentials, PresentedToken, type CredentialSource, type PodCredentials } from './credentials.js';
 import { createAgentMetrics, type ResponseCounter } from './metrics.js';
 import { TokenBucket } from './token-bucket.js';
 import { EksAuthUpstream } from './upstream.js';
@@ -144,6 +144,9 @@ export function createCredentialsHandler(options: CredentialsHandlerOptions): Re
   const responses = options.responses ?? { count() {} };
   // Encoded once per credentials object: a cache hit writes the same bytes.
   const encoded = new WeakMap<PodCredentials, EncodedResponse>();
+  // The last token each connection presented, with its key once computed:
+  // an SDK's kept-alive connection sends the same token every time.
+  const lastToken = new WeakMap<object, PresentedToken>();
 
   const send = (res: ServerResponse, status: number, response: EncodedResponse) => {
     responses.count(status);
@@ -201,7 +204,12 @@ export function createCredentialsHandler(options: CredentialsHandlerOptions): Re
       send(res, 400, NO_TOKEN);
       return;
     }
-    const answer = source.getCredentials(token);
+    let presented = lastToken.get(req.socket);
+    if (presented === undefined || presented.value !== token) {
+      presented = new PresentedToken(token);
+      lastToken.set(req.socket, presented);
+    }
+    const answer = source.getCredentials(presented);
     if (answer instanceof Promise) {
       answer.then(
         (credentials) => sendCredentials(res, credentials),

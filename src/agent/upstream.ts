@@ -10,7 +10,7 @@ import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smit
 import { WireError, type WireErrorCode } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { signRequest } from '../lib/sigv4.js';
-import type { CredentialSource, PodCredentials } from './credentials.js';
+import type { CredentialSource, PodCredentials, PresentedToken } from './credentials.js';
 import { readTokenExpiry } from './token.js';
 
 export interface UpstreamEvents {
@@ -106,7 +106,8 @@ export class EksAuthUpstream implements CredentialSource {
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
 
-  async getCredentials(token: string): Promise<PodCredentials> {
+  async getCredentials(presented: PresentedToken): Promise<PodCredentials> {
+    const token = presented.value;
     readTokenExpiry(token, this.now());
     const body = JSON.stringify(this.options.nodeName ? { token, eksNodeName: this.options.nodeName } : { token });
     let signingKeys: AwsCredentialIdentity;

@@ -27,9 +27,12 @@ export function roleSessionName(clusterName: string, podName: string, uuid: stri
   return `eks-${clusterName}-${podName}-${uuid}`.replace(/[^\w+=,.@-]/g, '-').slice(0, MAX_SESSION_NAME);
 }
 
+const TAG_SAFE = /^[\w .:/=+\-@]{0,256}$/;
+
 /** STS tag values allow letters, digits, spaces and _.:/=+-@, up to 256 characters. */
 function tagValue(value: string): string {
-  return value.replace(/[^\p{L}\p{Z}\p{N}_.:/=+\-@]/gu, '-').slice(0, 256);
+  // ASCII names (nearly all) pass as they are; only others pay for the Unicode-aware rewrite.
+  return TAG_SAFE.test(value) ? value : value.replace(/[^\p{L}\p{Z}\p{N}_.:/=+\-@]/gu, '-').slice(0, 256);
 }
 
 export function sessionTags(clusterArn: string, clusterName: string, claims: PodIdentityClaims): SessionTag[] {

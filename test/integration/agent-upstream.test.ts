@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { after, before, beforeEach, describe, test } from 'node:test';
+import { PresentedToken } from '../../src/agent/credentials.js';
 import { EksAuthUpstream } from '../../src/agent/upstream.js';
 import { WireError } from '../../src/lib/errors.js';
 import { listen, readBody } from '../../src/lib/http.js';
@@ -93,7 +94,7 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
 
   test('a signed POST to /clusters/{name}/assume-role-for-pod-identity with token and eksNodeName', async () => {
     const client = upstream();
-    const credentials = await client.getCredentials(token());
+    const credentials = await client.getCredentials(new PresentedToken(token()));
     client.close();
     assert.deepEqual(credentials, { accessKeyId: 'ASIAPEER', secretAccessKey: 'peer-secret', sessionToken: 'peer-session', accountId: '111122223333', expiresAt: EXP * 1000 });
     assert.equal(seen.length, 1);
@@ -104,7 +105,7 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
 
   test('without a node name the body carries the token only', async () => {
     const client = upstream({ nodeName: undefined });
-    await client.getCredentials(token());
+    await client.getCredentials(new PresentedToken(token()));
     client.close();
     assert.deepEqual(seen[0]!.body, { token: token() });
   });
@@ -114,7 +115,7 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
     const onConnection = (socket: unknown) => sockets.add(socket);
     server.on('connection', onConnection);
     const client = upstream();
-    for (let i = 0; i < 5; i++) await client.getCredentials(token());
+    for (let i = 0; i < 5; i++) await client.getCredentials(new PresentedToken(token()));
     client.close();
     server.off('connection', onConnection);
     assert.equal(sockets.size, 1);
@@ -124,7 +125,7 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
     script = [fail(429, 'ThrottlingException'), fail(503, 'ServiceUnavailableException')];
     const attempts: string[] = [];
     const client = upstream({ events: { attempt: (outcome) => attempts.push(outcome) } });
-    const credentials = await client.getCredentials(token());
+    const credentials = await client.getCredentials(new PresentedToken(token()));
     client.close();
     assert.equal(credentials.accessKeyId, 'ASIAPEER');
     assert.deepEqual(attempts, ['ThrottlingException', 'ServiceUnavailableException', 'ok']);
@@ -133,7 +134,7 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
   test('persistent throttling ends in a 429 ThrottlingException after 3 attempts', async () => {
     script = [fail(429, 'ThrottlingException'), fail(429, 'ThrottlingException'), fail(429, 'ThrottlingException'), ok];
     const client = upstream();
-    await assert.rejects(client.getCredentials(token()), (e: WireError) => e.status === 429 && e.code === 'ThrottlingException');
+    await assert.rejects(client.getCredentials(new PresentedToken(token())), (e: WireError) => e.status === 429 && e.code === 'ThrottlingException');
     client.close();
     assert.equal(seen.length, 3);
   });
@@ -148,7 +149,7 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
     test(`${type} (${status}) is not retried and keeps its status`, async () => {
       script = [fail(status, type)];
       const client = upstream();
-      await assert.rejects(client.getCredentials(token()), (e: WireError) => e.status === status && e.code === type && /from the peer/.test(e.message));
+      await assert.rejects(client.getCredentials(new PresentedToken(token())), (e: WireError) => e.status === status && e.code === type && /from the peer/.test(e.message));
       client.close();
       assert.equal(seen.length, 1);
     });
@@ -157,7 +158,7 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
   test('a 500 that persists keeps its status', async () => {
     script = [fail(500, 'InternalServerException'), fail(500, 'InternalServerException'), fail(500, 'InternalServerException')];
     const client = upstream();
-    await assert.rejects(client.getCredentials(token()), (e: WireError) => e.status === 500 && e.code === 'InternalServerException');
+    await assert.rejects(client.getCredentials(new PresentedToken(token())), (e: WireError) => e.status === 500 && e.code === 'InternalServerException');
     client.close();
     assert.equal(seen.length, 3);
   });
@@ -168,7 +169,7 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
     const attempts: string[] = [];
     const client = upstream({ timeoutMs: 100, events: { attempt: (outcome) => attempts.push(outcome) } });
     const started = performance.now();
-    await assert.rejects(client.getCredentials(token()), (e: WireError) => e.status === 503 && /no answer within 100 ms/.test(e.message));
+    await assert.rejects(client.getCredentials(new PresentedToken(token())), (e: WireError) => e.status === 503 && /no answer within 100 ms/.test(e.message));
     client.close();
     assert.deepEqual(attempts, ['timeout', 'timeout', 'timeout']);
     assert.ok(performance.now() - started < 2000);
@@ -177,7 +178,7 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
   test('a dropped connection is retried', async () => {
     script = [(req) => req.socket.destroy()];
     const client = upstream();
-    assert.equal((await client.getCredentials(token())).accessKeyId, 'ASIAPEER');
+    assert.equal((await client.getCredentials(new PresentedToken(token()))).accessKeyId, 'ASIAPEER');
     client.close();
     assert.equal(seen.length, 2);
   });
@@ -187,21 +188,21 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
     const { port } = await listen(probe, { host: '127.0.0.1', port: 0 });
     await new Promise((r) => probe.close(r));
     const client = upstream({ endpoint: `http://127.0.0.1:${port}` });
-    await assert.rejects(client.getCredentials(token()), (e: WireError) => e.status === 503 && e.code === 'ServiceUnavailableException' && /ECONNREFUSED/.test(e.message));
+    await assert.rejects(client.getCredentials(new PresentedToken(token())), (e: WireError) => e.status === 503 && e.code === 'ServiceUnavailableException' && /ECONNREFUSED/.test(e.message));
     client.close();
   });
 
   test('a 200 the agent cannot read is a 500, not retried', async () => {
     script = [(_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"credentials":null}')];
     const client = upstream();
-    await assert.rejects(client.getCredentials(token()), (e: WireError) => e.status === 500);
+    await assert.rejects(client.getCredentials(new PresentedToken(token())), (e: WireError) => e.status === 500);
     client.close();
     assert.equal(seen.length, 1);
   });
 
   test('a wrong signing key is refused by the peer (403) and not retried', async () => {
     const client = upstream({ credentials: async () => ({ accessKeyId: NODE_KEY.accessKeyId, secretAccessKey: 'wrong' }) });
-    await assert.rejects(client.getCredentials(token()), (e: WireError) => e.status === 403 && e.code === 'InvalidSignatureException');
+    await assert.rejects(client.getCredentials(new PresentedToken(token())), (e: WireError) => e.status === 403 && e.code === 'InvalidSignatureException');
     client.close();
   });
 
@@ -211,14 +212,14 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
         throw new Error('Could not load credentials from any providers');
       },
     });
-    await assert.rejects(client.getCredentials(token()), (e: WireError) => e.status === 500 && /no AWS credentials/.test(e.message));
+    await assert.rejects(client.getCredentials(new PresentedToken(token())), (e: WireError) => e.status === 500 && /no AWS credentials/.test(e.message));
     client.close();
     assert.equal(seen.length, 0);
   });
 
   test('a malformed token is refused before any call', async () => {
     const client = upstream();
-    await assert.rejects(client.getCredentials('garbage'), (e: WireError) => e.status === 400);
+    await assert.rejects(client.getCredentials(new PresentedToken('garbage')), (e: WireError) => e.status === 400);
     client.close();
     assert.equal(seen.length, 0);
   });

@@ -89,6 +89,12 @@ describe('webhook in `pod-identity server`', () => {
       timeout: 20_000,
     });
     assert.deepEqual(JSON.parse(stdout), expected);
+    // --file writes the same document where AWS's webhook watches it.
+    const file = join(server.dataDir, 'identities.json');
+    await run(process.execPath, [CLI, 'identities', '--cluster-name', 'demo', '--endpoint', server.apiUrl, '--access-key-id', ADMIN.accessKeyId, '--secret-access-key', ADMIN.secretAccessKey, '--file', file], {
+      timeout: 20_000,
+    });
+    assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), expected);
   });
 
   test('webhook-config prints a configuration trusting the CA the server uses', async () => {

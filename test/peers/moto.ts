@@ -36,7 +36,13 @@ export function motoMissingReason(): string | undefined {
   return pythonPeersMissingReason();
 }
 
-export async function startMoto(options: { readyTimeoutMs?: number } = {}): Promise<MotoServer> {
+export interface MotoOptions {
+  readyTimeoutMs?: number;
+  /** address to listen on (default 127.0.0.1), e.g. a test's own veth address so a network namespace reaches it */
+  host?: string;
+}
+
+export async function startMoto(options: MotoOptions = {}): Promise<MotoServer> {
   const missing = motoMissingReason();
   if (missing) throw new Error(missing);
   // a free port can be taken by someone else between probing and binding it
@@ -49,10 +55,11 @@ export async function startMoto(options: { readyTimeoutMs?: number } = {}): Prom
   }
 }
 
-async function startOnce(options: { readyTimeoutMs?: number }): Promise<MotoServer> {
+async function startOnce(options: MotoOptions): Promise<MotoServer> {
+  const host = options.host ?? '127.0.0.1';
   const port = await freePort();
-  const endpoint = `http://127.0.0.1:${port}`;
-  const peer = spawnPeer('moto_server', venvBinary('moto_server'), ['-H', '127.0.0.1', '-p', String(port)], {
+  const endpoint = `http://${host}:${port}`;
+  const peer = spawnPeer('moto_server', venvBinary('moto_server'), ['-H', host, '-p', String(port)], {
     env: isolatedAwsEnv({ MOTO_ACCOUNT_ID }),
   });
   try {

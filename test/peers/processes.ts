@@ -5,9 +5,10 @@
 //   2. an 'exit' hook SIGKILLs every group still registered (a failed test,
 //      an uncaught error, process.exit);
 //   3. a detached watchdog shell polls this process once a second and, when it
-//      is gone (SIGKILL, a runner time-out), kills the registered groups and
-//      removes the registered temp dirs.
-import { spawn, type ChildProcess } from 'node:child_process';
+//      is gone (SIGKILL, a runner time-out), kills the registered groups,
+//      removes the registered temp dirs and deletes the registered network
+//      namespaces.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,12 +34,13 @@ export interface SpawnPeerOptions {
 const LOG_CAP = 256 * 1024;
 const groups = new Set<number>();
 const dirs = new Set<string>();
+const namespaces = new Set<string>();
 const registryFile = join(tmpdir(), `pod-identity-peers-${process.pid}.list`);
 let watchdogStarted = false;
 let exitHookInstalled = false;
 
 function writeRegistry(): void {
-  const lines = [...[...groups].map((pgid) => `pgid ${pgid}`), ...[...dirs].map((dir) => `dir ${dir}`)];
+  const lines = [...[...groups].map((pgid) => `pgid ${pgid}`), ...[...dirs].map((dir) => `dir ${dir}`), ...[...namespaces].map((name) => `netns ${name}`)];
   if (lines.length === 0) {
     rmSync(registryFile, { force: true });
     return;
@@ -57,6 +59,8 @@ function killGroup(pgid: number, signal: NodeJS.Signals): void {
 function onExit(): void {
   for (const pgid of groups) killGroup(pgid, 'SIGKILL');
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+  for (const name of namespaces) deleteNetns(name);
+  namespaces.clear();
   groups.clear();
   dirs.clear();
   rmSync(registryFile, { force: true });
@@ -77,6 +81,7 @@ function ensureGuards(): void {
     '  case "$kind" in',
     '    pgid) kill -s KILL -- "-$value" 2>/dev/null ;;',
     '    dir) sleep 0.2; rm -rf -- "$value" ;;',
+    '    netns) sleep 0.2; ip netns del "$value" 2>/dev/null ;;',
     '  esac',
     'done < "$1"',
     'rm -f -- "$1"',
@@ -94,6 +99,29 @@ export function registerTempDir(dir: string): () => void {
     dirs.delete(dir);
     writeRegistry();
     rmSync(dir, { recursive: true, force: true });
+  };
+}
+
+function deleteNetns(name: string): void {
+  try {
+    execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * Registers a network namespace (ip netns) to delete when this process ends
+ * without cleaning up; the answer deletes it now and forgets it.
+ */
+export function registerNetns(name: string): () => void {
+  ensureGuards();
+  namespaces.add(name);
+  writeRegistry();
+  return () => {
+    namespaces.delete(name);
+    writeRegistry();
+    deleteNetns(name);
   };
 }
 

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CredentialCache, schedule, type CacheEvents } from '../../src/agent/cache.js';
-import type { CredentialSource, PodCredentials } from '../../src/agent/credentials.js';
+import { PresentedToken, type CredentialSource, type PodCredentials } from '../../src/agent/credentials.js';
 import { WireError } from '../../src/lib/errors.js';
 
 const MIN = 60_000;
@@ -42,7 +42,8 @@ class StandInUpstream implements CredentialSource {
     private readonly clock: Clock,
     public lifetimeMs = HOUR,
   ) {}
-  getCredentials(token: string): Promise<PodCredentials> {
+  getCredentials(presented: PresentedToken): Promise<PodCredentials> {
+    const token = presented.value;
     this.calls++;
     this.callsByToken.set(token, (this.callsByToken.get(token) ?? 0) + 1);
     if (this.next) return this.next(token);
@@ -88,8 +89,8 @@ function setup(options: { maxSize?: number; qps?: number; lifetimeMs?: number; f
 
 test('a second request for the same token is answered from the cache with the same object', async () => {
   const { cache, upstream, events } = setup();
-  const first = await cache.getCredentials(token('a'));
-  const second = await cache.getCredentials(token('a'));
+  const first = await cache.getCredentials(new PresentedToken(token('a')));
+  const second = await cache.getCredentials(new PresentedToken(token('a')));
   assert.equal(upstream.calls, 1);
   assert.equal(second, first);
   assert.deepEqual(events.log, ['miss', 'hit']);
@@ -103,7 +104,7 @@ test('1,000 concurrent requests with one new token make exactly one upstream cal
     await gate;
     return { accessKeyId: 'ASIAONE', secretAccessKey: 's', sessionToken: 't', accountId: '111122223333', expiresAt: T0 + HOUR };
   };
-  const all = Array.from({ length: 1000 }, () => cache.getCredentials(token('storm')));
+  const all = Array.from({ length: 1000 }, () => cache.getCredentials(new PresentedToken(token('storm'))));
   release();
   const results = await Promise.all(all);
   assert.equal(upstream.calls, 1);
@@ -114,7 +115,7 @@ test('different tokens are different entries; a token is never matched by its cl
   const { cache, upstream } = setup();
   const a = token('same');
   const b = jwt({ sub: 'system:serviceaccount:default:same', exp: (T0 + 24 * HOUR) / 1000, jti: 'other' });
-  const [ca, cb] = [await cache.getCredentials(a), await cache.getCredentials(b)];
+  const [ca, cb] = [await cache.getCredentials(new PresentedToken(a)), await cache.getCredentials(new PresentedToken(b))];
   assert.equal(upstream.calls, 2);
   assert.notEqual(ca.accessKeyId, cb.accessKeyId);
   assert.equal(cache.size, 2);
@@ -131,7 +132,7 @@ test('malformed and expired tokens are refused with 400 before any upstream call
     [jwt({ exp: (clock.now - 1000) / 1000 }), 'ExpiredTokenException'],
   ];
   for (const [value, code] of cases) {
-    await assert.rejects(async () => cache.getCredentials(value), (error: WireError) => error.code === code && error.status === 400, JSON.stringify(value));
+    await assert.rejects(async () => cache.getCredentials(new PresentedToken(value)), (error: WireError) => error.code === code && error.status === 400, JSON.stringify(value));
   }
   assert.equal(upstream.calls, 0);
   assert.equal(cache.size, 0);
@@ -139,11 +140,11 @@ test('malformed and expired tokens are refused with 400 before any upstream call
 
 test('credentials with less than 15 minutes left are not handed out when upstream has fresher ones', async () => {
   const { cache, upstream, clock } = setup();
-  const first = await cache.getCredentials(token('a'));
+  const first = await cache.getCredentials(new PresentedToken(token('a')));
   clock.advance(44 * MIN);
-  assert.equal(await cache.getCredentials(token('a')), first, '16 min left: still served');
+  assert.equal(await cache.getCredentials(new PresentedToken(token('a'))), first, '16 min left: still served');
   clock.advance(2 * MIN);
-  const fresh = await cache.getCredentials(token('a'));
+  const fresh = await cache.getCredentials(new PresentedToken(token('a')));
   assert.notEqual(fresh, first);
   assert.equal(fresh.expiresAt, clock.now + HOUR);
   assert.equal(upstream.calls, 2);
@@ -151,11 +152,11 @@ test('credentials with less than 15 minutes left are not handed out when upstrea
 
 test('short-lived credentials (under 30 min) are served until half their lifetime', async () => {
   const { cache, upstream, clock } = setup({ lifetimeMs: 15 * MIN });
-  const first = await cache.getCredentials(token('a'));
+  const first = await cache.getCredentials(new PresentedToken(token('a')));
   clock.advance(7 * MIN);
-  assert.equal(await cache.getCredentials(token('a')), first);
+  assert.equal(await cache.getCredentials(new PresentedToken(token('a'))), first);
   clock.advance(1 * MIN);
-  assert.notEqual(await cache.getCredentials(token('a')), first);
+  assert.notEqual(await cache.getCredentials(new PresentedToken(token('a'))), first);
   assert.equal(upstream.calls, 2);
 });
 
@@ -170,15 +171,15 @@ test('schedule: refresh at 40-50 % of the lifetime, hand out until 15 min before
 
 test('background refresh at about half the lifetime replaces credentials before anyone waits', async () => {
   const { cache, upstream, clock, events } = setup();
-  const first = await cache.getCredentials(token('a'));
+  const first = await cache.getCredentials(new PresentedToken(token('a')));
   clock.advance(20 * MIN);
-  await cache.getCredentials(token('a'));
+  await cache.getCredentials(new PresentedToken(token('a')));
   await cache.sweep();
   assert.equal(upstream.calls, 1, 'not due yet at 20 min');
   clock.advance(8 * MIN); // 28 min: past 45 % (random 0.5)
   await cache.sweep();
   assert.equal(upstream.calls, 2);
-  const now = await cache.getCredentials(token('a'));
+  const now = await cache.getCredentials(new PresentedToken(token('a')));
   assert.notEqual(now, first);
   assert.equal(now.expiresAt, T0 + 28 * MIN + HOUR);
   assert.ok(events.log.includes('refreshed:ok'));
@@ -188,11 +189,11 @@ test('background refresh at about half the lifetime replaces credentials before 
 test('background refreshes stay within --max-service-qps, oldest first', async () => {
   const { cache, upstream, clock } = setup({ qps: 3 });
   for (let i = 0; i < 10; i++) {
-    await cache.getCredentials(token(`t${i}`));
+    await cache.getCredentials(new PresentedToken(token(`t${i}`)));
     clock.advance(10);
   }
   clock.advance(28 * MIN);
-  for (let i = 0; i < 10; i++) await cache.getCredentials(token(`t${i}`)); // all in use
+  for (let i = 0; i < 10; i++) await cache.getCredentials(new PresentedToken(token(`t${i}`))); // all in use
   const before = upstream.calls;
   await cache.sweep();
   assert.equal(upstream.calls - before, 3, 'burst of 3');
@@ -210,11 +211,11 @@ test('background refreshes stay within --max-service-qps, oldest first', async (
 
 test('entries nobody asked for lately are dropped, not refreshed', async () => {
   const { cache, upstream, clock, events } = setup();
-  await cache.getCredentials(token('dead-pod'));
-  await cache.getCredentials(token('live-pod'));
+  await cache.getCredentials(new PresentedToken(token('dead-pod')));
+  await cache.getCredentials(new PresentedToken(token('live-pod')));
   for (let minute = 0; minute < 180; minute += 5) {
     clock.advance(5 * MIN);
-    await cache.getCredentials(token('live-pod'));
+    await cache.getCredentials(new PresentedToken(token('live-pod')));
     await cache.sweep();
   }
   assert.equal(cache.size, 1);
@@ -227,48 +228,48 @@ test('entries nobody asked for lately are dropped, not refreshed', async () => {
 for (const code of ['AccessDeniedException', 'InvalidTokenException', 'ExpiredTokenException', 'ResourceNotFoundException'] as const) {
   test(`${code} from upstream on a refresh evicts the entry`, async () => {
     const { cache, upstream, clock, events } = setup();
-    await cache.getCredentials(token('a'));
+    await cache.getCredentials(new PresentedToken(token('a')));
     clock.advance(28 * MIN);
     upstream.next = () => Promise.reject(new WireError(code, 'no'));
-    await cache.getCredentials(token('a'));
+    await cache.getCredentials(new PresentedToken(token('a')));
     await cache.sweep();
     assert.equal(cache.size, 0);
     assert.ok(events.log.includes('evicted:upstream-denied'));
-    await assert.rejects(async () => cache.getCredentials(token('a')), (e: WireError) => e.code === code);
+    await assert.rejects(async () => cache.getCredentials(new PresentedToken(token('a'))), (e: WireError) => e.code === code);
     assert.equal(upstream.calls, 3, 'the next request asks upstream again');
   });
 }
 
 test('an evicting error on a request removes valid cached credentials too', async () => {
   const { cache, upstream, clock } = setup();
-  await cache.getCredentials(token('a'));
+  await cache.getCredentials(new PresentedToken(token('a')));
   clock.advance(50 * MIN); // stale: the request goes upstream
   upstream.next = () => Promise.reject(new WireError('AccessDeniedException', 'association removed'));
-  await assert.rejects(async () => cache.getCredentials(token('a')), (e: WireError) => e.code === 'AccessDeniedException');
+  await assert.rejects(async () => cache.getCredentials(new PresentedToken(token('a'))), (e: WireError) => e.code === 'AccessDeniedException');
   assert.equal(cache.size, 0);
 });
 
 test('while upstream is down, cached credentials are served as long as they are valid', async () => {
   const { cache, upstream, clock, events } = setup();
-  const held = await cache.getCredentials(token('a'));
+  const held = await cache.getCredentials(new PresentedToken(token('a')));
   upstream.next = () => Promise.reject(new WireError('ServiceUnavailableException', 'EKS Auth is unreachable', { status: 503 }));
   clock.advance(28 * MIN);
   await cache.sweep(); // failed refresh keeps the entry
   assert.equal(cache.size, 1);
   assert.ok(events.log.includes('refreshed:error'));
   clock.advance(22 * MIN); // 10 min left: not fresh, but valid
-  assert.equal(await cache.getCredentials(token('a')), held);
+  assert.equal(await cache.getCredentials(new PresentedToken(token('a'))), held);
   assert.equal(events.log.at(-1), 'stale');
   clock.advance(10 * MIN); // expired
-  await assert.rejects(async () => cache.getCredentials(token('a')), (e: WireError) => e.status === 503);
+  await assert.rejects(async () => cache.getCredentials(new PresentedToken(token('a'))), (e: WireError) => e.status === 503);
 });
 
 test('a failed background refresh is retried after a jittered interval, not on every sweep', async () => {
   const { cache, upstream, clock } = setup();
-  await cache.getCredentials(token('a'));
+  await cache.getCredentials(new PresentedToken(token('a')));
   upstream.next = () => Promise.reject(new WireError('ThrottlingException', 'slow down'));
   clock.advance(28 * MIN);
-  await cache.getCredentials(token('a'));
+  await cache.getCredentials(new PresentedToken(token('a')));
   await cache.sweep();
   const calls = upstream.calls;
   clock.advance(1000);
@@ -281,61 +282,61 @@ test('a failed background refresh is retried after a jittered interval, not on e
 
 test('a slow upstream does not hold a request that has valid credentials at hand', async () => {
   const { cache, upstream, clock, events } = setup({ freshWaitMs: 30 });
-  const held = await cache.getCredentials(token('a'));
+  const held = await cache.getCredentials(new PresentedToken(token('a')));
   clock.advance(50 * MIN);
   let answer!: (c: PodCredentials) => void;
   upstream.next = () => new Promise((resolve) => (answer = resolve));
   const started = performance.now();
-  assert.equal(await cache.getCredentials(token('a')), held);
+  assert.equal(await cache.getCredentials(new PresentedToken(token('a'))), held);
   assert.ok(performance.now() - started < 1000);
   assert.equal(events.log.at(-1), 'stale');
   // the call goes on and its answer is used from then on
   const fresh = { ...held, accessKeyId: 'ASIALATE', expiresAt: clock.now + HOUR };
   answer(fresh);
   await new Promise((r) => setImmediate(r));
-  assert.equal(await cache.getCredentials(token('a')), fresh);
+  assert.equal(await cache.getCredentials(new PresentedToken(token('a'))), fresh);
 });
 
 test('a first request whose upstream call fails leaves nothing cached; the next one asks again', async () => {
   const { cache, upstream } = setup();
   upstream.next = () => Promise.reject(new WireError('InternalServerException', 'boom'));
-  await assert.rejects(async () => cache.getCredentials(token('a')), (e: WireError) => e.status === 500);
+  await assert.rejects(async () => cache.getCredentials(new PresentedToken(token('a'))), (e: WireError) => e.status === 500);
   assert.equal(cache.size, 0);
   upstream.next = undefined;
-  await cache.getCredentials(token('a'));
+  await cache.getCredentials(new PresentedToken(token('a')));
   assert.equal(upstream.calls, 2);
 });
 
 test('the cache holds at most maxSize entries and drops the least recently used', async () => {
   const { cache, upstream, clock, events } = setup({ maxSize: 2 });
-  await cache.getCredentials(token('a'));
+  await cache.getCredentials(new PresentedToken(token('a')));
   clock.advance(2000);
-  await cache.getCredentials(token('b'));
+  await cache.getCredentials(new PresentedToken(token('b')));
   clock.advance(2000);
-  await cache.getCredentials(token('a')); // a is now the most recent
-  await cache.getCredentials(token('c')); // evicts b
+  await cache.getCredentials(new PresentedToken(token('a'))); // a is now the most recent
+  await cache.getCredentials(new PresentedToken(token('c'))); // evicts b
   assert.equal(cache.size, 2);
   assert.ok(events.log.includes('evicted:capacity'));
   const calls = upstream.calls;
-  await cache.getCredentials(token('a'));
+  await cache.getCredentials(new PresentedToken(token('a')));
   assert.equal(upstream.calls, calls, 'a still cached');
-  await cache.getCredentials(token('b'));
+  await cache.getCredentials(new PresentedToken(token('b')));
   assert.equal(upstream.calls, calls + 1, 'b was dropped');
 });
 
 test('a cached entry whose token has expired is refused and dropped', async () => {
   const { cache, clock, events } = setup();
   const short = jwt({ exp: (T0 + 10 * MIN) / 1000 });
-  await cache.getCredentials(short);
+  await cache.getCredentials(new PresentedToken(short));
   clock.advance(10 * MIN);
-  await assert.rejects(async () => cache.getCredentials(short), (e: WireError) => e.code === 'ExpiredTokenException' && e.status === 400);
+  await assert.rejects(async () => cache.getCredentials(new PresentedToken(short)), (e: WireError) => e.code === 'ExpiredTokenException' && e.status === 400);
   assert.equal(cache.size, 0);
   assert.ok(events.log.includes('evicted:token-expired'));
 });
 
 test('the sweep drops entries whose token expired without refreshing them', async () => {
   const { cache, upstream, clock } = setup();
-  await cache.getCredentials(jwt({ exp: (T0 + 29 * MIN) / 1000 }));
+  await cache.getCredentials(new PresentedToken(jwt({ exp: (T0 + 29 * MIN) / 1000 })));
   clock.advance(29 * MIN);
   await cache.sweep();
   assert.equal(cache.size, 0);

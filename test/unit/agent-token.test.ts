@@ -3,7 +3,8 @@
 // EKS Auth answers.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { encodeCredentials, formatExpiration } from '../../src/agent/credentials.js';
+import { createHash } from 'node:crypto';
+import { encodeCredentials, formatExpiration, PresentedToken } from '../../src/agent/credentials.js';
 import { allowedHostHeaders, normalizeBindHosts } from '../../src/agent/server.js';
 import { readTokenExpiry } from '../../src/agent/token.js';
 import { TokenBucket } from '../../src/agent/token-bucket.js';
@@ -116,4 +117,13 @@ test('EKS Auth errors keep their status and code, whatever the code is spelled l
   assert.deepEqual([e.status, e.code], [502, 'InternalServerException']);
   e = error(400, '{"__type":"SomethingNewException","message":"?"}');
   assert.deepEqual([e.status, e.code], [400, 'InvalidRequestException']);
+});
+
+test('the cache key is the SHA-256 of the exact token, computed once per presented token', () => {
+  const value = jwt({ sub: 'system:serviceaccount:a:b' });
+  const presented = new PresentedToken(value);
+  assert.equal(presented.key, createHash('sha256').update(value).digest('base64'));
+  assert.equal(presented.key, presented.key);
+  assert.notEqual(new PresentedToken(`${value}x`).key, presented.key);
+  assert.doesNotMatch(presented.key, /system:serviceaccount/);
 });

@@ -104,6 +104,20 @@ describe('EksAuthService', () => {
     await assert.rejects(service.assumeRole({ clusterName: 'demo', token, caller, requestId: 'r' }), code('ThrottlingException'));
   });
 
+  it('throttles per cluster before verifying anything', async () => {
+    const throttled = new EksAuthService({
+      clusters: [createClusterAuth(parseServerConfig({ clusters: [{ name: 'demo', jwksFile: join(dir, 'jwks.json') }] }).clusters[0]!, { region: 'us-east-1', accountId: '000000000000', logger: silentLogger() })],
+      resolver,
+      issuer: new LocalIssuer({ key: Buffer.alloc(32, 1), durationSeconds: 3600 }),
+      audit,
+      throttle: { perCluster: { rate: 0.001, burst: 2 } },
+    });
+    const token = await signer.sign(podClaims({ namespace: 'ns', serviceAccount: 'reader' }));
+    await throttled.assumeRole({ clusterName: 'demo', token, caller, requestId: 'r' });
+    await assert.rejects(throttled.assumeRole({ clusterName: 'demo', token: 'not-even-a-jwt', caller, requestId: 'r' }), code('InvalidTokenException'));
+    await assert.rejects(throttled.assumeRole({ clusterName: 'demo', token: 'not-even-a-jwt', caller, requestId: 'r' }), code('ThrottlingException'));
+  });
+
   it('audits every decision, to the log and the JSONL file, without tokens or secrets', async () => {
     const token = await signer.sign(podClaims({ namespace: 'ns', serviceAccount: 'reader', podName: 'audited-pod', podUid: 'uid-audit', nodeName: 'node-9' }));
     const out = await service.assumeRole({ clusterName: 'demo', token, caller, requestId: 'audit-ok' });

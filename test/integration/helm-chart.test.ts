@@ -1,0 +1,278 @@
+// The Helm chart (deploy/helm/pod-identity) as operators install it: rendered
+// by the real `helm` binary, every object accepted by a real kube-apiserver's
+// server-side dry run (admission, defaulting, strict field validation), the
+// guard rails of the chart failing with their messages, the configuration it
+// writes accepted by the server's own schema, the agent's arguments known to
+// the agent's CLI, and the server's RBAC granting what the server calls.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Command } from 'commander';
+import { parseAllDocuments } from 'yaml';
+import { registerAgentCommand } from '../../src/cli/agent.js';
+import { parseServerConfig } from '../../src/server/config.js';
+import { createNamespace, runKubeTool } from '../peers/kube-api.js';
+import { helmMissingReason, kubeBinary, kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
+import { requirePeer } from '../peers/require.js';
+import { createCertificateAuthority } from '../peers/tls.js';
+
+const skip = requirePeer('kube-apiserver', kubeMissingReason) || requirePeer('helm', helmMissingReason);
+
+const CHART = resolve('deploy/helm/pod-identity');
+const RELEASE = 'pi';
+const NAMESPACE = 'pod-identity';
+const FULLNAME = 'pi-pod-identity';
+/** what `helm install` cannot do without */
+const REQUIRED = ['server.nodeKey.accessKeyId=AKIANODEHELMTEST', 'server.nodeKey.secretAccessKey=node-secret-for-helm-test'];
+
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string };
+  [key: string]: unknown;
+}
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Loose = any;
+
+function objectsOf(yaml: string): K8sObject[] {
+  return parseAllDocuments(yaml)
+    .map((doc) => doc.toJS() as K8sObject | null)
+    .filter((o): o is K8sObject => o !== null);
+}
+
+function find(objects: K8sObject[], kind: string, name?: string): Loose {
+  return objects.find((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
+}
+
+/** `--long` flags of a commander command. */
+function longFlags(command: Command): Set<string> {
+  return new Set(command.options.map((o) => o.long).filter((f): f is string => f !== undefined));
+}
+
+describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () => {
+  let kube: KubeControlPlane;
+  let dir: string;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'helm-chart-test-'));
+    kube = await startKubeControlPlane();
+    await createNamespace(kube, NAMESPACE);
+  });
+
+  after(async () => {
+    await kube?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const template = async (sets: string[], extra: string[] = []) =>
+    (await runKubeTool('helm', kube, ['template', RELEASE, CHART, '--namespace', NAMESPACE, ...extra, ...sets.flatMap((s) => ['--set', s])])).stdout;
+
+  /** helm template that must fail: answers its error text */
+  const templateFails = async (sets: string[]) => {
+    try {
+      await template(sets);
+    } catch (error) {
+      return (error as Error).message;
+    }
+    assert.fail(`helm template ${sets.join(' ')} rendered, but should have failed`);
+  };
+
+  /** kubectl apply --dry-run=server with strict field validation; answers stdout, refuses warnings */
+  const dryRun = async (yaml: string) => {
+    const { stdout, stderr } = await runKubeTool('kubectl', kube, ['apply', '--dry-run=server', '--validate=strict', '-f', '-'], { input: yaml });
+    assert.doesNotMatch(stderr, /warning/i, `the API server warned about the chart:\n${stderr}`);
+    return stdout;
+  };
+
+  const assertAllAccepted = (yaml: string, stdout: string) => {
+    const lines = stdout.trim().split('\n');
+    assert.equal(lines.length, objectsOf(yaml).length, stdout);
+    for (const line of lines) assert.match(line, /\(server dry run\)$/, line);
+  };
+
+  test('helm lint --strict passes', async () => {
+    const { stdout } = await runKubeTool('helm', kube, ['lint', CHART, '--strict', ...REQUIRED.flatMap((s) => ['--set', s])]);
+    assert.match(stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+  });
+
+  test('default render, CRD included, is accepted by the server-side dry run', async (t) => {
+    const started = Date.now();
+    const yaml = await template(REQUIRED, ['--include-crds']);
+    const objects = objectsOf(yaml);
+    const kinds = objects.map((o) => o.kind).sort();
+    for (const kind of [
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'CustomResourceDefinition',
+      'DaemonSet',
+      'Deployment',
+      'MutatingWebhookConfiguration',
+      'PersistentVolumeClaim',
+      'Secret',
+      'Service',
+      'ServiceAccount',
+    ]) {
+      assert.ok(kinds.includes(kind), `${kind} rendered (${kinds.join(', ')})`);
+    }
+    // one replica: no budget, which would block every node drain
+    assert.equal(find(objects, 'PodDisruptionBudget'), undefined);
+    assertAllAccepted(yaml, await dryRun(yaml));
+    t.diagnostic(`${objects.length} objects rendered and dry-run applied in ${Date.now() - started} ms`);
+  });
+
+  test('the configuration the chart writes is valid for `pod-identity server`, with syncCrds on by default', async () => {
+    const configOf = async (sets: string[]) => {
+      const secret = find(objectsOf(await template(sets)), 'Secret', `${FULLNAME}-config`);
+      return parseServerConfig(objectsOf(secret.stringData['config.yaml'] as string)[0]);
+    };
+    const config = await configOf(REQUIRED);
+    assert.equal(config.clusters.length, 1);
+    const [cluster] = config.clusters;
+    assert.equal(cluster!.kubeconfig, 'in-cluster');
+    assert.equal(cluster!.syncCrds, true);
+    assert.equal(cluster!.requireNodeBinding, true);
+    assert.equal(cluster!.issuer, undefined, 'no issuer check unless the operator names the cluster’s issuer');
+    assert.deepEqual(config.nodes, [{ accessKeyId: 'AKIANODEHELMTEST', secretAccessKey: 'node-secret-for-helm-test', clusters: ['my-cluster'] }]);
+    assert.equal(config.issuer.type, 'aws-sts');
+    assert.equal(config.webhook.certFile, '/etc/pod-identity/webhook-tls/tls.crt');
+
+    const tuned = await configOf([
+      ...REQUIRED,
+      'server.syncCrds=false',
+      'server.serviceAccountIssuer=https://kubernetes.default.svc.cluster.local',
+      'clusterName=prod-1',
+      'server.admins[0].accessKeyId=AKIAADMINHELM',
+      'server.admins[0].secretAccessKey=admin-secret',
+      'server.issuer.stsEndpoint=https://sts.eu-west-1.amazonaws.com',
+      'server.databaseUrl=postgres://pod-identity:pw@db:5432/pod_identity',
+    ]);
+    assert.equal(tuned.clusters[0]!.syncCrds, false);
+    assert.equal(tuned.clusters[0]!.name, 'prod-1');
+    assert.equal(tuned.clusters[0]!.issuer, 'https://kubernetes.default.svc.cluster.local');
+    assert.deepEqual(tuned.admins, [{ accessKeyId: 'AKIAADMINHELM', secretAccessKey: 'admin-secret' }]);
+    assert.equal(tuned.issuer.stsEndpoint, 'https://sts.eu-west-1.amazonaws.com');
+    assert.equal(tuned.databaseUrl, 'postgres://pod-identity:pw@db:5432/pod_identity');
+  });
+
+  test('the agent DaemonSet passes only flags the agent knows; the server runs from the config Secret, non-root', async () => {
+    const objects = objectsOf(await template(REQUIRED));
+    const program = new Command();
+    registerAgentCommand(program);
+    const agentFlags = longFlags(program.commands.find((c) => c.name() === 'agent')!);
+    const daemonSet = find(objects, 'DaemonSet', `${FULLNAME}-agent`);
+    const [agent] = daemonSet.spec.template.spec.containers as { args: string[] }[];
+    assert.equal(agent!.args[0], 'agent');
+    for (const arg of agent!.args.slice(1)) {
+      const flag = arg.split('=')[0]!;
+      assert.ok(agentFlags.has(flag), `the agent has no ${flag} flag`);
+    }
+    assert.ok(agent!.args.includes('--cluster-name=my-cluster'));
+    const [init] = daemonSet.spec.template.spec.initContainers as { args: string[]; securityContext: Loose }[];
+    assert.deepEqual(init!.args, ['initialize']);
+    assert.deepEqual(init!.securityContext.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] });
+    assert.equal(daemonSet.spec.template.spec.hostNetwork, true);
+    assert.equal(daemonSet.spec.template.spec.priorityClassName, 'system-node-critical');
+
+    const deployment = find(objects, 'Deployment', `${FULLNAME}-server`);
+    const [server] = deployment.spec.template.spec.containers as { args: string[]; securityContext: Loose }[];
+    assert.deepEqual(server!.args, ['server', '--config', '/etc/pod-identity/config/config.yaml']);
+    assert.equal(server!.securityContext.readOnlyRootFilesystem, true);
+    assert.equal(deployment.spec.template.spec.securityContext.runAsNonRoot, true);
+    assert.equal(deployment.spec.strategy.type, 'Recreate', 'one SQLite writer at a time');
+  });
+
+  test('required values are named when missing', async () => {
+    assert.match(await templateFails([]), /server\.nodeKey\.accessKeyId is required/);
+  });
+
+  test('replicas > 1 without databaseUrl fails with the chart’s message; with PostgreSQL it renders a budget and is accepted', async () => {
+    assert.match(await templateFails([...REQUIRED, 'server.replicas=2']), /server\.replicas > 1 needs server\.databaseUrl \(PostgreSQL\); SQLite serves one replica/);
+
+    const yaml = await template([...REQUIRED, 'server.replicas=3', 'server.databaseUrl=postgres://pod-identity:pw@db:5432/pod_identity']);
+    const objects = objectsOf(yaml);
+    const budget = find(objects, 'PodDisruptionBudget', `${FULLNAME}-server`);
+    assert.equal(budget.spec.minAvailable, 1);
+    assert.equal(find(objects, 'PersistentVolumeClaim'), undefined, 'PostgreSQL holds the data');
+    const deployment = find(objects, 'Deployment', `${FULLNAME}-server`);
+    assert.equal(deployment.spec.replicas, 3);
+    assert.equal(deployment.spec.strategy, undefined, 'rolling updates with several replicas');
+    assertAllAccepted(yaml, await dryRun(yaml));
+  });
+
+  test('webhook.certificate.mode=secret: an existing Secret and the CA given as PEM, accepted; without caBundle it fails', async () => {
+    assert.match(await templateFails([...REQUIRED, 'webhook.certificate.mode=secret']), /webhook\.certificate\.caBundle is required when mode is secret/);
+    assert.match(await templateFails([...REQUIRED, 'webhook.certificate.mode=manual']), /webhook\.certificate\.mode must be helm or secret/);
+
+    const ca = createCertificateAuthority(dir, 'webhook-ca');
+    const yaml = (
+      await runKubeTool('helm', kube, [
+        'template', RELEASE, CHART, '--namespace', NAMESPACE,
+        ...REQUIRED.flatMap((s) => ['--set', s]),
+        '--set', 'webhook.certificate.mode=secret',
+        '--set', 'webhook.certificate.secretName=pod-identity-webhook-cert',
+        '--set-file', `webhook.certificate.caBundle=${ca.certPath}`,
+      ]) // prettier-ignore
+    ).stdout;
+    const objects = objectsOf(yaml);
+    assert.equal(
+      objects.find((o) => o.kind === 'Secret' && (o as Loose).type === 'kubernetes.io/tls'),
+      undefined,
+      'the chart makes no certificate in secret mode',
+    );
+    const deployment = find(objects, 'Deployment', `${FULLNAME}-server`);
+    const tlsVolume = (deployment.spec.template.spec.volumes as Loose[]).find((v) => v.name === 'webhook-tls');
+    assert.equal(tlsVolume.secret.secretName, 'pod-identity-webhook-cert');
+    const hook = find(objects, 'MutatingWebhookConfiguration').webhooks[0];
+    assert.equal(Buffer.from(hook.clientConfig.caBundle as string, 'base64').toString().trim(), ca.certPem.trim());
+    assertAllAccepted(yaml, await dryRun(yaml));
+
+    // the same CA given as base64 (as in a caBundle field) is used as is
+    const base64 = Buffer.from(ca.certPem).toString('base64');
+    const again = objectsOf(await template([...REQUIRED, 'webhook.certificate.mode=secret', `webhook.certificate.caBundle=${base64}`]));
+    assert.equal(find(again, 'MutatingWebhookConfiguration').webhooks[0].clientConfig.caBundle, base64);
+  });
+
+  test('agent.enabled=false renders no DaemonSet and is accepted', async () => {
+    const yaml = await template([...REQUIRED, 'agent.enabled=false']);
+    assert.equal(find(objectsOf(yaml), 'DaemonSet'), undefined);
+    assertAllAccepted(yaml, await dryRun(yaml));
+  });
+
+  test('installed for real, the server’s service account may do what the server does', async () => {
+    const yaml = await template(REQUIRED, ['--include-crds']);
+    await runKubeTool('kubectl', kube, ['apply', '--server-side', '-f', '-'], { input: yaml });
+    // the CRD must be served before its resources can be asked about
+    await runKubeTool('kubectl', kube, ['wait', '--for=condition=Established', '--timeout=30s', 'crd/podidentityassociations.podidentity.dev']);
+    const serviceAccount = `system:serviceaccount:${NAMESPACE}:${FULLNAME}-server`;
+    // exits 1 on "no": read the answer, not the exit code
+    const canI = (...args: string[]) =>
+      new Promise<string>((resolveAnswer) => {
+        execFile(kubeBinary('kubectl'), ['--kubeconfig', kube.kubeconfigPath, 'auth', 'can-i', ...args, '--as', serviceAccount], { timeout: 30_000 }, (_error, stdout) => resolveAnswer(stdout.trim()));
+      });
+    const needed = [
+      ['create', 'tokenreviews.authentication.k8s.io'], // TokenReview mode
+      ['get', 'pods', '--all-namespaces'], // liveness of the pod a token is bound to
+      ['list', 'pods', '--all-namespaces'],
+      ['watch', 'pods', '--all-namespaces'],
+      ['get', 'serviceaccounts', '--all-namespaces'], // token-expiration annotation (webhook)
+      ['get', '/openid/v1/jwks'], // the API server's keys
+      ['get', '/.well-known/openid-configuration'],
+      ['list', 'podidentityassociations.podidentity.dev', '--all-namespaces'], // syncCrds
+      ['watch', 'podidentityassociations.podidentity.dev', '--all-namespaces'],
+      ['patch', 'podidentityassociations.podidentity.dev', '--subresource=status', '--all-namespaces'],
+    ];
+    for (const args of needed) assert.equal(await canI(...args), 'yes', `can-i ${args.join(' ')}`);
+    // and nothing it does not need
+    for (const args of [
+      ['create', 'pods', '--all-namespaces'],
+      ['get', 'secrets', '--all-namespaces'],
+      ['create', 'serviceaccounts/token', '--all-namespaces'],
+      ['delete', 'podidentityassociations.podidentity.dev', '--all-namespaces'],
+    ]) {
+      assert.equal(await canI(...args), 'no', `can-i ${args.join(' ')}`);
+    }
+  });
+});

@@ -55,7 +55,7 @@ export function registerWebhookConfigCommand(program: Command): void {
     .option('--path <path>', 'request path of the webhook', '/mutate')
     .option('--ca-file <file>', 'PEM bundle the API server trusts for the webhook (default: the CA generated in dataDir, or webhook.certFile)')
     .option('--name <name>', 'name of the MutatingWebhookConfiguration object', 'pod-identity-webhook')
-    .option('--webhook-name <name>', 'name of the webhook inside it (a DNS name with three or more labels)', 'pod-identity.webhook.pod-identity.io')
+    .option('--webhook-name <name>', 'name of the webhook inside it (a DNS name with three or more labels)', 'pod-identity-webhook.podidentity.dev')
     .option('--timeout-seconds <n>', 'how long the API server waits for the webhook, 1-30 (default: webhook.timeoutSeconds, 10)')
     .addHelpText(
       'after',

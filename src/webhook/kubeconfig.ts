@@ -30,8 +30,28 @@ function str(value: unknown): string | undefined {
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
-/** Loads the current context of a kubeconfig file; relative paths in it are relative to the file. */
+/** Where a pod finds its own service account's credentials. */
+const IN_CLUSTER_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/** The API server as seen from inside a pod: KUBERNETES_SERVICE_HOST/PORT, the mounted token (re-read per request) and CA. */
+function inClusterAccess(env: NodeJS.ProcessEnv = process.env): KubeAccess {
+  const host = env.KUBERNETES_SERVICE_HOST;
+  const port = env.KUBERNETES_SERVICE_PORT ?? '443';
+  if (!host) throw new Error('kubeconfig "in-cluster" needs KUBERNETES_SERVICE_HOST: it only works inside a pod');
+  return {
+    server: new URL(`https://${host.includes(':') ? `[${host}]` : host}:${port}`),
+    ca: readFileSync(`${IN_CLUSTER_DIR}/ca.crt`),
+    token: () => readFileSync(`${IN_CLUSTER_DIR}/token`, 'utf8').trim(),
+    insecureSkipTlsVerify: false,
+  };
+}
+
+/**
+ * Loads the current context of a kubeconfig file (relative paths in it are
+ * relative to the file), or the pod's own service account for "in-cluster".
+ */
 export function loadKubeAccess(path: string): KubeAccess {
+  if (path === 'in-cluster') return inClusterAccess();
   const doc = parseYaml(readFileSync(path, 'utf8')) as KubeconfigDocument | null;
   if (!doc || typeof doc !== 'object') throw new Error(`${path}: not a kubeconfig`);
   const base = dirname(path);

@@ -54,3 +54,13 @@ test('unsupported or broken kubeconfigs fail with a clear message', () => {
   writeFileSync(empty, '');
   assert.throws(() => loadKubeAccess(empty), /not a kubeconfig/);
 });
+
+test('"in-cluster" outside a pod is a clear error', () => {
+  const saved = process.env.KUBERNETES_SERVICE_HOST;
+  delete process.env.KUBERNETES_SERVICE_HOST;
+  try {
+    assert.throws(() => loadKubeAccess('in-cluster'), /only works inside a pod/);
+  } finally {
+    if (saved !== undefined) process.env.KUBERNETES_SERVICE_HOST = saved;
+  }
+});

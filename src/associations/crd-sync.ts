@@ -129,6 +129,10 @@ export function changesFor(current: Association, desired: DesiredAssociation, no
     changes.externalId = desired.targetRoleArn === undefined ? undefined : randomUUID();
     changed = true;
   }
+  if (!sameTags(current.tags, desired.tags)) {
+    changes.tags = desired.tags;
+    changed = true;
+  }
   return changed ? changes : undefined;
 }
 
@@ -410,13 +414,12 @@ export function startCrdSync(options: CrdSyncOptions): CrdSync {
           logger.info({ associationId: current.associationId, resource: resource.metadata.name }, 'association updated from PodIdentityAssociation');
         }
       }
-      const tagsNote = sameTags(current.tags, desired.tags) ? '' : ' (tags are set when the association is created: recreate the resource to change them)';
       await writeStatus(
         resource,
         nextStatus(
           resource.status,
           generation,
-          { ready: true, reason: 'Synced', message: `association ${current.associationId} maps ${desired.namespace}/${desired.serviceAccount} to ${desired.roleArn}${tagsNote}`, association: current },
+          { ready: true, reason: 'Synced', message: `association ${current.associationId} maps ${desired.namespace}/${desired.serviceAccount} to ${desired.roleArn}`, association: current },
           now(),
         ),
       );

@@ -20,7 +20,7 @@ export interface Association {
 }
 
 /** The fields an update may change. */
-export type AssociationChanges = Partial<Pick<Association, 'roleArn' | 'disableSessionTags' | 'targetRoleArn' | 'externalId' | 'policy'>> & {
+export type AssociationChanges = Partial<Pick<Association, 'roleArn' | 'disableSessionTags' | 'targetRoleArn' | 'externalId' | 'policy' | 'tags'>> & {
   modifiedAt: number;
 };
 

@@ -299,6 +299,9 @@ for (const backend of [sqlite, postgres]) {
       const { targetRoleArn: _t, externalId: _e, ...rest } = expected;
       assert.deepEqual(cleared, { ...rest, modifiedAt: later + 1 });
       assert.deepEqual(await store.get('demo', a.associationId), { ...rest, modifiedAt: later + 1 });
+      const retagged = await store.update('demo', a.associationId, { modifiedAt: later + 2, tags: { team: 'b' } });
+      assert.deepEqual(retagged?.tags, { team: 'b' });
+      assert.deepEqual((await store.get('demo', a.associationId))?.tags, { team: 'b' });
       assert.equal(await store.update('demo', newAssociationId(), { modifiedAt: later }), undefined);
       assert.equal(await store.update('other', a.associationId, { modifiedAt: later }), undefined);
     });

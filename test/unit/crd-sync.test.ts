@@ -75,6 +75,10 @@ describe('changesFor', () => {
     assert.match(changes.externalId!, /^[0-9a-f-]{36}$/);
   });
 
+  test('changed tags replace the old ones', () => {
+    assert.deepEqual(changesFor(current, { ...desired, tags: { team: 'a' } }, 9)?.tags, { team: 'a' });
+  });
+
   test('a removed target role and policy are cleared (keys present, undefined)', () => {
     const changes = changesFor({ ...current, targetRoleArn: TARGET, externalId: 'x', policy: '{}', disableSessionTags: true }, { ...desired, disableSessionTags: true }, 9)!;
     assert.ok('targetRoleArn' in changes && changes.targetRoleArn === undefined);

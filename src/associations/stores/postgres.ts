@@ -339,14 +339,16 @@ export class PostgresAssociationStore implements AssociationStore {
     const result = await this.transaction(async (client) => {
       const { rows } = await client.query<Row>('SELECT * FROM associations WHERE cluster_name = $1 AND association_id = $2 FOR UPDATE', [clusterName, associationId]);
       if (!rows[0]) return undefined;
-      const next: Association = { ...fromRow(rows[0]), ...changes };
+      const current = fromRow(rows[0]);
+      // tags are replaced only when given; every other key present as undefined clears its field
+      const next: Association = { ...current, ...changes, tags: changes.tags ?? current.tags };
       for (const key of ['targetRoleArn', 'externalId', 'policy'] as const) {
         if (next[key] === undefined || next[key] === '') delete next[key];
       }
       await client.query(
-        `UPDATE associations SET role_arn = $3, disable_session_tags = $4, target_role_arn = $5, external_id = $6, policy = $7, modified_at = $8
+        `UPDATE associations SET role_arn = $3, disable_session_tags = $4, target_role_arn = $5, external_id = $6, policy = $7, modified_at = $8, tags = $9
           WHERE cluster_name = $1 AND association_id = $2`,
-        [clusterName, associationId, next.roleArn, next.disableSessionTags, next.targetRoleArn ?? null, next.externalId ?? null, next.policy ?? null, next.modifiedAt],
+        [clusterName, associationId, next.roleArn, next.disableSessionTags, next.targetRoleArn ?? null, next.externalId ?? null, next.policy ?? null, next.modifiedAt, JSON.stringify(next.tags)],
       );
       return { next, mark: await lastChange(client) };
     });

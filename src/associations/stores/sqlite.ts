@@ -147,7 +147,7 @@ export class SqliteAssociationStore implements AssociationStore {
          ORDER BY cluster_name, association_id LIMIT @limit`,
       ),
       update: this.db.prepare(
-        `UPDATE associations SET role_arn = @role_arn, disable_session_tags = @disable_session_tags,
+        `UPDATE associations SET role_arn = @role_arn, disable_session_tags = @disable_session_tags, tags = @tags,
            target_role_arn = @target_role_arn, external_id = @external_id, policy = @policy, modified_at = @modified_at
          WHERE cluster_name = @cluster_name AND association_id = @association_id`,
       ),
@@ -214,7 +214,9 @@ export class SqliteAssociationStore implements AssociationStore {
     const run = this.db.transaction(() => {
       const row = this.statements.get.get(clusterName, associationId) as Row | undefined;
       if (!row) return undefined;
-      const next: Association = { ...fromRow(row), ...changes };
+      const current = fromRow(row);
+      // tags are replaced only when given; every other key present as undefined clears its field
+      const next: Association = { ...current, ...changes, tags: changes.tags ?? current.tags };
       for (const key of ['targetRoleArn', 'externalId', 'policy'] as const) {
         if (next[key] === undefined || next[key] === '') delete next[key];
       }

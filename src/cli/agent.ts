@@ -4,6 +4,7 @@ import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import { InvalidArgumentError, type Command } from 'commander';
 import { AGENT_IPV4, AGENT_IPV6, startAgent } from '../agent/server.js';
 import { createLogger } from '../lib/logger.js';
+import { exitOnSignals } from './shutdown.js';
 
 interface AgentFlags {
   clusterName: string;
@@ -98,20 +99,6 @@ export function registerAgentCommand(program: Command): void {
         console.error(`pod-identity agent: ${(error as Error).message}`);
         process.exit(1);
       }
-      let stopping = false;
-      const stop = (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        logger.info({ signal }, 'shutting down: finishing in-flight requests');
-        agent.close().then(
-          () => process.exit(0),
-          (error: unknown) => {
-            logger.error({ err: error }, 'shutdown failed');
-            process.exit(1);
-          },
-        );
-      };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGINT', () => stop('SIGINT'));
+      exitOnSignals(logger, () => agent.close());
     });
 }

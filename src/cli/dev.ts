@@ -5,6 +5,7 @@ import { kubeClientFromKubeconfig } from '../auth/kube-api.js';
 import { DEFAULT_STATE_DIR, devInstructions, startDev, writeDevToken } from '../dev/dev.js';
 import { POD_IDENTITY_AUDIENCE } from '../dev/token-signer.js';
 import { createLogger } from '../lib/logger.js';
+import { exitOnSignals } from './shutdown.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -64,17 +65,7 @@ export function registerDevCommand(program: Command): void {
         const logger = createLogger({ level: flags.logLevel, name: 'pod-identity-dev' });
         const running = await startDev(flags, logger);
         process.stdout.write(devInstructions(running, fileURLToPath(new URL('./main.js', import.meta.url)), flags.region));
-        let stopping = false;
-        const stop = () => {
-          if (stopping) return;
-          stopping = true;
-          running.close().then(
-            () => process.exit(0),
-            () => process.exit(1),
-          );
-        };
-        process.on('SIGTERM', stop);
-        process.on('SIGINT', stop);
+        exitOnSignals(logger, () => running.close());
       },
     );
 

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { createLogger } from '../lib/logger.js';
 import { ConfigError, loadServerConfig } from '../server/config.js';
 import { startServer } from '../server/server.js';
+import { exitOnSignals } from './shutdown.js';
 
 /** Flags that override top-level config keys (the same names as the YAML keys). */
 const FLAG_KEYS = ['listen', 'webhookListen', 'metricsListen', 'region', 'accountId', 'dataDir', 'databaseUrl', 'logLevel'] as const;
@@ -36,20 +37,6 @@ export function registerServerCommand(program: Command): void {
       }
       const logger = createLogger({ level: config.logLevel, name: 'pod-identity-server' });
       const server = await startServer(config, { logger });
-      let stopping = false;
-      const stop = (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        logger.info({ signal }, 'shutting down: draining in-flight requests');
-        server.close().then(
-          () => process.exit(0),
-          (error: unknown) => {
-            logger.error({ err: error }, 'shutdown failed');
-            process.exit(1);
-          },
-        );
-      };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGINT', () => stop('SIGINT'));
+      exitOnSignals(logger, () => server.close());
     });
 }

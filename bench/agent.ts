@@ -13,7 +13,7 @@
 //   BENCH_AGENT_SECONDS=10 BENCH_AGENT_ROUNDS=3 BENCH_AGENT_CONNECTIONS=32 (defaults)
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from '../test/helpers/server-process.js';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CreatePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
@@ -142,17 +142,6 @@ interface LoadResult {
   max: number;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolvePort(port));
-    });
-  });
-}
 
 /** Spawns a process and waits until its output contains `ready`. */
 function start(args: string[], env: Record<string, string>, ready: string): Promise<ChildProcess> {

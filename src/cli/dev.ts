@@ -2,7 +2,7 @@
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { kubeClientFromKubeconfig } from '../auth/kube-api.js';
-import { DEFAULT_STATE_DIR, devInstructions, startDev, writeDevToken } from '../dev/dev.js';
+import { DEFAULT_STATE_DIR, devInstructions, startDev, writeDevToken, type DevOptions } from '../dev/dev.js';
 import { POD_IDENTITY_AUDIENCE } from '../dev/token-signer.js';
 import { createLogger } from '../lib/logger.js';
 import { exitOnSignals } from './shutdown.js';
@@ -49,19 +49,7 @@ export function registerDevCommand(program: Command): void {
     .option('--kubeconfig <file>', "verify a real cluster's tokens (TokenReview) instead of the development signer")
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'warn')
     .action(
-      async (flags: {
-        stateDir: string;
-        listen: string;
-        webhookListen: string;
-        metricsListen: string;
-        agentPort: number;
-        region: string;
-        accountId: string;
-        issuer: 'local' | 'aws-sts';
-        stsEndpoint?: string;
-        kubeconfig?: string;
-        logLevel: string;
-      }) => {
+      async (flags: DevOptions) => {
         const logger = createLogger({ level: flags.logLevel, name: 'pod-identity-dev' });
         const running = await startDev(flags, logger);
         process.stdout.write(devInstructions(running, fileURLToPath(new URL('./main.js', import.meta.url)), flags.region));

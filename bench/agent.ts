@@ -11,20 +11,20 @@
 //
 //   npm run build && node --import tsx bench/agent.ts
 //   BENCH_AGENT_SECONDS=10 BENCH_AGENT_ROUNDS=3 BENCH_AGENT_CONNECTIONS=32 (defaults)
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { freePort } from '../test/helpers/server-process.js';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { CreatePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
 import { DEV_ISSUER, openDevSigner } from '../src/dev/token-signer.js';
+import { CLI, cpuMs, median, startProcess, stopProcess } from './lib/processes.js';
 import { atLeast, below, progress, round, type ScenarioResult } from './lib/report.js';
 
 const SECONDS = Number(process.env.BENCH_AGENT_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_AGENT_ROUNDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_AGENT_CONNECTIONS ?? 32);
 const RATE = 1000;
-const CLI = resolve('dist/cli/main.js');
 const ADMIN = { accessKeyId: 'AKIABENCHADMIN', secretAccessKey: 'bench-admin-secret' };
 const NODE = { accessKeyId: 'AKIABENCHNODE', secretAccessKey: 'bench-node-secret' };
 
@@ -143,32 +143,7 @@ interface LoadResult {
 }
 
 
-/** Spawns a process and waits until its output contains `ready`. */
-function start(args: string[], env: Record<string, string>, ready: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  process.once('exit', () => child.kill('SIGKILL'));
-  return new Promise((resolveStart, reject) => {
-    let log = '';
-    const timer = setTimeout(() => reject(new Error(`not ready in 30 s: ${args.join(' ')}\n${log}`)), 30_000);
-    const onData = (chunk: Buffer) => {
-      log += chunk.toString();
-      if (log.includes(ready)) {
-        clearTimeout(timer);
-        resolveStart(child);
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`exited with ${code}: ${args.join(' ')}\n${log}`)));
-  });
-}
 
-async function stop(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  child.removeAllListeners('exit');
-  child.kill('SIGTERM');
-  await new Promise((r) => child.once('exit', r));
-}
 
 function load(options: Record<string, unknown>, driver = LOAD_DRIVER): Promise<LoadResult> {
   return new Promise((resolveLoad, reject) => {
@@ -179,11 +154,6 @@ function load(options: Record<string, unknown>, driver = LOAD_DRIVER): Promise<L
   });
 }
 
-/** CPU time (user + system, ms) a process has used so far, from /proc (Linux). */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
-}
 
 /** Runs the load and also reports the server process's CPU time per answered request (robust to a busy machine). */
 async function measured(pid: number, options: Record<string, unknown>): Promise<LoadResult & { cpuUsPerRequest: number }> {
@@ -192,10 +162,6 @@ async function measured(pid: number, options: Record<string, unknown>): Promise<
   return { ...result, cpuUsPerRequest: ((cpuMs(pid) - before) * 1000) / Math.max(1, result.total) };
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 export async function run(): Promise<ScenarioResult> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-agent-'));
@@ -219,7 +185,7 @@ export async function run(): Promise<ScenarioResult> {
         issuer: { type: 'local', durationSeconds: 3600 },
       }),
     );
-    children.push(await start([CLI, 'server', '--config', config, '--log-level', 'info'], {}, 'server started'));
+    children.push(await startProcess([CLI, 'server', '--config', config, '--log-level', 'info'], {}, 'server started'));
     const apiUrl = `http://127.0.0.1:${apiPort}`;
     const eks = new EKSClient({ endpoint: apiUrl, region: 'us-east-1', credentials: ADMIN, maxAttempts: 1 });
     await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'bench', namespace: 'bench', serviceAccount: 'app', roleArn: 'arn:aws:iam::111122223333:role/bench' }));
@@ -228,7 +194,7 @@ export async function run(): Promise<ScenarioResult> {
     const agentArgs = [CLI, 'agent', '--cluster-name', 'bench', '--endpoint', apiUrl, '--allow-loopback', '--bind-hosts', '127.0.0.1', '--port', String(agentPort)];
     agentArgs.push('--probe-port', String(probePort), '--metrics-port', String(agentMetricsPort), '--metrics-address', '127.0.0.1');
     agentArgs.push('--rate-limit', '1000000', '--rate-limit-burst', '1000000', '--log-level', 'info');
-    const agentProcess = await start(agentArgs, { AWS_ACCESS_KEY_ID: NODE.accessKeyId, AWS_SECRET_ACCESS_KEY: NODE.secretAccessKey, AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' }, 'agent started');
+    const agentProcess = await startProcess(agentArgs, { AWS_ACCESS_KEY_ID: NODE.accessKeyId, AWS_SECRET_ACCESS_KEY: NODE.secretAccessKey, AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' }, 'agent started');
     children.push(agentProcess);
 
     const token = await signer.mint({ namespace: 'bench', serviceAccount: 'app', podName: 'bench-pod' });
@@ -236,7 +202,7 @@ export async function run(): Promise<ScenarioResult> {
     const first = await fetch(agentUrl, { headers: { authorization: token } });
     if (first.status !== 200) throw new Error(`agent answered ${first.status}: ${await first.text()}`);
     const body = Buffer.from(await first.arrayBuffer());
-    const bareProcess = await start(['--input-type=module', '-e', BARE_SERVER], { BODY: body.toString('base64'), PORT: String(barePort) }, 'ready');
+    const bareProcess = await startProcess(['--input-type=module', '-e', BARE_SERVER], { BODY: body.toString('base64'), PORT: String(barePort) }, 'ready');
     children.push(bareProcess);
     const bareUrl = `http://127.0.0.1:${barePort}/v1/credentials`;
 
@@ -301,7 +267,7 @@ export async function run(): Promise<ScenarioResult> {
       ],
     };
   } finally {
-    for (const child of children.reverse()) await stop(child);
+    for (const child of children.reverse()) await stopProcess(child);
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -91,11 +91,14 @@ interface LoadResult {
   sent: number;
   /** server CPU time per answered request: independent of what else runs on the machine */
   serverCpuMicros: number;
+  /** the load generator's (this process's) CPU time per answered request: what it leaves the server of the 2 cores */
+  loaderCpuMicros: number;
 }
 
 async function load(apiUrl: string, pool: Prepared[], serverPid: number): Promise<LoadResult> {
   let next = 0;
   const cpuBefore = cpuSeconds(serverPid);
+  const loaderBefore = process.cpuUsage();
   const result = await autocannon({
     url: apiUrl,
     connections: CONNECTIONS,
@@ -112,8 +115,10 @@ async function load(apiUrl: string, pool: Prepared[], serverPid: number): Promis
     ],
   });
   const answered = result.requests.total;
+  const loader = process.cpuUsage(loaderBefore);
   return {
     serverCpuMicros: ((cpuSeconds(serverPid) - cpuBefore) / answered) * 1e6,
+    loaderCpuMicros: (loader.user + loader.system) / answered,
     requestsPerSecond: result.requests.average,
     p50: result.latency.p50,
     p90: result.latency.p90,
@@ -183,6 +188,7 @@ export async function run(): Promise<ScenarioResult> {
       [`${label}: non-2xx`]: r.non2xx,
       [`${label}: errors`]: r.errors,
       [`${label}: server CPU per request (µs)`]: round(r.serverCpuMicros, 0),
+      [`${label}: load generator CPU per request (µs)`]: round(r.loaderCpuMicros, 0),
     });
     return {
       scenario: 'assume-role',

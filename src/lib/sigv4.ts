@@ -1,11 +1,12 @@
 // SigV4 on both sides: verifying signed requests that reach our APIs, and
-// signing the requests our agent and tests send. The canonical request and
-// signature are computed by @smithy/signature-v4 (the AWS SDKs' own signer),
-// so "verify" means "sign again what the client said it signed and compare".
+// signing the requests our agent and tests send. Signing is @smithy/signature-v4
+// (the AWS SDKs' own signer); verifying rebuilds the canonical request with
+// the same smithy code, then computes the signature with node:crypto and a
+// cached signing key, and compares in constant time.
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { HttpRequest } from '@smithy/protocol-http';
-import { SignatureV4 } from '@smithy/signature-v4';
-import type { AwsCredentialIdentity, Checksum, SourceData } from '@smithy/types';
+import { getCanonicalHeaders, SignatureV4 } from '@smithy/signature-v4';
+import type { AwsCredentialIdentity, Checksum, HeaderBag, SourceData } from '@smithy/types';
 import { WireError } from './errors.js';
 
 /** SHA-256 (plain or HMAC) on node:crypto, in the shape the smithy signer expects. */
@@ -110,6 +111,45 @@ function headerValue(headers: SignedRequest['headers'], name: string): string | 
   return Array.isArray(value) ? value.join(',') : value;
 }
 
+const SIGNATURE = /^[0-9a-f]{64}$/;
+
+/**
+ * The canonical request exactly as the SDKs build it (path escaping and
+ * normalisation, query and header ordering): smithy's own code, reached
+ * through its protected method, so the subtle part is never ours to get wrong.
+ */
+class CanonicalRequests extends SignatureV4 {
+  constructor() {
+    super({ credentials: { accessKeyId: '', secretAccessKey: '' }, region: '', service: '', sha256: NodeSha256 });
+  }
+  build(request: HttpRequest, canonicalHeaders: HeaderBag, payloadHash: string): string {
+    return this.createCanonicalRequest(request, canonicalHeaders, payloadHash);
+  }
+}
+const canonicalRequests = new CanonicalRequests();
+
+/**
+ * Derived signing keys (four HMACs each) by key, day, region and service: a
+ * node signs with one key all day, so verification costs two hashes and one
+ * HMAC. An entry is used only while the secret is the one it was derived from.
+ */
+class SigningKeyCache {
+  private readonly entries = new Map<string, { secret: string; key: Buffer }>();
+  constructor(private readonly maxEntries = 4096) {}
+
+  get(accessKeyId: string, secret: string, scope: { date: string; region: string; service: string }): Buffer {
+    const id = `${accessKeyId}/${scope.date}/${scope.region}/${scope.service}`;
+    const cached = this.entries.get(id);
+    if (cached && cached.secret === secret) return cached.key;
+    let key = Buffer.from(`AWS4${secret}`, 'utf8');
+    for (const part of [scope.date, scope.region, scope.service, 'aws4_request']) key = createHmac('sha256', key).update(part).digest();
+    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    this.entries.set(id, { secret, key });
+    return key;
+  }
+}
+const signingKeys = new SigningKeyCache();
+
 /**
  * Verifies a SigV4 header-signed request. Throws WireError with the names the
  * AWS SDKs know (403): MissingAuthenticationTokenException,
@@ -159,29 +199,16 @@ export async function verifySigV4(request: SignedRequest, options: VerifyOptions
     const values = request.query.getAll(name);
     query[name] = values.length === 1 ? values[0]! : values;
   }
-
-  const signer = new SignatureV4({
-    credentials: { accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey, sessionToken: auth.signedHeaders.includes('x-amz-security-token') ? sessionToken : undefined },
-    region: auth.region,
-    service: auth.service,
-    sha256: NodeSha256,
-    applyChecksum: false,
-  });
-  const resigned = await signer.sign(
-    new HttpRequest({
-      method: request.method,
-      protocol: 'http:',
-      hostname: headers.host ?? '',
-      path: request.path,
-      query,
-      headers,
-      body: request.body,
-    }),
-    { signingDate, signableHeaders: new Set(auth.signedHeaders) },
+  const canonicalRequest = canonicalRequests.build(
+    new HttpRequest({ method: request.method, protocol: 'http:', hostname: headers.host ?? '', path: request.path, query, headers }),
+    getCanonicalHeaders({ headers } as HttpRequest, undefined, new Set(auth.signedHeaders)),
+    payloadHash,
   );
-  const expected = /Signature=([0-9a-f]+)/.exec(String(resigned.headers.authorization))?.[1] ?? '';
-  const given = Buffer.from(auth.signature);
-  if (given.length !== expected.length || !timingSafeEqual(given, Buffer.from(expected))) {
+  const scope = `${auth.date}/${auth.region}/${auth.service}/aws4_request`;
+  const stringToSign = `AWS4-HMAC-SHA256\n${amzDate}\n${scope}\n${createHash('sha256').update(canonicalRequest).digest('hex')}`;
+  const expected = createHmac('sha256', signingKeys.get(key.accessKeyId, key.secretAccessKey, auth)).update(stringToSign).digest();
+  const given = SIGNATURE.test(auth.signature) ? Buffer.from(auth.signature, 'hex') : Buffer.alloc(0);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
     throw new WireError(
       'InvalidSignatureException',
       'The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.',

@@ -44,3 +44,28 @@ test('authorization header parsing', () => {
   assert.equal(parseAmzDate('20261126T190000Z')?.toISOString(), '2026-11-26T19:00:00.000Z');
   assert.equal(parseAmzDate('2026-11-26'), undefined);
 });
+
+test('the AWS documentation example (IAM ListUsers, 2015-08-30) verifies, and a changed secret does not', async () => {
+  // From "Create a signed AWS API request" in the IAM user guide: the published signature.
+  const request: SignedRequest = {
+    method: 'GET',
+    path: '/',
+    query: new URLSearchParams('Action=ListUsers&Version=2010-05-08'),
+    headers: {
+      host: 'iam.amazonaws.com',
+      'content-type': 'application/x-www-form-urlencoded; charset=utf-8',
+      'x-amz-date': '20150830T123600Z',
+      authorization:
+        'AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7',
+    },
+    body: Buffer.alloc(0),
+  };
+  const now = () => Date.UTC(2015, 7, 30, 12, 36);
+  const caller = await verifySigV4(request, { service: 'iam', lookup, now });
+  assert.equal(caller.region, 'us-east-1');
+  // The signing key is cached per key and day; a rotated secret must not reuse it.
+  await failsWith(verifySigV4(request, { service: 'iam', lookup: () => ({ ...KEY, secretAccessKey: 'rotated' }), now }), 'InvalidSignatureException');
+  await verifySigV4(request, { service: 'iam', lookup, now });
+  const badHex = String(request.headers.authorization).replace(/Signature=.*/, `Signature=${'z'.repeat(64)}`);
+  await failsWith(verifySigV4({ ...request, headers: { ...request.headers, authorization: badHex } }, { service: 'iam', lookup, now }), 'InvalidSignatureException');
+});

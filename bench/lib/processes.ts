@@ -1,0 +1,58 @@
+// What every scenario does with processes: start the built CLI (or any node
+// script) and wait until it says it is ready, stop it, and read how much CPU
+// and memory it used from /proc (Linux), which stays right when other work
+// shares the machine.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+/** The built CLI the scenarios run (`npm run build` first); BENCH_CLI overrides. */
+export const CLI = resolve(process.env.BENCH_CLI ?? 'dist/cli/main.js');
+
+/** Spawns `node <args>` and waits until its stdout or stderr contains `ready`. */
+export function startProcess(args: string[], env: Record<string, string>, ready: string, timeoutMs = 30_000): Promise<ChildProcess> {
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  process.once('exit', () => child.kill('SIGKILL'));
+  return new Promise((resolveStart, reject) => {
+    let log = '';
+    const timer = setTimeout(() => reject(new Error(`not ready in ${timeoutMs / 1000} s: ${args.join(' ')}\n${log}`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      if (log.length < 1_000_000) log += chunk.toString();
+      if (log.includes(ready)) {
+        clearTimeout(timer);
+        resolveStart(child);
+      }
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited with ${code}: ${args.join(' ')}\n${log}`));
+    });
+  });
+}
+
+/** SIGTERM, then wait for the exit. */
+export async function stopProcess(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  child.removeAllListeners('exit');
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+}
+
+/** user+system CPU time a process has used so far, in ms (clock ticks of 10 ms). */
+export function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** Resident memory of a process now, in MiB (VmRSS). */
+export function rssMiB(pid: number): number {
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return match ? Number(match[1]) / 1024 : NaN;
+}
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}

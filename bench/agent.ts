@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreatePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
 import { DEV_ISSUER, openDevSigner } from '../src/dev/token-signer.js';
-import { CLI, cpuMs, median, startProcess, stopProcess } from './lib/processes.js';
+import { CLI, cpuMs, median, startCeilingServer, startProcess, stopProcess } from './lib/processes.js';
 import { atLeast, below, progress, round, type ScenarioResult } from './lib/report.js';
 
 const SECONDS = Number(process.env.BENCH_AGENT_SECONDS ?? 10);
@@ -121,14 +121,6 @@ const done = setInterval(() => {
 }, 50);
 `;
 
-/** The ceiling: node:http answering fixed bytes with the agent's headers. */
-const BARE_SERVER = `
-import { createServer } from 'node:http';
-const body = Buffer.from(process.env.BODY, 'base64');
-const headers = ['content-type', 'application/json', 'content-length', String(body.length)];
-createServer((req, res) => { res.writeHead(200, headers); res.end(body); })
-  .listen(Number(process.env.PORT), '127.0.0.1', () => console.log('ready'));
-`;
 
 interface LoadResult {
   rps: number;
@@ -202,7 +194,7 @@ export async function run(): Promise<ScenarioResult> {
     const first = await fetch(agentUrl, { headers: { authorization: token } });
     if (first.status !== 200) throw new Error(`agent answered ${first.status}: ${await first.text()}`);
     const body = Buffer.from(await first.arrayBuffer());
-    const bareProcess = await startProcess(['--input-type=module', '-e', BARE_SERVER], { BODY: body.toString('base64'), PORT: String(barePort) }, 'ready');
+    const bareProcess = await startCeilingServer(barePort, body);
     children.push(bareProcess);
     const bareUrl = `http://127.0.0.1:${barePort}/v1/credentials`;
 

@@ -34,6 +34,8 @@ declare module 'autocannon' {
     non2xx: number;
     errors: number;
     timeouts: number;
+    /** seconds the run lasted */
+    duration: number;
   }
   function autocannon(options: Options): Promise<Result>;
   export default autocannon;

@@ -32,6 +32,19 @@ export function startProcess(args: string[], env: Record<string, string>, ready:
   });
 }
 
+/** A scenario's ceiling: bare node:http in its own process, answering every request with `body` as JSON. */
+const CEILING_SERVER = `
+import { createServer } from 'node:http';
+const body = Buffer.from(process.env.BODY, 'base64');
+const headers = ['content-type', 'application/json', 'content-length', String(body.length)];
+createServer((req, res) => { res.writeHead(200, headers); res.end(body); })
+  .listen(Number(process.env.PORT), '127.0.0.1', () => console.log('ready'));
+`;
+
+export function startCeilingServer(port: number, body: Buffer): Promise<ChildProcess> {
+  return startProcess(['--input-type=module', '-e', CEILING_SERVER], { BODY: body.toString('base64'), PORT: String(port) }, 'ready');
+}
+
 /** SIGTERM, then wait for the exit. */
 export async function stopProcess(child: ChildProcess | undefined): Promise<void> {
   if (!child || child.exitCode !== null || child.signalCode !== null) return;

@@ -2,9 +2,10 @@
 // with which token → verified pod identity → node binding → throttles →
 // association → credentials. Every decision is audited, allowed or not.
 import { randomUUID } from 'node:crypto';
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { Association } from '../associations/types.js';
 import { isWireError, WireError } from '../lib/errors.js';
+import { hotCounter, type HotCounter } from '../lib/metrics.js';
 import type { AuditLog, AuditOutcome, AuditRecord } from './audit.js';
 import { POD_IDENTITY_AUDIENCE, type PodIdentityClaims } from './claims.js';
 import type { ClusterAuth } from './cluster.js';
@@ -69,7 +70,7 @@ export class EksAuthService {
   private readonly perCluster?: KeyedBuckets;
   private readonly perServiceAccount?: KeyedBuckets;
   private readonly now: () => number;
-  private readonly decisions?: Counter<'cluster' | 'outcome' | 'error'>;
+  private readonly decisions?: HotCounter;
 
   constructor(private readonly options: EksAuthServiceOptions) {
     this.clusters = new Map(options.clusters.map((c) => [c.name, c]));
@@ -77,11 +78,10 @@ export class EksAuthService {
     if (options.throttle?.perCluster) this.perCluster = new KeyedBuckets(options.throttle.perCluster, 10_000);
     if (options.throttle?.perServiceAccount) this.perServiceAccount = new KeyedBuckets(options.throttle.perServiceAccount);
     if (options.registry) {
-      this.decisions = new Counter({
+      this.decisions = hotCounter(options.registry, {
         name: 'pod_identity_eks_auth_decisions_total',
         help: 'AssumeRoleForPodIdentity decisions by cluster, outcome (allowed, denied, failed) and error name',
         labelNames: ['cluster', 'outcome', 'error'],
-        registers: [options.registry],
       });
     }
   }
@@ -106,7 +106,7 @@ export class EksAuthService {
     } finally {
       record.latencyMs = Math.round((performance.now() - started) * 1000) / 1000;
       this.options.audit.record(record);
-      this.decisions?.inc({ cluster: this.clusters.has(input.clusterName) ? input.clusterName : '(unknown)', outcome: record.outcome, error: record.errorType ?? '' });
+      this.decisions?.add(this.clusters.has(input.clusterName) ? input.clusterName : '(unknown)', record.outcome, record.errorType ?? '');
     }
   }
 

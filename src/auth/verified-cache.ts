@@ -2,10 +2,10 @@
 // (never the token itself), each entry kept until its own deadline. Repeated
 // requests with the same projected token (the agent's refreshes, SDK retries)
 // then skip signature verification; revocation is applied outside it.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export function tokenHash(token: string): string {
-  return createHash('sha256').update(token).digest('base64');
+  return hash('sha256', token, 'base64');
 }
 
 interface Entry<T> {

@@ -1,7 +1,7 @@
 // Prometheus metrics. Each process owns one registry, passed as an option
 // (no global state), and serves it on its metrics listener.
 import { createServer, type Server } from 'node:http';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
 import { sendText } from './http.js';
 
 export function createRegistry(prefix: string, defaultLabels: Record<string, string> = {}): Registry {
@@ -9,6 +9,39 @@ export function createRegistry(prefix: string, defaultLabels: Record<string, str
   registry.setDefaultLabels(defaultLabels);
   collectDefaultMetrics({ register: registry, prefix });
   return registry;
+}
+
+export interface HotCounter {
+  /** counts one event with these label values, in labelNames order */
+  add(...values: string[]): void;
+}
+
+/**
+ * A counter for hot paths: `add(...labelValues)` bumps a plain number, and the
+ * sums reach prom-client only when /metrics is scraped (a labelled inc()
+ * hashes its labels on every call).
+ */
+export function hotCounter<L extends string>(registry: Registry, options: { name: string; help: string; labelNames: readonly L[] }): HotCounter {
+  const pending = new Map<string, { labels: Record<string, string>; count: number }>();
+  new Counter({
+    ...options,
+    registers: [registry],
+    collect() {
+      for (const entry of pending.values()) {
+        if (entry.count === 0) continue;
+        this.inc(entry.labels as Partial<Record<L, string>>, entry.count);
+        entry.count = 0;
+      }
+    },
+  });
+  return {
+    add(...values) {
+      const key = values.join('\u0000');
+      const entry = pending.get(key);
+      if (entry) entry.count++;
+      else pending.set(key, { labels: Object.fromEntries(options.labelNames.map((name, i) => [name, values[i] ?? ''])), count: 1 });
+    },
+  };
 }
 
 export type ReadinessCheck = () => Promise<boolean> | boolean;

@@ -3,7 +3,7 @@
 // (the AWS SDKs' own signer); verifying rebuilds the canonical request with
 // the same smithy code, then computes the signature with node:crypto and a
 // cached signing key, and compares in constant time.
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, hash, timingSafeEqual } from 'node:crypto';
 import { HttpRequest } from '@smithy/protocol-http';
 import { getCanonicalHeaders, SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity, Checksum, HeaderBag, SourceData } from '@smithy/types';
@@ -187,7 +187,7 @@ export async function verifySigV4(request: SignedRequest, options: VerifyOptions
 
   // Rebuild exactly the signed headers. A claimed payload hash is replaced by
   // the real one, so a lying x-amz-content-sha256 fails the comparison.
-  const payloadHash = createHash('sha256').update(request.body).digest('hex');
+  const payloadHash = hash('sha256', request.body, 'hex');
   const headers: Record<string, string> = {};
   for (const name of auth.signedHeaders) {
     const value = name === 'x-amz-content-sha256' ? payloadHash : headerValue(request.headers, name);
@@ -205,7 +205,7 @@ export async function verifySigV4(request: SignedRequest, options: VerifyOptions
     payloadHash,
   );
   const scope = `${auth.date}/${auth.region}/${auth.service}/aws4_request`;
-  const stringToSign = `AWS4-HMAC-SHA256\n${amzDate}\n${scope}\n${createHash('sha256').update(canonicalRequest).digest('hex')}`;
+  const stringToSign = `AWS4-HMAC-SHA256\n${amzDate}\n${scope}\n${hash('sha256', canonicalRequest, 'hex')}`;
   const expected = createHmac('sha256', signingKeys.get(key.accessKeyId, key.secretAccessKey, auth)).update(stringToSign).digest();
   const given = SIGNATURE.test(auth.signature) ? Buffer.from(auth.signature, 'hex') : Buffer.alloc(0);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {

@@ -2,10 +2,11 @@
 // authenticate → handle → encode, with per-operation metrics. Everything a
 // route needs arrives in its RequestContext.
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Histogram, type Registry } from 'prom-client';
 import { WireError } from '../lib/errors.js';
 import { DEFAULT_BODY_LIMIT, readBody } from '../lib/http.js';
 import type { Logger } from '../lib/logger.js';
+import { hotCounter } from '../lib/metrics.js';
 import { matchRoute, type RequestContext, type Route } from './router.js';
 import { newRequestId, sendWireError, toWireError } from './wire-errors.js';
 
@@ -17,11 +18,10 @@ export interface ApiOptions {
 
 export function createApiHandler(options: ApiOptions): RequestListener {
   const { routes, logger } = options;
-  const requests = new Counter({
+  const requests = hotCounter(options.registry, {
     name: 'pod_identity_api_requests_total',
     help: 'API requests by operation and HTTP status',
     labelNames: ['operation', 'status'],
-    registers: [options.registry],
   });
   const latency = new Histogram({
     name: 'pod_identity_api_request_duration_seconds',
@@ -42,7 +42,7 @@ export function createApiHandler(options: ApiOptions): RequestListener {
     let operation = 'Unknown';
 
     const finish = () => {
-      requests.inc({ operation, status: String(res.statusCode) });
+      requests.add(operation, String(res.statusCode));
       latency.observe({ operation }, Number(process.hrtime.bigint() - started) / 1e9);
     };
     res.on('finish', finish);

@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreatePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
 import { DEV_ISSUER, openDevSigner } from '../src/dev/token-signer.js';
+import { pacedLoad, rawRequest } from './lib/paced-load.js';
 import { CLI, cpuMs, median, startCeilingServer, startProcess, stopProcess } from './lib/processes.js';
 import { atLeast, below, progress, round, type ScenarioResult } from './lib/report.js';
 
@@ -52,74 +53,6 @@ const instance = autocannon(options, (error, result) => {
 if (exact) instance.on('response', (_client, status, _bytes, ms) => { if (status === 200) samples.push(ms); });
 `;
 
-/**
- * Evenly paced load: one request every 1000/rate ms (as close as a 1 ms timer
- * allows), round-robin over 8 kept-alive connections, so a slow answer never
- * holds back the next request (open loop); each request is timed from its
- * write to the last byte of its answer. The client writes prebuilt request
- * bytes and counts answer bytes (every answer has the same length) so that
- * its own garbage collection, slow on this VM, does not end up in the
- * figures. autocannon's --overallRate instead sends each second's quota back
- * to back at the start of the second: latency under a burst, shown too.
- */
-const PACED_DRIVER = `
-import { connect } from 'node:net';
-const { url, headers, rate, seconds, connections = 8 } = JSON.parse(process.argv[1]);
-const u = new URL(url);
-const request = Buffer.from(\`GET \${u.pathname} HTTP/1.1\\r\\nHost: \${u.host}\\r\\n\${Object.entries(headers).map(([k, v]) => \`\${k}: \${v}\\r\\n\`).join('')}\\r\\n\`);
-// one response, fully parsed once, gives its exact length (the Date header has a fixed width)
-async function responseLength() {
-  return new Promise((resolve, reject) => {
-    const s = connect(Number(u.port), u.hostname, () => s.write(request));
-    let buf = Buffer.alloc(0);
-    s.on('data', (d) => {
-      buf = Buffer.concat([buf, d]);
-      const end = buf.indexOf('\\r\\n\\r\\n');
-      if (end < 0) return;
-      const head = buf.subarray(0, end).toString();
-      if (!head.startsWith('HTTP/1.1 200')) reject(new Error(head));
-      const length = parseInt(head.toLowerCase().split('content-length: ')[1], 10);
-      if (buf.length >= end + 4 + length) { s.destroy(); resolve(end + 4 + length); }
-    });
-    s.on('error', reject);
-  });
-}
-const size = await responseLength();
-const sockets = await Promise.all(Array.from({ length: connections }, () => new Promise((resolve) => {
-  const s = connect(Number(u.port), u.hostname, () => resolve(s));
-  s.setNoDelay(true);
-  s.sentTimes = []; s.bytesIn = 0;
-  s.on('data', (d) => {
-    s.bytesIn += d.length;
-    while (s.bytesIn >= size) { s.bytesIn -= size; samples[count++] = performance.now() - s.sentTimes.shift(); }
-  });
-})));
-const total = Math.round(rate * seconds);
-const samples = new Float64Array(total);
-let count = 0, sent = 0, lateness = 0;
-const interval = 1000 / rate;
-const start = performance.now();
-const timer = setInterval(() => {
-  const now = performance.now();
-  const due = Math.min(total, Math.floor((now - start) / interval) + 1);
-  while (sent < due) {
-    lateness = Math.max(lateness, now - (start + sent * interval));
-    const s = sockets[sent % connections];
-    s.sentTimes.push(performance.now());
-    s.write(request);
-    sent++;
-  }
-  if (sent === total) clearInterval(timer);
-}, 1);
-const done = setInterval(() => {
-  if (count < total && performance.now() - start < seconds * 1000 + 5000) return;
-  clearInterval(done);
-  for (const s of sockets) s.destroy();
-  const sorted = samples.subarray(0, count).sort();
-  const pick = (p) => sorted[Math.min(count - 1, Math.ceil((p / 100) * count) - 1)];
-  console.log(JSON.stringify({ rps: count / ((performance.now() - start) / 1000), total: count, non2xx: 0, errors: total - count, timeouts: 0, p50: pick(50), p99: pick(99), p999: pick(99.9), max: sorted[count - 1], lateness }));
-}, 50);
-`;
 
 
 interface LoadResult {
@@ -137,9 +70,9 @@ interface LoadResult {
 
 
 
-function load(options: Record<string, unknown>, driver = LOAD_DRIVER): Promise<LoadResult> {
+function load(options: Record<string, unknown>): Promise<LoadResult> {
   return new Promise((resolveLoad, reject) => {
-    execFile(process.execPath, ['--input-type=module', '-e', driver, JSON.stringify(options)], { cwd: process.cwd(), maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
+    execFile(process.execPath, ['--input-type=module', '-e', LOAD_DRIVER, JSON.stringify(options)], { cwd: process.cwd(), maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
       if (error) reject(new Error(`load driver failed: ${stderr || error.message}`));
       else resolveLoad(JSON.parse(stdout.trim().split('\n').pop()!) as LoadResult);
     });
@@ -212,8 +145,12 @@ export async function run(): Promise<ScenarioResult> {
       agent.push(await measured(agentProcess.pid!, { ...target(agentUrl), connections: CONNECTIONS, duration: SECONDS }));
     }
     progress(`agent: latency at ${RATE} requests/s evenly paced, ${SECONDS} s each (bare, then agent)`);
-    const bareAtRate = await load({ ...target(bareUrl), rate: RATE, seconds: SECONDS }, PACED_DRIVER);
-    const agentAtRate = await load({ ...target(agentUrl), rate: RATE, seconds: SECONDS }, PACED_DRIVER);
+    const atRate = async (url: string) => {
+      const r = await pacedLoad(new URL(url), [rawRequest('GET', new URL(url), { authorization: token })], { rate: RATE, seconds: SECONDS, connections: 8 });
+      return { ...r, errors: r.unanswered, timeouts: 0 };
+    };
+    const bareAtRate = await atRate(bareUrl);
+    const agentAtRate = await atRate(agentUrl);
     progress(`agent: autocannon --overallRate ${RATE} (bursts each second's quota), ${SECONDS} s each (bare, then agent)`);
     const bareBursts = await load({ ...target(bareUrl), connections: 10, overallRate: RATE, duration: SECONDS, exactLatency: true });
     const agentBursts = await load({ ...target(agentUrl), connections: 10, overallRate: RATE, duration: SECONDS, exactLatency: true });
@@ -253,7 +190,7 @@ export async function run(): Promise<ScenarioResult> {
       ],
       notes: [
         `autocannon in a separate process, ${CONNECTIONS} keep-alive connections, ${ROUNDS} alternating rounds of ${SECONDS} s; medians reported.`,
-        `Latency at ${RATE} req/s: a second process writes one request every ${1000 / RATE} ms (open loop, 8 kept-alive connections, prebuilt request bytes) and times each from its write to the last byte of its answer. autocannon --overallRate sends each second's quota back to back at the start of the second, so its figures (shown too) are latency under a burst at full speed.`,
+        `Latency at ${RATE} req/s: a second process (bench/lib/paced-load.ts) writes one request every ${1000 / RATE} ms (open loop, 8 kept-alive connections, prebuilt request bytes) and times each from when it was due to the last byte of its answer. autocannon --overallRate sends each second's quota back to back at the start of the second, so its figures (shown too) are latency under a burst at full speed.`,
         'CPU per request is the server process\'s user+system time over the run divided by the requests answered: it does not depend on what else the machine is doing, so it shows the agent\'s own cost even when req/s are disturbed.',
         'The agent runs its full request path: route, per-listener token bucket, Host check, body/limit checks, SHA-256 of the token, cache lookup, pre-encoded response.',
       ],

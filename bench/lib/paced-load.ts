@@ -2,9 +2,10 @@
 //   node --import tsx bench/lib/paced-load.ts '<json PacedLoadSpec>'
 // One request is due every 1000/rate ms; whatever is due is written at once,
 // round-robin over kept-alive connections (pipelined when an answer is late),
-// so a slow answer never holds back the next request. Each latency is counted
-// from the moment its request was due, not from when it was written, so a
-// stall of the client or the server shows in the figures instead of hiding.
+// so a slow answer never holds back the next request (open loop: no
+// coordinated omission). Each latency runs from the write to the last byte of
+// the answer; how far writes fell behind their due time (the client's timer
+// granularity and stalls) is reported beside it as maxSendLag.
 // Requests are prebuilt raw bytes (the client does no signing or encoding
 // while it runs); answers are parsed only as far as status and
 // Content-Length. Prints one JSON line: PacedLoadResult.
@@ -43,8 +44,29 @@ export interface PacedLoadResult {
 
 interface Connection {
   socket: Socket;
+  /** write times of the requests still waiting for an answer, oldest first */
   due: number[];
   buffer: Buffer;
+}
+
+const HEAD_END = Buffer.from('\r\n\r\n');
+const LENGTH_HEADERS = [Buffer.from('\r\ncontent-length:'), Buffer.from('\r\nContent-Length:')];
+
+/** The Content-Length of the answer whose head ends at `headEnd` (0 when absent). */
+function contentLength(buffer: Buffer, headEnd: number): number {
+  for (const name of LENGTH_HEADERS) {
+    const at = buffer.indexOf(name);
+    if (at < 0 || at > headEnd) continue;
+    let value = 0;
+    for (let i = at + name.length; i < headEnd; i++) {
+      const c = buffer[i]!;
+      if (c === 32) continue;
+      if (c < 48 || c > 57) break;
+      value = value * 10 + (c - 48);
+    }
+    return value;
+  }
+  return 0;
 }
 
 function percentileOf(sorted: Float64Array, p: number): number {
@@ -60,16 +82,16 @@ async function main(spec: PacedLoadSpec): Promise<PacedLoadResult> {
   let non2xx = 0;
   let lastAnswerAt = 0;
 
+  // Parses as many complete answers as the buffer holds, reading bytes in
+  // place: allocating strings per answer would make this process's own
+  // garbage collection show up as server latency.
   const onAnswer = (conn: Connection) => {
-    // Parse as many complete answers as the buffer holds.
     for (;;) {
-      const headEnd = conn.buffer.indexOf('\r\n\r\n');
+      const headEnd = conn.buffer.indexOf(HEAD_END);
       if (headEnd < 0) return;
-      const head = conn.buffer.subarray(0, headEnd).toString('latin1');
-      const lengthMatch = /\r\ncontent-length: *(\d+)/i.exec(head);
-      const end = headEnd + 4 + (lengthMatch ? Number(lengthMatch[1]) : 0);
+      const end = headEnd + 4 + contentLength(conn.buffer, headEnd);
       if (conn.buffer.length < end) return;
-      const status = Number(head.slice(9, 12));
+      const status = (conn.buffer[9]! - 48) * 100 + (conn.buffer[10]! - 48) * 10 + (conn.buffer[11]! - 48);
       if (status < 200 || status > 299) non2xx++;
       lastAnswerAt = performance.now();
       latencies[answered++] = lastAnswerAt - conn.due.shift()!;
@@ -103,10 +125,9 @@ async function main(spec: PacedLoadSpec): Promise<PacedLoadResult> {
       const now = performance.now();
       const dueCount = Math.min(total, Math.floor((now - start) / interval) + 1);
       while (sent < dueCount) {
-        const due = start + sent * interval;
-        maxSendLag = Math.max(maxSendLag, now - due);
+        maxSendLag = Math.max(maxSendLag, now - (start + sent * interval));
         const conn = connections[sent % connections.length]!;
-        conn.due.push(due);
+        conn.due.push(now);
         conn.socket.write(requests[sent % requests.length]!);
         sent++;
       }

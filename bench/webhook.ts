@@ -19,6 +19,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AssociationService } from '../src/associations/service.js';
 import { SqliteAssociationStore } from '../src/associations/stores/sqlite.js';
+import { cpuMs, startCeilingServer, stopProcess } from './lib/processes.js';
 import { below, percentile, progress, round, type ScenarioResult } from './lib/report.js';
 
 const ASSOCIATIONS = Number(process.env.BENCH_WEBHOOK_ASSOCIATIONS ?? 10_000);
@@ -161,19 +162,16 @@ async function serverHistogram(metricsUrl: string): Promise<Map<string, number>>
   return buckets;
 }
 
-/** user+system CPU of a process so far, in ms (Linux /proc; clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
-/** One review answered as expected, so the load below measures real decisions. */
-function answerOf(url: string, ca: string, body: string): Promise<{ patch?: string }> {
+/** One review's answer (raw bytes), so the load below measures real decisions and the ceiling answers the same bytes. */
+function answerOf(url: string, ca: string, body: string): Promise<{ patch?: string; bytes: Buffer }> {
   return new Promise((resolveAnswer, reject) => {
     const req = request(url, { method: 'POST', ca, headers: { 'content-type': 'application/json' } }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolveAnswer((JSON.parse(Buffer.concat(chunks).toString()) as { response: { patch?: string } }).response));
+      res.on('end', () => {
+        const bytes = Buffer.concat(chunks);
+        resolveAnswer({ ...(JSON.parse(bytes.toString()) as { response: { patch?: string } }).response, bytes });
+      });
     });
     req.on('error', reject);
     req.end(body);
@@ -219,6 +217,7 @@ async function startServer(dir: string): Promise<{ child: ChildProcess; url: str
 export async function run(): Promise<ScenarioResult> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-webhook-'));
   let child: ChildProcess | undefined;
+  let ceiling: ChildProcess | undefined;
   try {
     progress(`webhook: storing ${ASSOCIATIONS} associations`);
     const store = new SqliteAssociationStore(join(dir, 'data', 'associations.db'));
@@ -237,11 +236,19 @@ export async function run(): Promise<ScenarioResult> {
       return { method: 'POST', path: '/mutate', headers: { 'content-type': 'application/json' }, body: reviewBody(`uid-${i}`, `ns-${n % 100}`, serviceAccount) };
     });
 
-    if (!(await answerOf(server.url, server.ca, requests[0]!.body)).patch) throw new Error('an associated review got no patch');
+    const mutated = await answerOf(server.url, server.ca, requests[0]!.body);
+    if (!mutated.patch) throw new Error('an associated review got no patch');
     if ((await answerOf(server.url, server.ca, requests[1]!.body)).patch) throw new Error('an unassociated review got a patch');
+    const ceilingPort = await freePort();
+    const tlsDir = join(dir, 'data', 'webhook-tls');
+    ceiling = await startCeilingServer(ceilingPort, mutated.bytes, { keyFile: join(tlsDir, 'tls.key'), certFile: join(tlsDir, 'tls.crt') });
+    const ceilingUrl = `https://127.0.0.1:${ceilingPort}/mutate`;
 
-    progress('webhook: warm-up, 5 s');
+    progress('webhook: warm-up, 5 s each (ceiling, then server)');
+    await paced(ceilingUrl, server.ca, requests, RATE, 5, CONNECTIONS);
     await paced(server.url, server.ca, requests, RATE, 5, CONNECTIONS);
+    progress(`webhook: ceiling (bare node:https answering the same bytes) at ${RATE} reviews/s for ${SECONDS} s`);
+    const ceilingFixed = await paced(ceilingUrl, server.ca, requests, RATE, SECONDS, CONNECTIONS);
     const before = await serverHistogram(server.metricsUrl);
     const cpuBefore = cpuMs(child.pid!);
     progress(`webhook: ${RATE} reviews/s for ${SECONDS} s (paced, open loop)`);
@@ -250,8 +257,9 @@ export async function run(): Promise<ScenarioResult> {
     const afterRun = await serverHistogram(server.metricsUrl);
     const inServer = (le: string) => (afterRun.get(le) ?? 0) - (before.get(le) ?? 0);
     const withinServer = (le: string) => round((100 * inServer(le)) / inServer('+Inf'), 2);
-    progress('webhook: no rate limit, 10 s (ceiling, autocannon)');
     const load = loadavg()[0]!;
+    progress('webhook: capacity, no rate limit, 10 s each (ceiling, then server; autocannon)');
+    const ceilingOpen = await autocannon({ url: ceilingUrl, connections: CONNECTIONS, requests, tlsOptions: { ca: server.ca }, duration: 10 });
     const open = await autocannon({ url: server.url, connections: CONNECTIONS, requests, tlsOptions: { ca: server.ca }, duration: 10 });
 
     const p99 = percentile(fixed.latencies, 99);
@@ -272,8 +280,11 @@ export async function run(): Promise<ScenarioResult> {
         'server CPU per review (µs)': round(cpuPerReview * 1000, 0),
         'in-server: answered within 1 ms (%)': withinServer('0.001'),
         'in-server: answered within 5 ms (%)': withinServer('0.005'),
-        'ceiling (reviews/s, 10 connections)': round(open.requests.average, 0),
-        'ceiling p99 (ms)': open.latency.p99,
+        'ceiling p50 / p99 at the same rate (ms)': `${round(percentile(ceilingFixed.latencies, 50), 2)} / ${round(percentile(ceilingFixed.latencies, 99), 2)}`,
+        'capacity (reviews/s, 10 connections)': round(open.requests.average, 0),
+        'capacity p99 (ms)': open.latency.p99,
+        'ceiling capacity (reviews/s, bare node:https)': round(ceilingOpen.requests.average, 0),
+        'server / ceiling capacity (%)': round((100 * open.requests.average) / ceilingOpen.requests.average, 1),
         'load average (1 min) at the end of the fixed-rate run': round(load, 2),
       },
       targets: [below('p99 at 500 reviews/s (ms)', p99, 5), below('failed reviews', fixed.failures + open.non2xx + open.errors, 1)],
@@ -284,6 +295,7 @@ export async function run(): Promise<ScenarioResult> {
       ],
     };
   } finally {
+    await stopProcess(ceiling);
     if (child && child.exitCode === null) {
       child.kill('SIGTERM');
       await new Promise((r) => child!.once('exit', r));

@@ -32,17 +32,26 @@ export function startProcess(args: string[], env: Record<string, string>, ready:
   });
 }
 
-/** A scenario's ceiling: bare node:http in its own process, answering every request with `body` as JSON. */
+/**
+ * A scenario's ceiling: bare node:http (or node:https with the given key and
+ * certificate files) in its own process, answering every request with `body`
+ * as JSON — what the machine can do with no work of ours in the way.
+ */
 const CEILING_SERVER = `
-import { createServer } from 'node:http';
+import { readFileSync } from 'node:fs';
 const body = Buffer.from(process.env.BODY, 'base64');
 const headers = ['content-type', 'application/json', 'content-length', String(body.length)];
-createServer((req, res) => { res.writeHead(200, headers); res.end(body); })
-  .listen(Number(process.env.PORT), '127.0.0.1', () => console.log('ready'));
+const handler = (req, res) => { res.writeHead(200, headers); res.end(body); };
+const server = process.env.TLS_KEY
+  ? (await import('node:https')).createServer({ key: readFileSync(process.env.TLS_KEY), cert: readFileSync(process.env.TLS_CERT) }, handler)
+  : (await import('node:http')).createServer(handler);
+server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('ready'));
 `;
 
-export function startCeilingServer(port: number, body: Buffer): Promise<ChildProcess> {
-  return startProcess(['--input-type=module', '-e', CEILING_SERVER], { BODY: body.toString('base64'), PORT: String(port) }, 'ready');
+export function startCeilingServer(port: number, body: Buffer, tls?: { keyFile: string; certFile: string }): Promise<ChildProcess> {
+  const env: Record<string, string> = { BODY: body.toString('base64'), PORT: String(port) };
+  if (tls) Object.assign(env, { TLS_KEY: tls.keyFile, TLS_CERT: tls.certFile });
+  return startProcess(['--input-type=module', '-e', CEILING_SERVER], env, 'ready');
 }
 
 /** SIGTERM, then wait for the exit. */

@@ -62,10 +62,16 @@ export async function stopProcess(child: ChildProcess | undefined): Promise<void
   await new Promise((r) => child.once('exit', r));
 }
 
-/** user+system CPU time a process has used so far, in ms (clock ticks of 10 ms). */
-export function cpuMs(pid: number): number {
+/** CPU time a process has used so far, user and system (kernel: syscalls, network stack), in ms (clock ticks of 10 ms). */
+export function cpuSplitMs(pid: number): { user: number; system: number } {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  return { user: Number(fields[11]) * 10, system: Number(fields[12]) * 10 };
+}
+
+/** user+system CPU time a process has used so far, in ms. */
+export function cpuMs(pid: number): number {
+  const { user, system } = cpuSplitMs(pid);
+  return user + system;
 }
 
 /** Resident memory of a process now, in MiB (VmRSS). */

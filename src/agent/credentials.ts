@@ -46,15 +46,21 @@ export function formatExpiration(epochMs: number): string {
   return `${iso.slice(0, 19)}Z`;
 }
 
-/** The exact response body of GET /v1/credentials (field names the SDKs parse). */
+/**
+ * The exact response body of GET /v1/credentials (field names the SDKs parse).
+ * The bytes get their own memory, not a slice of Node's shared 8 KiB pool:
+ * they live as long as the cache entry, and a pooled slice would keep its
+ * whole slab — and the short-lived buffers cut from it — alive with it.
+ */
 export function encodeCredentials(credentials: PodCredentials): Buffer {
-  return Buffer.from(
-    JSON.stringify({
-      AccessKeyId: credentials.accessKeyId,
-      SecretAccessKey: credentials.secretAccessKey,
-      Token: credentials.sessionToken,
-      AccountId: credentials.accountId,
-      Expiration: formatExpiration(credentials.expiresAt),
-    }),
-  );
+  const json = JSON.stringify({
+    AccessKeyId: credentials.accessKeyId,
+    SecretAccessKey: credentials.secretAccessKey,
+    Token: credentials.sessionToken,
+    AccountId: credentials.accountId,
+    Expiration: formatExpiration(credentials.expiresAt),
+  });
+  const body = Buffer.allocUnsafeSlow(Buffer.byteLength(json));
+  body.write(json);
+  return body;
 }

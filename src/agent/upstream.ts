@@ -165,25 +165,32 @@ export class EksAuthUpstream implements CredentialSource {
 
   private post(headers: Record<string, string>, body: string): Promise<RawResponse> {
     return new Promise((resolve, reject) => {
-      const req = this.send(
-        this.url,
-        { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: this.agent, signal: AbortSignal.timeout(this.timeoutMs) },
-        (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (chunk: Buffer) => {
-            size += chunk.length;
-            if (size > MAX_RESPONSE_BYTES) {
-              req.destroy(new Error(`EKS Auth response exceeds ${MAX_RESPONSE_BYTES} bytes`));
-              return;
-            }
-            chunks.push(chunk);
-          });
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-          res.on('error', reject);
-        },
-      );
-      req.on('error', reject);
+      // The attempt's deadline is one timer, cleared with the answer:
+      // AbortSignal.timeout() would leave a timer and its signal behind for the
+      // whole deadline after every call — thousands of them in a pod storm.
+      const deadline = setTimeout(() => req.destroy(Object.assign(new Error('deadline exceeded'), { name: 'TimeoutError' })), this.timeoutMs);
+      const fail = (error: Error) => {
+        clearTimeout(deadline);
+        reject(error);
+      };
+      const req = this.send(this.url, { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: this.agent }, (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_RESPONSE_BYTES) {
+            req.destroy(new Error(`EKS Auth response exceeds ${MAX_RESPONSE_BYTES} bytes`));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('end', () => {
+          clearTimeout(deadline);
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) });
+        });
+        res.on('error', fail);
+      });
+      req.on('error', fail);
       req.end(body);
     });
   }

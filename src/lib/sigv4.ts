@@ -224,33 +224,37 @@ export interface OutgoingRequest {
   body?: string;
 }
 
-/** Signs an outgoing request; returns the headers to send. */
+/** 20261126T230000Z, the SigV4 form of a time. */
+function amzDateOf(date: Date): string {
+  return date.toISOString().replace(/[-:]|\.\d{3}/g, '');
+}
+
+/**
+ * Signs an outgoing request; returns the headers to send (the caller's, plus
+ * host, x-amz-date, x-amz-content-sha256, x-amz-security-token when the
+ * credentials have one, and authorization). Same canonical request and
+ * cached signing key as verification: the smithy signer's output, without
+ * its per-call key derivation and async hashing (the agent signs one request
+ * per cold pod).
+ */
 export async function signRequest(
   request: OutgoingRequest,
   options: { credentials: AwsCredentialIdentity; region: string; service: string; now?: Date },
 ): Promise<Record<string, string>> {
-  const signer = new SignatureV4({
-    credentials: options.credentials,
-    region: options.region,
-    service: options.service,
-    sha256: NodeSha256,
-  });
+  const { credentials, region, service } = options;
+  const amzDate = amzDateOf(options.now ?? new Date());
+  const payloadHash = hash('sha256', request.body ?? '', 'hex');
+  const headers: Record<string, string> = { host: request.url.host, ...request.headers, 'x-amz-date': amzDate, 'x-amz-content-sha256': payloadHash };
+  if (credentials.sessionToken) headers['x-amz-security-token'] = credentials.sessionToken;
   const query: Record<string, string> = {};
   request.url.searchParams.forEach((value, name) => {
     query[name] = value;
   });
-  const signed = await signer.sign(
-    new HttpRequest({
-      method: request.method,
-      protocol: request.url.protocol,
-      hostname: request.url.hostname,
-      port: request.url.port ? Number(request.url.port) : undefined,
-      path: request.url.pathname,
-      query,
-      headers: { host: request.url.host, ...(request.headers ?? {}) },
-      body: request.body,
-    }),
-    options.now ? { signingDate: options.now } : {},
-  );
-  return signed.headers as Record<string, string>;
+  const canonicalHeaders = getCanonicalHeaders({ headers } as unknown as HttpRequest);
+  const canonicalRequest = canonicalRequests.build(new HttpRequest({ method: request.method, hostname: request.url.hostname, path: request.url.pathname, query, headers }), canonicalHeaders, payloadHash);
+  const scope = { date: amzDate.slice(0, 8), region, service };
+  const stringToSign = `AWS4-HMAC-SHA256\n${amzDate}\n${scope.date}/${region}/${service}/aws4_request\n${hash('sha256', canonicalRequest, 'hex')}`;
+  const signature = createHmac('sha256', signingKeys.get(credentials.accessKeyId, credentials.secretAccessKey, scope)).update(stringToSign).digest('hex');
+  headers.authorization = `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${scope.date}/${region}/${service}/aws4_request, SignedHeaders=${Object.keys(canonicalHeaders).sort().join(';')}, Signature=${signature}`;
+  return headers;
 }

@@ -17,7 +17,7 @@ async function failsWith(promise: Promise<unknown>, code: string) {
   await assert.rejects(promise, (e: unknown) => e instanceof WireError && e.code === code && e.status === 403);
 }
 
-test('a request signed by the SDK signer verifies', async () => {
+test('a request signed by signRequest verifies', async () => {
   const caller = await verifySigV4(await signed(), { service: 'eks', lookup });
   assert.equal(caller.accessKeyId, KEY.accessKeyId);
   assert.equal(caller.region, 'us-east-1');
@@ -68,4 +68,25 @@ test('the AWS documentation example (IAM ListUsers, 2015-08-30) verifies, and a 
   await verifySigV4(request, { service: 'iam', lookup, now });
   const badHex = String(request.headers.authorization).replace(/Signature=.*/, `Signature=${'z'.repeat(64)}`);
   await failsWith(verifySigV4({ ...request, headers: { ...request.headers, authorization: badHex } }, { service: 'iam', lookup, now }), 'InvalidSignatureException');
+});
+
+test('signRequest gives exactly the headers the SDK signer gives', async () => {
+  const { SignatureV4 } = await import('@smithy/signature-v4');
+  const { HttpRequest } = await import('@smithy/protocol-http');
+  const { NodeSha256 } = await import('../../src/lib/sigv4.js');
+  const now = new Date('2026-11-26T23:30:05.123Z');
+  const cases = [
+    { method: 'POST', url: new URL('http://127.0.0.1:8080/clusters/demo/assume-role-for-pod-identity'), body: '{"token":"x"}', headers: { 'content-type': 'application/json' }, credentials: KEY },
+    { method: 'GET', url: new URL('https://eks.us-east-1.amazonaws.com/clusters/a%20b/pod-identity-associations?maxResults=5&namespace=x%2Fy'), body: '', headers: {}, credentials: { ...KEY, sessionToken: 'session/token+=' } },
+  ];
+  for (const c of cases) {
+    const ours = await signRequest({ method: c.method, url: c.url, headers: c.headers, body: c.body }, { credentials: c.credentials, region: 'eu-west-1', service: 'eks-auth', now });
+    const query: Record<string, string> = {};
+    c.url.searchParams.forEach((v, k) => (query[k] = v));
+    const reference = await new SignatureV4({ credentials: c.credentials, region: 'eu-west-1', service: 'eks-auth', sha256: NodeSha256 }).sign(
+      new HttpRequest({ method: c.method, protocol: c.url.protocol, hostname: c.url.hostname, path: c.url.pathname, query, headers: { host: c.url.host, ...c.headers }, body: c.body }),
+      { signingDate: now },
+    );
+    assert.deepEqual(ours, reference.headers);
+  }
 });

@@ -75,7 +75,7 @@ test('signRequest gives exactly the headers the SDK signer gives', async () => {
   const { HttpRequest } = await import('@smithy/protocol-http');
   const { NodeSha256 } = await import('../../src/lib/sigv4.js');
   const now = new Date('2026-11-26T23:30:05.123Z');
-  const cases = [
+  const cases: { method: string; url: URL; body: string; headers: Record<string, string>; credentials: typeof KEY & { sessionToken?: string } }[] = [
     { method: 'POST', url: new URL('http://127.0.0.1:8080/clusters/demo/assume-role-for-pod-identity'), body: '{"token":"x"}', headers: { 'content-type': 'application/json' }, credentials: KEY },
     { method: 'GET', url: new URL('https://eks.us-east-1.amazonaws.com/clusters/a%20b/pod-identity-associations?maxResults=5&namespace=x%2Fy'), body: '', headers: {}, credentials: { ...KEY, sessionToken: 'session/token+=' } },
   ];

@@ -35,11 +35,10 @@ import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreatePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
 import { DEV_ISSUER, openDevSigner, type DevSigner } from '../src/dev/token-signer.js';
 import { signRequest } from '../src/lib/sigv4.js';
-import { freePort } from '../test/helpers/server-process.js';
-import { CLI, cpuMs, cpuSplitMs, rssMiB, startProcess, stopProcess } from './lib/processes.js';
+import { BENCH_NODE, createAssociations, nodeArgsFrom, startBenchAgent, startBenchServer } from './lib/control-plane.js';
+import { cpuMs, cpuSplitMs, rssMiB, stopProcess } from './lib/processes.js';
 import { atLeast, below, percentile, progress, round, type ScenarioResult, type Target } from './lib/report.js';
 
 const TOKENS = Number(process.env.BENCH_STORM_TOKENS ?? 10_000);
@@ -57,8 +56,6 @@ const AGENT_RATE_LIMIT = 1000;
 const SETTLE_MS = Number(process.env.BENCH_STORM_SETTLE_SECONDS ?? 3) * 1000;
 /** a request without an answer by then counts as failed */
 const REQUEST_TIMEOUT_MS = 10_000;
-const ADMIN = { accessKeyId: 'AKIABENCHADMIN', secretAccessKey: 'bench-admin-secret' };
-const NODE = { accessKeyId: 'AKIABENCHNODE', secretAccessKey: 'bench-node-secret' };
 
 /**
  * The load process: one GET per token, request i due at start + i·interval;
@@ -93,6 +90,7 @@ function client(host, port, maxSockets, answer, failed, fresh = false) {
   let waitingHead = 0;
   let open = 0;
   let opened = 0;
+  let retried = 0;
   const requests = [];
   const dispatch = (conn, i) => {
     conn.index = i;
@@ -118,6 +116,14 @@ function client(host, port, maxSockets, answer, failed, fresh = false) {
     retire(conn);
     if (conn.index >= 0) {
       clearTimeout(conn.timer);
+      // A kept-alive connection the agent closed (its 5 s idle timeout) just as
+      // a request went out on it: resend once on a new one, as HTTP clients do.
+      if (conn.answered > 0 && !conn.buffer) {
+        retried++;
+        dispatch(connection(), conn.index);
+        conn.index = -1;
+        return;
+      }
       failed(conn.index, message);
       conn.index = -1;
     }
@@ -126,7 +132,7 @@ function client(host, port, maxSockets, answer, failed, fresh = false) {
   const connection = () => {
     open++;
     opened++;
-    const conn = { socket: connect(port, host), buffer: null, index: -1, timer: undefined, closed: false };
+    const conn = { socket: connect(port, host), buffer: null, index: -1, timer: undefined, closed: false, answered: 0 };
     conn.socket.setNoDelay(true);
     conn.socket.on('data', (data) => {
       const buffer = (conn.buffer = conn.buffer ? Buffer.concat([conn.buffer, data]) : data);
@@ -141,6 +147,7 @@ function client(host, port, maxSockets, answer, failed, fresh = false) {
       const i = conn.index;
       conn.index = -1;
       clearTimeout(conn.timer);
+      conn.answered++;
       answer(i, Number(head.slice(9, 12)), buffer.subarray(headEnd + 4, end));
       if (/\\r\\nconnection: *close/i.test(head)) fail(conn, 'closed by the agent');
       else release(conn);
@@ -157,6 +164,7 @@ function client(host, port, maxSockets, answer, failed, fresh = false) {
       else waiting.push(i);
     },
     get opened() { return opened; },
+    get retried() { return retried; },
     close() { for (const conn of idle) { conn.closed = true; conn.socket.destroy(); } },
   };
 }
@@ -243,7 +251,7 @@ console.log(JSON.stringify({
   latencies: Array.from(latencies, (ms) => Math.round(ms * 1000) / 1000),
   sendSeconds: (lastSentAt - start) / 1000,
   answerSeconds: (lastAnswerAt - start) / 1000,
-  maxSendLag, socketsOpened: agent.opened,
+  maxSendLag, socketsOpened: agent.opened, retriedAfterKeepAliveClose: agent.retried,
   cpuMs: (cpu.user + cpu.system) / 1000,
 }));
 process.exit(0);
@@ -265,6 +273,7 @@ interface StormResult {
   answerSeconds: number;
   maxSendLag: number;
   socketsOpened: number;
+  retriedAfterKeepAliveClose: number;
   cpuMs: number;
 }
 
@@ -363,7 +372,7 @@ async function warmUpServer(apiUrl: string, tokens: string[]): Promise<void> {
   const worker = async () => {
     while (next < tokens.length) {
       const body = JSON.stringify({ token: tokens[next++] });
-      const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body }, { credentials: NODE, region: 'us-east-1', service: 'eks-auth' });
+      const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body }, { credentials: BENCH_NODE, region: 'us-east-1', service: 'eks-auth' });
       const res = await fetch(url, { method: 'POST', headers, body });
       if (res.status !== 200) throw new Error(`server warm-up: AssumeRoleForPodIdentity answered ${res.status}: ${await res.text()}`);
       await res.arrayBuffer();
@@ -393,7 +402,8 @@ function summarize(label: string, r: StormResult) {
     figures: {
       [`${label}: answered 200 with credentials`]: ok - r.withoutCredentials,
       [`${label}: other answers (status: count)`]: Object.entries(r.statuses).filter(([s]) => s !== '200').map(([s, n]) => `${s}: ${n}`).join(', ') || 'none',
-      [`${label}: client errors and timeouts`]: r.errors,
+      [`${label}: client errors and timeouts`]: r.errors ? `${r.errors} (first: ${r.firstFailure ?? '?'})` : 0,
+      [`${label}: requests resent after a kept-alive connection closed`]: r.retriedAfterKeepAliveClose,
       [`${label}: distinct AccessKeyIds handed out`]: r.distinctAccessKeyIds,
       [`${label}: requests sent within (s)`]: round(r.sendSeconds, 2),
       [`${label}: requests/s achieved (answers / first due → last answer)`]: round(latencies.length / r.answerSeconds, 0),
@@ -427,60 +437,35 @@ export async function run(): Promise<ScenarioResult> {
     writeFileSync(tokensFile, tokens.join('\n'));
 
     progress(`agent-storm: starting server, ${SERVICE_ACCOUNTS} associations, agent`);
-    const [apiPort, webhookPort, metricsPort, agentPort, probePort, agentMetricsPort] = await Promise.all(Array.from({ length: 6 }, freePort));
-    const config = join(dir, 'config.yaml');
-    writeFileSync(
-      config,
-      JSON.stringify({
-        listen: `127.0.0.1:${apiPort}`,
-        webhookListen: `127.0.0.1:${webhookPort}`,
-        metricsListen: `127.0.0.1:${metricsPort}`,
-        dataDir: join(dir, 'data'),
-        admins: [ADMIN],
-        nodes: [NODE],
-        clusters: [{ name: 'bench', issuer: DEV_ISSUER, jwksFile: signer.jwksFile }],
-        issuer: { type: 'local', durationSeconds: 3600 },
-      }),
-    );
-    const nodeArgs = (name: string) => (process.env[name] ?? '').split(' ').filter(Boolean);
-    // info: one audit record per AssumeRoleForPodIdentity, as in production (startProcess keeps reading the output)
-    const server = await startProcess([...nodeArgs('BENCH_STORM_SERVER_NODE_ARGS'), CLI, 'server', '--config', config, '--log-level', 'info'], {}, 'server started');
-    children.push(server);
-    const apiUrl = `http://127.0.0.1:${apiPort}`;
-    const eks = new EKSClient({ endpoint: apiUrl, region: 'us-east-1', credentials: ADMIN, maxAttempts: 1 });
-    for (let sa = 0; sa < SERVICE_ACCOUNTS; sa++) {
-      await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'bench', namespace: 'bench', serviceAccount: `sa-${sa}`, roleArn: `arn:aws:iam::111122223333:role/bench-${sa}` }));
-    }
-    eks.destroy();
+    const server = await startBenchServer(dir, { issuer: DEV_ISSUER, jwksFile: signer.jwksFile }, nodeArgsFrom('BENCH_STORM_SERVER_NODE_ARGS'));
+    children.push(server.process);
+    await createAssociations(server.apiUrl, Array.from({ length: SERVICE_ACCOUNTS }, (_, sa) => `sa-${sa}`));
+    const apiUrl = server.apiUrl;
     if (SERVER_WARM_UP > 0) {
       progress(`agent-storm: warming the server up with ${SERVER_WARM_UP} AssumeRoleForPodIdentity calls for other pods`);
       await warmUpServer(apiUrl, warmUpTokens);
     }
 
-    const agentArgs = [...nodeArgs('BENCH_STORM_AGENT_NODE_ARGS'), CLI, 'agent', '--cluster-name', 'bench', '--endpoint', apiUrl, '--allow-loopback', '--bind-hosts', '127.0.0.1', '--port', String(agentPort)];
-    agentArgs.push('--probe-port', String(probePort), '--metrics-port', String(agentMetricsPort), '--metrics-address', '127.0.0.1');
-    agentArgs.push('--max-cache-size', String(Math.max(2000, TOKENS)), '--log-level', 'info');
+    const agentFlags = ['--max-cache-size', String(Math.max(2000, TOKENS))];
     // The shipped limit (1,000 req/s, burst 1,000) is left alone unless a knob asks for more than it allows.
-    if (RATE > AGENT_RATE_LIMIT) agentArgs.push('--rate-limit', String(Math.ceil(RATE * 2)), '--rate-limit-burst', String(Math.ceil(RATE * 2)));
-    const agent = await startProcess(agentArgs, { AWS_ACCESS_KEY_ID: NODE.accessKeyId, AWS_SECRET_ACCESS_KEY: NODE.secretAccessKey, AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' }, 'agent started');
+    if (RATE > AGENT_RATE_LIMIT) agentFlags.push('--rate-limit', String(Math.ceil(RATE * 2)), '--rate-limit-burst', String(Math.ceil(RATE * 2)));
+    const { process: agent, credentialsUrl: agentUrl, metricsUrl: agentMetricsUrl } = await startBenchAgent(apiUrl, agentFlags, nodeArgsFrom('BENCH_STORM_AGENT_NODE_ARGS'));
     children.push(agent);
-    const serverMetricsUrl = `http://127.0.0.1:${metricsPort}`;
-    const agentMetricsUrl = `http://127.0.0.1:${agentMetricsPort}`;
-    const agentUrl = `http://127.0.0.1:${agentPort}/v1/credentials`;
+    const serverMetricsUrl = server.metricsUrl;
 
     await new Promise((r) => setTimeout(r, 1000));
     const idleRss = rssMiB(agent.pid!);
     const idleMemory = await agentMemory(agentMetricsUrl);
     const before = await counters(serverMetricsUrl, agentMetricsUrl);
     const agentCpuBefore = cpuSplitMs(agent.pid!);
-    const serverCpuBefore = cpuSplitMs(server.pid!);
+    const serverCpuBefore = cpuSplitMs(server.process.pid!);
     const loadBefore = loadavg()[0]!;
 
     progress(`agent-storm: storm — ${TOKENS} distinct tokens in ${SECONDS} s (${round(RATE, 0)} req/s evenly paced) through one cold agent`);
     const { result: cold, peakMiB } = await peakRss(agent.pid!, storm(agentUrl, tokensFile));
     const since = (before: { user: number; system: number }, now: { user: number; system: number }) => ({ user: now.user - before.user, system: now.system - before.system });
     const agentSplit = since(agentCpuBefore, cpuSplitMs(agent.pid!));
-    const serverSplit = since(serverCpuBefore, cpuSplitMs(server.pid!));
+    const serverSplit = since(serverCpuBefore, cpuSplitMs(server.process.pid!));
     const agentCpu = agentSplit.user + agentSplit.system;
     const serverCpu = serverSplit.user + serverSplit.system;
     const afterStorm = await counters(serverMetricsUrl, agentMetricsUrl);

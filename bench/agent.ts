@@ -12,22 +12,20 @@
 //   npm run build && node --import tsx bench/agent.ts
 //   BENCH_AGENT_SECONDS=10 BENCH_AGENT_ROUNDS=3 BENCH_AGENT_CONNECTIONS=32 (defaults)
 import { execFile, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { freePort } from '../test/helpers/server-process.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CreatePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
 import { DEV_ISSUER, openDevSigner } from '../src/dev/token-signer.js';
 import { pacedLoad, rawRequest } from './lib/paced-load.js';
-import { CLI, cpuMs, median, startCeilingServer, startProcess, stopProcess } from './lib/processes.js';
+import { createAssociations, startBenchAgent, startBenchServer } from './lib/control-plane.js';
+import { cpuMs, median, startCeilingServer, stopProcess } from './lib/processes.js';
 import { atLeast, below, progress, round, type ScenarioResult } from './lib/report.js';
 
 const SECONDS = Number(process.env.BENCH_AGENT_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_AGENT_ROUNDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_AGENT_CONNECTIONS ?? 32);
 const RATE = 1000;
-const ADMIN = { accessKeyId: 'AKIABENCHADMIN', secretAccessKey: 'bench-admin-secret' };
-const NODE = { accessKeyId: 'AKIABENCHNODE', secretAccessKey: 'bench-node-secret' };
 
 /** The load process: autocannon, plus exact per-response latencies when asked (the histogram keeps whole ms only). */
 const LOAD_DRIVER = `
@@ -94,39 +92,18 @@ export async function run(): Promise<ScenarioResult> {
   try {
     progress('agent: starting server, agent and bare ceiling server');
     const signer = await openDevSigner(join(dir, 'signer'));
-    const [apiPort, webhookPort, metricsPort, agentPort, probePort, agentMetricsPort, barePort] = await Promise.all(Array.from({ length: 7 }, freePort));
-    const config = join(dir, 'config.yaml');
-    writeFileSync(
-      config,
-      JSON.stringify({
-        listen: `127.0.0.1:${apiPort}`,
-        webhookListen: `127.0.0.1:${webhookPort}`,
-        metricsListen: `127.0.0.1:${metricsPort}`,
-        dataDir: join(dir, 'data'),
-        logLevel: 'warn',
-        admins: [ADMIN],
-        nodes: [NODE],
-        clusters: [{ name: 'bench', issuer: DEV_ISSUER, jwksFile: signer.jwksFile }],
-        issuer: { type: 'local', durationSeconds: 3600 },
-      }),
-    );
-    children.push(await startProcess([CLI, 'server', '--config', config, '--log-level', 'info'], {}, 'server started'));
-    const apiUrl = `http://127.0.0.1:${apiPort}`;
-    const eks = new EKSClient({ endpoint: apiUrl, region: 'us-east-1', credentials: ADMIN, maxAttempts: 1 });
-    await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'bench', namespace: 'bench', serviceAccount: 'app', roleArn: 'arn:aws:iam::111122223333:role/bench' }));
-    eks.destroy();
-
-    const agentArgs = [CLI, 'agent', '--cluster-name', 'bench', '--endpoint', apiUrl, '--allow-loopback', '--bind-hosts', '127.0.0.1', '--port', String(agentPort)];
-    agentArgs.push('--probe-port', String(probePort), '--metrics-port', String(agentMetricsPort), '--metrics-address', '127.0.0.1');
-    agentArgs.push('--rate-limit', '1000000', '--rate-limit-burst', '1000000', '--log-level', 'info');
-    const agentProcess = await startProcess(agentArgs, { AWS_ACCESS_KEY_ID: NODE.accessKeyId, AWS_SECRET_ACCESS_KEY: NODE.secretAccessKey, AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' }, 'agent started');
+    const server = await startBenchServer(dir, { issuer: DEV_ISSUER, jwksFile: signer.jwksFile });
+    children.push(server.process);
+    await createAssociations(server.apiUrl, ['app']);
+    // the per-listener rate limit is raised out of the way (its check still runs on every request)
+    const { process: agentProcess, credentialsUrl: agentUrl } = await startBenchAgent(server.apiUrl, ['--rate-limit', '1000000', '--rate-limit-burst', '1000000']);
     children.push(agentProcess);
 
     const token = await signer.mint({ namespace: 'bench', serviceAccount: 'app', podName: 'bench-pod' });
-    const agentUrl = `http://127.0.0.1:${agentPort}/v1/credentials`;
     const first = await fetch(agentUrl, { headers: { authorization: token } });
     if (first.status !== 200) throw new Error(`agent answered ${first.status}: ${await first.text()}`);
     const body = Buffer.from(await first.arrayBuffer());
+    const barePort = await freePort();
     const bareProcess = await startCeilingServer(barePort, body);
     children.push(bareProcess);
     const bareUrl = `http://127.0.0.1:${barePort}/v1/credentials`;

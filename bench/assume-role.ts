@@ -21,11 +21,11 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import autocannon from 'autocannon';
-import { stringify } from 'yaml';
 import { signRequest } from '../src/lib/sigv4.js';
 import { freePort } from '../test/helpers/server-process.js';
 import { pacedLoad, rawRequest, type PacedLoadResult } from './lib/paced-load.js';
-import { CLI, cpuMs, median, startCeilingServer, startProcess, stopProcess } from './lib/processes.js';
+import { BENCH_NODE, createAssociations, nodeArgsFrom, startBenchServer } from './lib/control-plane.js';
+import { cpuMs, median, startCeilingServer, stopProcess } from './lib/processes.js';
 import { atLeast, below, progress, round, type ScenarioResult } from './lib/report.js';
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -38,8 +38,6 @@ const SERVICE_ACCOUNTS = 50;
 const PODS = 500;
 const PATH = '/clusters/bench/assume-role-for-pod-identity';
 const ISSUER = 'https://kubernetes.default.svc.cluster.local';
-const ADMIN = { accessKeyId: 'AKIABENCHADMIN', secretAccessKey: 'bench-admin-secret' };
-const NODE = { accessKeyId: 'AKIABENCHNODE', secretAccessKey: 'bench-node-secret' };
 
 /** RS256 signing with node:crypto: thousands of tokens in seconds, in the exact projected-token format. */
 function tokenMinter() {
@@ -80,7 +78,7 @@ interface Prepared {
 async function prepare(apiUrl: string, token: string): Promise<Prepared> {
   const url = new URL(PATH, apiUrl);
   const body = JSON.stringify({ token });
-  const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body }, { credentials: NODE, region: 'us-east-1', service: 'eks-auth' });
+  const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body }, { credentials: BENCH_NODE, region: 'us-east-1', service: 'eks-auth' });
   return { headers, body };
 }
 
@@ -137,57 +135,32 @@ export async function run(): Promise<ScenarioResult> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-assume-role-'));
   const minter = tokenMinter();
   writeFileSync(join(dir, 'jwks.json'), JSON.stringify(minter.jwks));
-  const [apiPort, webhookPort, metricsPort, ceilingPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  writeFileSync(
-    join(dir, 'config.yaml'),
-    stringify({
-      listen: `127.0.0.1:${apiPort}`,
-      webhookListen: `127.0.0.1:${webhookPort}`,
-      metricsListen: `127.0.0.1:${metricsPort}`,
-      dataDir: join(dir, 'data'),
-      logLevel: 'info',
-      admins: [ADMIN],
-      nodes: [NODE],
-      clusters: [{ name: 'bench', issuer: ISSUER, jwksFile: join(dir, 'jwks.json') }],
-      issuer: { type: 'local' },
-    }),
-  );
   const children: ChildProcess[] = [];
   try {
-    // Audit records go to the log at info level, as in production; the bench reads the log only until ready.
-    const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const server = await startProcess([...nodeArgs, CLI, 'server', '--config', join(dir, 'config.yaml')], {}, 'server started');
-    server.stdout!.resume();
-    server.stderr!.resume();
-    children.push(server);
-    const apiUrl = `http://127.0.0.1:${apiPort}`;
-
+    const server = await startBenchServer(dir, { issuer: ISSUER, jwksFile: join(dir, 'jwks.json') }, nodeArgsFrom('BENCH_SERVER_NODE_ARGS'));
+    children.push(server.process);
+    const apiUrl = server.apiUrl;
     progress(`assume-role: creating ${SERVICE_ACCOUNTS} associations`);
-    for (let i = 0; i < SERVICE_ACCOUNTS; i++) {
-      const url = new URL('/clusters/bench/pod-identity-associations', apiUrl);
-      const body = JSON.stringify({ namespace: 'bench', serviceAccount: `sa-${i}`, roleArn: `arn:aws:iam::111122223333:role/bench-${i}` });
-      const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body }, { credentials: ADMIN, region: 'us-east-1', service: 'eks' });
-      const res = await fetch(url, { method: 'POST', headers, body });
-      if (res.status !== 200) throw new Error(`create association: ${res.status} ${await res.text()}`);
-    }
+    await createAssociations(apiUrl, Array.from({ length: SERVICE_ACCOUNTS }, (_, i) => `sa-${i}`));
 
     const repeated = await Promise.all(Array.from({ length: PODS }, (_, pod) => prepare(apiUrl, minter.mint(pod))));
     const sample = await fetch(new URL(PATH, apiUrl), { method: 'POST', headers: repeated[0]!.headers, body: repeated[0]!.body });
     if (sample.status !== 200) throw new Error(`AssumeRoleForPodIdentity answered ${sample.status}: ${await sample.text()}`);
     const answer = Buffer.from(await sample.arrayBuffer());
+    const ceilingPort = await freePort();
     const ceiling = await startCeilingServer(ceilingPort, answer);
     children.push(ceiling);
     const ceilingUrl = `http://127.0.0.1:${ceilingPort}`;
 
     progress('assume-role: warm-up (JIT, SQLite pages), 3 s each');
     await saturate(ceilingUrl, repeated, ceiling.pid!, 3);
-    await saturate(apiUrl, repeated, server.pid!, 3);
+    await saturate(apiUrl, repeated, server.process.pid!, 3);
     const ceilingRounds: SaturationResult[] = [];
     const serverRounds: SaturationResult[] = [];
     for (let i = 1; i <= ROUNDS; i++) {
       progress(`assume-role: capacity round ${i}/${ROUNDS}, repeated tokens, ${CONNECTIONS} connections, ${SECONDS} s each (ceiling, then server)`);
       ceilingRounds.push(await saturate(ceilingUrl, repeated, ceiling.pid!));
-      serverRounds.push(await saturate(apiUrl, repeated, server.pid!));
+      serverRounds.push(await saturate(apiUrl, repeated, server.process.pid!));
     }
     if (process.env.BENCH_CAPACITY_ONLY) {
       const rps = median(serverRounds.map((r) => r.requestsPerSecond));
@@ -212,7 +185,7 @@ export async function run(): Promise<ScenarioResult> {
       if ((i + 1) % 10_000 === 0) progress(`assume-role: ${i + 1} minted`);
     }
     progress(`assume-role: capacity, unique tokens, ${CONNECTIONS} connections, ${SECONDS} s`);
-    const uniqueCapacity = await saturate(apiUrl, unique.slice(0, capacityPool), server.pid!);
+    const uniqueCapacity = await saturate(apiUrl, unique.slice(0, capacityPool), server.process.pid!);
     progress(`assume-role: ${RATE} requests/s evenly paced, unique tokens, ${SECONDS} s`);
     const pacedUnique = await pacedLoad(new URL(apiUrl), unique.slice(capacityPool).map((item) => raw(apiUrl, item)), { rate: RATE, seconds: SECONDS, connections: PACED_CONNECTIONS });
 

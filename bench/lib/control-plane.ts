@@ -1,0 +1,78 @@
+// The product processes the scenarios measure, started the same way in each:
+// `pod-identity server` on loopback ports with the local issuer, and
+// `pod-identity agent` pointed at it with the bench's node key.
+import type { ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CreatePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
+import { freePort } from '../../test/helpers/server-process.js';
+import { CLI, startProcess } from './processes.js';
+
+export const BENCH_ADMIN = { accessKeyId: 'AKIABENCHADMIN', secretAccessKey: 'bench-admin-secret' };
+export const BENCH_NODE = { accessKeyId: 'AKIABENCHNODE', secretAccessKey: 'bench-node-secret' };
+
+/** Node flags for a product process from an environment knob, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof". */
+export function nodeArgsFrom(name: string): string[] {
+  return (process.env[name] ?? '').split(' ').filter(Boolean);
+}
+
+export interface BenchServer {
+  process: ChildProcess;
+  apiUrl: string;
+  metricsUrl: string;
+}
+
+/**
+ * `pod-identity server` with SQLite under `dir`, the local issuer and one
+ * cluster `bench`, logging at info: one audit record per
+ * AssumeRoleForPodIdentity, as in production (startProcess keeps reading it).
+ */
+export async function startBenchServer(dir: string, cluster: { issuer: string; jwksFile: string }, nodeArgs: string[] = []): Promise<BenchServer> {
+  const [api, webhook, metrics] = await Promise.all([freePort(), freePort(), freePort()]);
+  const config = join(dir, 'config.yaml');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      listen: `127.0.0.1:${api}`,
+      webhookListen: `127.0.0.1:${webhook}`,
+      metricsListen: `127.0.0.1:${metrics}`,
+      dataDir: join(dir, 'data'),
+      logLevel: 'info',
+      admins: [BENCH_ADMIN],
+      nodes: [BENCH_NODE],
+      clusters: [{ name: 'bench', ...cluster }],
+      issuer: { type: 'local', durationSeconds: 3600 },
+    }),
+  );
+  const child = await startProcess([...nodeArgs, CLI, 'server', '--config', config], {}, 'server started');
+  return { process: child, apiUrl: `http://127.0.0.1:${api}`, metricsUrl: `http://127.0.0.1:${metrics}` };
+}
+
+/** Associates each service account of namespace `bench` with role bench-<name>, through the EKS API. */
+export async function createAssociations(apiUrl: string, serviceAccounts: string[]): Promise<void> {
+  const eks = new EKSClient({ endpoint: apiUrl, region: 'us-east-1', credentials: BENCH_ADMIN, maxAttempts: 1 });
+  try {
+    for (const serviceAccount of serviceAccounts) {
+      await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'bench', namespace: 'bench', serviceAccount, roleArn: `arn:aws:iam::111122223333:role/bench-${serviceAccount}` }));
+    }
+  } finally {
+    eks.destroy();
+  }
+}
+
+export interface BenchAgent {
+  process: ChildProcess;
+  /** http://127.0.0.1:<port>/v1/credentials */
+  credentialsUrl: string;
+  metricsUrl: string;
+}
+
+/** `pod-identity agent` on loopback for the server at `apiUrl`, signing with the bench node key; `flags` are added to the CLI's. */
+export async function startBenchAgent(apiUrl: string, flags: string[] = [], nodeArgs: string[] = []): Promise<BenchAgent> {
+  const [port, probePort, metricsPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  const args = [...nodeArgs, CLI, 'agent', '--cluster-name', 'bench', '--endpoint', apiUrl, '--allow-loopback', '--bind-hosts', '127.0.0.1', '--port', String(port)];
+  args.push('--probe-port', String(probePort), '--metrics-port', String(metricsPort), '--metrics-address', '127.0.0.1', '--log-level', 'info', ...flags);
+  const env = { AWS_ACCESS_KEY_ID: BENCH_NODE.accessKeyId, AWS_SECRET_ACCESS_KEY: BENCH_NODE.secretAccessKey, AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' };
+  const child = await startProcess(args, env, 'agent started');
+  return { process: child, credentialsUrl: `http://127.0.0.1:${port}/v1/credentials`, metricsUrl: `http://127.0.0.1:${metricsPort}` };
+}

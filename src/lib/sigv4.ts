@@ -1,8 +1,8 @@
 // SigV4 on both sides: verifying signed requests that reach our APIs, and
-// signing the requests our agent and tests send. Signing is @smithy/signature-v4
-// (the AWS SDKs' own signer); verifying rebuilds the canonical request with
-// the same smithy code, then computes the signature with node:crypto and a
-// cached signing key, and compares in constant time.
+// signing the requests our agent and tests send. Both build the canonical
+// request with @smithy/signature-v4's own code (the AWS SDKs' signer) and
+// compute the signature with node:crypto and a cached signing key; verifying
+// compares it with the given one in constant time.
 import { createHash, createHmac, hash, timingSafeEqual } from 'node:crypto';
 import { HttpRequest } from '@smithy/protocol-http';
 import { getCanonicalHeaders, SignatureV4 } from '@smithy/signature-v4';
@@ -150,6 +150,12 @@ class SigningKeyCache {
 }
 const signingKeys = new SigningKeyCache();
 
+/** The signature (raw bytes) of a canonical request at `amzDate` for a key and credential scope. */
+function signatureOf(canonicalRequest: string, amzDate: string, key: SigningKey, scope: { date: string; region: string; service: string }): Buffer {
+  const stringToSign = `AWS4-HMAC-SHA256\n${amzDate}\n${scope.date}/${scope.region}/${scope.service}/aws4_request\n${hash('sha256', canonicalRequest, 'hex')}`;
+  return createHmac('sha256', signingKeys.get(key.accessKeyId, key.secretAccessKey, scope)).update(stringToSign).digest();
+}
+
 /**
  * Verifies a SigV4 header-signed request. Throws WireError with the names the
  * AWS SDKs know (403): MissingAuthenticationTokenException,
@@ -204,9 +210,7 @@ export async function verifySigV4(request: SignedRequest, options: VerifyOptions
     getCanonicalHeaders({ headers } as HttpRequest, undefined, new Set(auth.signedHeaders)),
     payloadHash,
   );
-  const scope = `${auth.date}/${auth.region}/${auth.service}/aws4_request`;
-  const stringToSign = `AWS4-HMAC-SHA256\n${amzDate}\n${scope}\n${hash('sha256', canonicalRequest, 'hex')}`;
-  const expected = createHmac('sha256', signingKeys.get(key.accessKeyId, key.secretAccessKey, auth)).update(stringToSign).digest();
+  const expected = signatureOf(canonicalRequest, amzDate!, key, auth);
   const given = SIGNATURE.test(auth.signature) ? Buffer.from(auth.signature, 'hex') : Buffer.alloc(0);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
     throw new WireError(
@@ -253,8 +257,7 @@ export async function signRequest(
   const canonicalHeaders = getCanonicalHeaders({ headers } as unknown as HttpRequest);
   const canonicalRequest = canonicalRequests.build(new HttpRequest({ method: request.method, hostname: request.url.hostname, path: request.url.pathname, query, headers }), canonicalHeaders, payloadHash);
   const scope = { date: amzDate.slice(0, 8), region, service };
-  const stringToSign = `AWS4-HMAC-SHA256\n${amzDate}\n${scope.date}/${region}/${service}/aws4_request\n${hash('sha256', canonicalRequest, 'hex')}`;
-  const signature = createHmac('sha256', signingKeys.get(credentials.accessKeyId, credentials.secretAccessKey, scope)).update(stringToSign).digest('hex');
+  const signature = signatureOf(canonicalRequest, amzDate, credentials, scope).toString('hex');
   headers.authorization = `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${scope.date}/${region}/${service}/aws4_request, SignedHeaders=${Object.keys(canonicalHeaders).sort().join(';')}, Signature=${signature}`;
   return headers;
 }

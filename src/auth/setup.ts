@@ -29,6 +29,11 @@ export interface EksAuthOptions {
   registry?: Registry;
 }
 
+/** Where the local issuer's key lives; made on first start, so replicas and workers must share it. */
+export function localIssuerKeyFile(config: ServerConfig): string {
+  return config.issuer.localKeyFile ?? join(config.dataDir, 'local-issuer.key');
+}
+
 export function createEksAuth(config: ServerConfig, options: EksAuthOptions): EksAuth {
   const logger = options.logger.child({ component: 'eks-auth' });
   const clusters = config.clusters.map((cluster) => createClusterAuth(cluster, { region: config.region, accountId: config.accountId, logger }));
@@ -40,7 +45,7 @@ export function createEksAuth(config: ServerConfig, options: EksAuthOptions): Ek
   let issuer: CredentialIssuer;
   let localIssuer: LocalIssuer | undefined;
   if (config.issuer.type === 'local') {
-    const key = loadOrCreateLocalIssuerKey(config.issuer.localKeyFile ?? join(config.dataDir, 'local-issuer.key'));
+    const key = loadOrCreateLocalIssuerKey(localIssuerKeyFile(config));
     localIssuer = new LocalIssuer({ key, durationSeconds: config.issuer.durationSeconds });
     issuer = localIssuer;
   } else {

@@ -1,12 +1,15 @@
 // `pod-identity server`: flags → config → startServer; SIGTERM/SIGINT drain.
+// In a forked API worker (workers > 1) the same command runs the worker's part.
+import cluster from 'node:cluster';
 import type { Command } from 'commander';
 import { createLogger } from '../lib/logger.js';
 import { ConfigError, loadServerConfig } from '../server/config.js';
 import { startServer } from '../server/server.js';
+import { runApiWorker } from '../server/workers.js';
 import { exitOnSignals } from './shutdown.js';
 
 /** Flags that override top-level config keys (the same names as the YAML keys). */
-const FLAG_KEYS = ['listen', 'webhookListen', 'metricsListen', 'region', 'accountId', 'dataDir', 'databaseUrl', 'logLevel'] as const;
+const FLAG_KEYS = ['listen', 'webhookListen', 'metricsListen', 'region', 'accountId', 'dataDir', 'databaseUrl', 'logLevel', 'workers'] as const;
 
 export function registerServerCommand(program: Command): void {
   program
@@ -20,6 +23,7 @@ export function registerServerCommand(program: Command): void {
     .option('--account-id <id>', '12-digit account id used in ARNs (default 000000000000)')
     .option('--data-dir <dir>', 'directory of the embedded SQLite store (default ./data)')
     .option('--database-url <url>', 'PostgreSQL URL, for several replicas')
+    .option('--workers <n|auto>', 'API worker processes sharing the API listener, or auto for one per core (default 1)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
     .addHelpText('after', '\nEvery key can also be set by environment: POD_IDENTITY_<KEY> (e.g. POD_IDENTITY_DATA_DIR).\nPrecedence: file < environment < flags.')
     .action(async (flags: Record<string, string | undefined>) => {
@@ -36,6 +40,10 @@ export function registerServerCommand(program: Command): void {
         throw error;
       }
       const logger = createLogger({ level: config.logLevel, name: 'pod-identity-server' });
+      if (cluster.isWorker) {
+        await runApiWorker(config, logger);
+        return;
+      }
       const server = await startServer(config, { logger });
       exitOnSignals(logger, () => server.close());
     });

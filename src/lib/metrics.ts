@@ -44,10 +44,16 @@ export function hotCounter<L extends string>(registry: Registry, options: { name
   };
 }
 
+/** What /metrics serves: a registry, or the primary's aggregate of its workers' registries. */
+export interface MetricsSource {
+  metrics(): Promise<string>;
+  contentType: string;
+}
+
 export type ReadinessCheck = () => Promise<boolean> | boolean;
 
 /** /metrics, /healthz (process alive) and /readyz (the given check). */
-export function createMetricsServer(registry: Registry, ready: ReadinessCheck): Server {
+export function createMetricsServer(registry: MetricsSource, ready: ReadinessCheck): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -58,6 +58,8 @@ export const serverConfigSchema = z
     dataDir: z.string().min(1).default('./data'),
     databaseUrl: z.string().regex(/^postgres(ql)?:\/\//, 'expected postgres://…').optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** API worker processes behind the one API listener (node:cluster): a number, or auto for one per core */
+    workers: z.union([z.literal('auto'), z.coerce.number().int().min(1).max(64)]).default(1),
     /** TLS for the API listener; plain HTTP when absent */
     tls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict().optional(),
     admins: z.array(accessKey.strict()).default([]),

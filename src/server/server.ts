@@ -1,29 +1,21 @@
 // `pod-identity server`: composes the control plane from its parts — the
-// association store, the API listener (association API, EKS Auth, local STS),
-// the admission webhook listener and the metrics listener — and stops them
-// in order: listeners drain first, the store closes last.
-import { createServer as createHttpServer, type Server } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+// association store, the API listener (association API, EKS Auth, local STS;
+// in this process or in forked API workers, see workers.ts), the admission
+// webhook listener and the metrics listener — and stops them in order:
+// listeners drain first, the store closes last.
+import { AggregatorRegistry, type Registry } from 'prom-client';
 import { startCrdSync } from '../associations/crd-sync.js';
-import { AssociationService } from '../associations/service.js';
+import { openStore } from '../associations/open-store.js';
 import type { AssociationStore } from '../associations/store.js';
-import { PostgresAssociationStore } from '../associations/stores/postgres.js';
-import { SqliteAssociationStore } from '../associations/stores/sqlite.js';
-import { applyServerTimeouts, closeServer, formatUrlHost, listen, parseListen } from '../lib/http.js';
+import { loadOrCreateLocalIssuerKey } from '../auth/issuers/local.js';
+import { localIssuerKeyFile } from '../auth/setup.js';
+import { closeServer, formatUrlHost, listen, parseListen, applyServerTimeouts } from '../lib/http.js';
 import type { Logger } from '../lib/logger.js';
-import { createMetricsServer, createRegistry } from '../lib/metrics.js';
-import { createApiHandler } from './api.js';
-import { staticKeys } from './authenticate.js';
-import type { ServerConfig } from './config.js';
-import type { Route } from './router.js';
-import { associationRoutes } from './routes/associations.js';
-import { eksAuthRoutes } from './routes/eks-auth.js';
-import { stsRoutes } from './routes/sts.js';
-import { createEksAuth } from '../auth/setup.js';
-import { identitiesRoutes } from '../webhook/identities.js';
+import { createMetricsServer, createRegistry, type MetricsSource } from '../lib/metrics.js';
 import { createWebhookFromConfig } from '../webhook/server.js';
+import { startApiListener } from './api-listener.js';
+import type { ServerConfig } from './config.js';
+import { ApiWorkers, workerCount } from './workers.js';
 
 export interface RunningServer {
   /** base URL of the API listener, e.g. http://127.0.0.1:8080 */
@@ -40,45 +32,51 @@ export interface StartOptions {
   logger: Logger;
 }
 
-export async function openStore(config: ServerConfig, logger?: Logger): Promise<AssociationStore> {
-  if (config.databaseUrl) return PostgresAssociationStore.open(config.databaseUrl, { logger });
-  return new SqliteAssociationStore(join(config.dataDir, 'associations.db'));
+/** Where the API is answered: this process, or API workers forked behind one listener. */
+interface ApiSide {
+  url: string;
+  /** the store this process's other parts use (hears the workers' changes) */
+  store: AssociationStore;
+  metrics: MetricsSource;
+  ready(): boolean;
+  close(): Promise<void>;
+}
+
+async function startApiSide(config: ServerConfig, opened: AssociationStore, logger: Logger, registry: Registry): Promise<ApiSide> {
+  const count = workerCount(config.workers);
+  if (count <= 1) {
+    const api = await startApiListener(config, { store: opened, logger, registry });
+    return { url: api.url, store: opened, metrics: registry, ready: () => true, close: () => api.close() };
+  }
+  // made here once, so that the workers do not race to create it
+  if (config.issuer.type === 'local') loadOrCreateLocalIssuerKey(localIssuerKeyFile(config));
+  const workers = new ApiWorkers(config, count, { logger, store: opened });
+  const url = await workers.start();
+  return {
+    url,
+    store: workers.store,
+    metrics: {
+      contentType: registry.contentType,
+      async metrics() {
+        const all = [await registry.getMetricsAsJSON(), ...(await workers.workerMetrics())];
+        return AggregatorRegistry.aggregate(all).metrics();
+      },
+    },
+    ready: () => workers.ready(),
+    close: () => workers.close(),
+  };
 }
 
 export async function startServer(config: ServerConfig, options: StartOptions): Promise<RunningServer> {
   const { logger } = options;
   const registry = createRegistry('pod_identity_');
-  const store = await openStore(config, logger);
   const clusterNames = config.clusters.map((c) => c.name);
-  const associations = new AssociationService({
-    store,
-    region: config.region,
-    accountId: config.accountId,
-    clusters: () => clusterNames,
-  });
-
-  // --- route composition: each API contributes its routes here ---
-  const eksAuth = createEksAuth(config, { store, logger, registry });
-  const routes: Route[] = [
-    ...associationRoutes(associations, staticKeys(config.admins)),
-    ...identitiesRoutes(store, () => clusterNames, staticKeys(config.admins)),
-    ...eksAuthRoutes(eksAuth.service, config.nodes),
-    ...(eksAuth.localIssuer ? stsRoutes(eksAuth.localIssuer) : []),
-  ];
-  // --- end of route composition ---
-
-  const servers: Server[] = [];
-  const handler = createApiHandler({ routes, logger, registry });
-  const api = config.tls
-    ? createHttpsServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, handler)
-    : createHttpServer(handler);
-  applyServerTimeouts(api);
-  const apiAddress = await listen(api, parseListen(config.listen));
-  servers.push(api);
+  const opened = await openStore(config, logger);
+  const api = await startApiSide(config, opened, logger, registry);
+  const { store } = api;
 
   const webhook = createWebhookFromConfig(config, { store, logger, registry });
   const webhookAddress = await listen(webhook.server, parseListen(config.webhookListen));
-  servers.push(webhook.server);
 
   // PodIdentityAssociation resources of clusters with syncCrds, reconciled into the store in the background.
   const crdSyncs = config.clusters
@@ -86,31 +84,32 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     .map((c) => startCrdSync({ clusterName: c.name, kubeconfigPath: c.kubeconfig!, store, region: config.region, accountId: config.accountId, logger }));
 
   let closing = false;
-  const metrics = createMetricsServer(registry, async () => {
-    if (closing) return false;
+  const metrics = createMetricsServer(api.metrics, async () => {
+    if (closing || !api.ready()) return false;
     await store.ping();
     return true;
   });
   applyServerTimeouts(metrics);
   const metricsAddress = await listen(metrics, parseListen(config.metricsListen));
 
-  const apiUrl = `${config.tls ? 'https' : 'http'}://${formatUrlHost(apiAddress.host)}:${apiAddress.port}`;
   const metricsUrl = `http://${formatUrlHost(metricsAddress.host)}:${metricsAddress.port}`;
   const webhookUrl = `https://${formatUrlHost(webhookAddress.host)}:${webhookAddress.port}`;
-  logger.info({ api: apiUrl, webhook: webhookUrl, metrics: metricsUrl, clusters: clusterNames, store: config.databaseUrl ? 'postgres' : 'sqlite' }, 'server started');
+  logger.info(
+    { api: api.url, webhook: webhookUrl, metrics: metricsUrl, clusters: clusterNames, store: config.databaseUrl ? 'postgres' : 'sqlite', workers: workerCount(config.workers) },
+    'server started',
+  );
 
   return {
-    apiUrl,
+    apiUrl: api.url,
     metricsUrl,
     webhookUrl,
     store,
     async close() {
       closing = true;
       webhook.close();
-      await Promise.all(servers.map((s) => closeServer(s)));
+      await Promise.all([api.close(), closeServer(webhook.server)]);
       await closeServer(metrics, 1000);
       await Promise.all(crdSyncs.map((s) => s.stop()));
-      await eksAuth.close();
       await store.close();
       logger.info('server stopped');
     },

@@ -1,0 +1,253 @@
+// API workers. One Node process answers on one core, so with `workers` above
+// 1 the server forks that many processes (node:cluster) behind the one API
+// listener. The primary keeps what must run once (webhook, CRD sync, the
+// metrics listener) and coordinates the workers:
+//   - relays SQLite store changes between processes, so every cache hears of
+//     every change (PostgreSQL notifies each connection itself);
+//   - gathers the workers' metrics for /metrics;
+//   - restarts a worker that dies, and drains them all on shutdown.
+// Each worker enforces its share of the configured throttles, because the
+// primary spreads connections round-robin.
+import cluster, { type Worker } from 'node:cluster';
+import { availableParallelism } from 'node:os';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import { relayChanges, type RelayedStore } from '../associations/change-relay.js';
+import { openStore } from '../associations/open-store.js';
+import type { AssociationStore, StoreChange } from '../associations/store.js';
+import type { Logger } from '../lib/logger.js';
+import { createRegistry } from '../lib/metrics.js';
+import { startApiListener } from './api-listener.js';
+import type { ServerConfig } from './config.js';
+
+type Metrics = MetricObjectWithValues<MetricValue<string>>[];
+
+type ToPrimary = { t: 'listening'; url: string } | { t: 'failed'; message: string } | { t: 'change'; change: StoreChange } | { t: 'metrics'; id: number; metrics: Metrics };
+type ToWorker = { t: 'change'; change: StoreChange } | { t: 'metrics'; id: number } | { t: 'stop' };
+
+/** Our messages travel under this key, apart from other IPC on the same channel (prom-client's, Node's own). */
+const KEY = 'podIdentity';
+const RESTART_DELAY_MS = 1000;
+const METRICS_TIMEOUT_MS = 2000;
+/** How long a stopping worker may take to drain before it is killed. */
+const STOP_TIMEOUT_MS = 15_000;
+
+function unwrap<T>(message: unknown): T | undefined {
+  return typeof message === 'object' && message !== null && KEY in message ? ((message as Record<string, unknown>)[KEY] as T) : undefined;
+}
+
+function toWorker(worker: Worker, message: ToWorker): void {
+  if (worker.isConnected()) worker.send({ [KEY]: message });
+}
+
+function toPrimary(message: ToPrimary): void {
+  if (process.connected) process.send?.({ [KEY]: message });
+}
+
+export function workerCount(setting: number | 'auto', cores = availableParallelism()): number {
+  return setting === 'auto' ? cores : setting;
+}
+
+/** One worker's config: each enforces 1/workers of every throttle's rate and burst. */
+export function workerConfig(config: ServerConfig, workers: number): ServerConfig {
+  if (workers <= 1) return config;
+  const share = (limit: { rate: number; burst: number }) => ({ rate: limit.rate / workers, burst: Math.max(1, Math.ceil(limit.burst / workers)) });
+  const { perCluster, perServiceAccount } = config.throttle;
+  return {
+    ...config,
+    throttle: {
+      ...(perCluster && { perCluster: share(perCluster) }),
+      ...(perServiceAccount && { perServiceAccount: share(perServiceAccount) }),
+    },
+  };
+}
+
+export interface ApiWorkerOptions {
+  logger: Logger;
+  /** the primary's store; wrapped in a change relay when it is SQLite */
+  store: AssociationStore;
+}
+
+/** The primary's side: forks, supervises, relays and stops the API workers. */
+export class ApiWorkers {
+  /** the store the primary's own parts use: hears the workers' changes */
+  readonly store: AssociationStore;
+  private readonly relay?: RelayedStore;
+  private readonly listening = new Set<Worker>();
+  private readonly metricsRequests = new Map<number, { results: Metrics[]; waiting: number; done: (results: Metrics[]) => void }>();
+  private nextRequestId = 0;
+  private closing = false;
+  private url = '';
+
+  constructor(
+    config: ServerConfig,
+    private readonly count: number,
+    private readonly options: ApiWorkerOptions,
+  ) {
+    if (config.databaseUrl) {
+      this.store = options.store;
+    } else {
+      this.relay = relayChanges(options.store, (change) => this.broadcast(change));
+      this.store = this.relay;
+    }
+  }
+
+  /** Forks every worker and resolves with the API listener's URL once all listen; stops them all if one cannot. */
+  async start(): Promise<string> {
+    cluster.on('message', (worker, message) => this.onMessage(worker, message));
+    try {
+      await Promise.all(Array.from({ length: this.count }, () => this.fork()));
+    } catch (error) {
+      await this.close();
+      throw error;
+    }
+    this.options.logger.info({ workers: this.count }, 'API workers listening');
+    return this.url;
+  }
+
+  /** Ready while every worker listens. */
+  ready(): boolean {
+    return !this.closing && this.listening.size === this.count;
+  }
+
+  /** Each live worker's metrics, as JSON; a worker that does not answer within 2 s is left out. */
+  workerMetrics(): Promise<Metrics[]> {
+    const workers = [...this.listening];
+    if (workers.length === 0) return Promise.resolve([]);
+    const id = ++this.nextRequestId;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => finish(this.metricsRequests.get(id)?.results ?? []), METRICS_TIMEOUT_MS);
+      const finish = (results: Metrics[]) => {
+        clearTimeout(timer);
+        this.metricsRequests.delete(id);
+        resolve(results);
+      };
+      this.metricsRequests.set(id, { results: [], waiting: workers.length, done: finish });
+      for (const worker of workers) toWorker(worker, { t: 'metrics', id });
+    });
+  }
+
+  /** Asks every worker to drain and waits for it to exit (killing it after STOP_TIMEOUT_MS). */
+  async close(): Promise<void> {
+    this.closing = true;
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
+    await Promise.all(
+      workers.map(
+        (worker) =>
+          new Promise<void>((resolve) => {
+            const timer = setTimeout(() => worker.process.kill('SIGKILL'), STOP_TIMEOUT_MS);
+            worker.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            toWorker(worker, { t: 'stop' });
+          }),
+      ),
+    );
+    cluster.removeAllListeners('message');
+  }
+
+  private fork(): Promise<void> {
+    const worker = cluster.fork();
+    return new Promise((resolve, reject) => {
+      let started = false;
+      worker.on('message', (message: unknown) => {
+        const m = unwrap<ToPrimary>(message);
+        if (m?.t === 'listening') {
+          started = true;
+          this.url = m.url;
+          this.listening.add(worker);
+          resolve();
+        } else if (m?.t === 'failed') {
+          reject(new Error(m.message));
+        }
+      });
+      worker.once('exit', (code, signal) => {
+        this.listening.delete(worker);
+        if (!started) {
+          reject(new Error(`API worker ${worker.id} exited (${signal ?? `code ${code}`}) before it listened`));
+          return;
+        }
+        if (this.closing) return;
+        this.options.logger.error({ worker: worker.id, code, signal }, 'API worker died; starting a new one');
+        setTimeout(() => this.restart(), RESTART_DELAY_MS);
+      });
+    });
+  }
+
+  private restart(): void {
+    if (this.closing) return;
+    this.fork().catch((error: unknown) => {
+      this.options.logger.error({ err: error }, 'API worker failed to start; trying again');
+      setTimeout(() => this.restart(), RESTART_DELAY_MS);
+    });
+  }
+
+  private onMessage(from: Worker, message: unknown): void {
+    const m = unwrap<ToPrimary>(message);
+    if (m?.t === 'change') {
+      this.relay?.receive(m.change);
+      this.broadcast(m.change, from);
+    } else if (m?.t === 'metrics') {
+      const request = this.metricsRequests.get(m.id);
+      if (!request) return;
+      request.results.push(m.metrics);
+      if (--request.waiting === 0) request.done(request.results);
+    }
+  }
+
+  private broadcast(change: StoreChange, except?: Worker): void {
+    for (const worker of this.listening) if (worker !== except) toWorker(worker, { t: 'change', change });
+  }
+}
+
+/**
+ * The worker's side: the API listener on its own store connection and
+ * registry, until the primary says stop or goes away. Signals are the
+ * primary's to handle (a terminal's Ctrl-C reaches every process of the group).
+ */
+export async function runApiWorker(config: ServerConfig, rootLogger: Logger): Promise<void> {
+  const logger = rootLogger.child({ worker: cluster.worker?.id });
+  const opened = await openStore(config, logger);
+  const relay = config.databaseUrl ? undefined : relayChanges(opened, (change) => toPrimary({ t: 'change', change }));
+  const store = relay ?? opened;
+  const registry = createRegistry('pod_identity_');
+  let api;
+  try {
+    api = await startApiListener(workerConfig(config, workerCount(config.workers)), { store, logger, registry });
+  } catch (error) {
+    toPrimary({ t: 'failed', message: `API listener ${config.listen}: ${(error as Error).message}` });
+    await store.close();
+    process.exit(1);
+  }
+
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    api
+      .close()
+      .then(() => store.close())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          logger.error({ err: error }, 'API worker shutdown failed');
+          process.exit(1);
+        },
+      );
+  };
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', stop);
+  process.on('disconnect', stop);
+  process.on('message', (message: unknown) => {
+    const m = unwrap<ToWorker>(message);
+    if (m?.t === 'change') relay?.receive(m.change);
+    else if (m?.t === 'stop') stop();
+    else if (m?.t === 'metrics') {
+      registry.getMetricsAsJSON().then(
+        (metrics) => toPrimary({ t: 'metrics', id: m.id, metrics }),
+        () => toPrimary({ t: 'metrics', id: m.id, metrics: [] }),
+      );
+    }
+  });
+  toPrimary({ t: 'listening', url: api.url });
+}

@@ -1,23 +1,24 @@
 // AssumeRoleForPodIdentity under load: the built server as its own process
 // (local issuer, JWKS-file verification, SQLite store, audit record per
-// request to the log), every request SigV4-signed (eks-auth), in two shapes:
+// request to the log, `workers: auto`: one API worker process per core), every
+// request SigV4-signed (eks-auth), in two shapes:
 //   - repeated tokens: 500 pods whose tokens come back again and again (the
 //     agents' refreshes, SDK retries): the verified-token cache answers;
 //   - unique tokens: every request carries a token never seen before, so each
 //     one is signature-verified (RS256, node:crypto.verify): the worst case.
 // Two measures, because the target has two halves:
 //   - capacity (requests/s): closed loop, autocannon with 32 keep-alive
-//     connections, rounds alternating with the ceiling — a bare node:http
-//     process answering the same bytes — so the ratio is measured in one run;
+//     connections, rounds alternating with the ceiling — bare node:http in as
+//     many processes, answering the same bytes — so the ratio is measured in one run;
 //   - latency at 3,000 requests/s: open loop, evenly paced from a second
 //     process (bench/lib/paced-load.ts), timed from when each request was due.
 // Run: npm run build && node --import tsx bench/assume-role.ts
-// Knobs: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_RATE (3000),
+// Knobs: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_RATE (3000), BENCH_WORKERS (auto),
 //        BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server,
 //        BENCH_CAPACITY_ONLY=1 to stop after the repeated-token capacity rounds (quick A/B comparisons).
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import autocannon from 'autocannon';
@@ -32,6 +33,8 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const RATE = Number(process.env.BENCH_RATE ?? 3000);
+/** the server's `workers` key: auto is one API worker process per core */
+const WORKERS: number | 'auto' = process.env.BENCH_WORKERS === undefined || process.env.BENCH_WORKERS === 'auto' ? 'auto' : Number(process.env.BENCH_WORKERS);
 /** paced runs: enough kept-alive connections that a late answer rarely queues a request behind it */
 const PACED_CONNECTIONS = 64;
 const SERVICE_ACCOUNTS = 50;
@@ -137,7 +140,8 @@ export async function run(): Promise<ScenarioResult> {
   writeFileSync(join(dir, 'jwks.json'), JSON.stringify(minter.jwks));
   const children: ChildProcess[] = [];
   try {
-    const server = await startBenchServer(dir, { issuer: ISSUER, jwksFile: join(dir, 'jwks.json') }, nodeArgsFrom('BENCH_SERVER_NODE_ARGS'));
+    const workerTotal = WORKERS === 'auto' ? availableParallelism() : WORKERS;
+    const server = await startBenchServer(dir, { issuer: ISSUER, jwksFile: join(dir, 'jwks.json') }, nodeArgsFrom('BENCH_SERVER_NODE_ARGS'), WORKERS);
     children.push(server.process);
     const apiUrl = server.apiUrl;
     progress(`assume-role: creating ${SERVICE_ACCOUNTS} associations`);
@@ -148,7 +152,7 @@ export async function run(): Promise<ScenarioResult> {
     if (sample.status !== 200) throw new Error(`AssumeRoleForPodIdentity answered ${sample.status}: ${await sample.text()}`);
     const answer = Buffer.from(await sample.arrayBuffer());
     const ceilingPort = await freePort();
-    const ceiling = await startCeilingServer(ceilingPort, answer);
+    const ceiling = await startCeilingServer(ceilingPort, answer, undefined, workerTotal);
     children.push(ceiling);
     const ceilingUrl = `http://127.0.0.1:${ceilingPort}`;
 
@@ -172,8 +176,13 @@ export async function run(): Promise<ScenarioResult> {
         notes: [],
       };
     }
+    const paced = async (pool: Prepared[]): Promise<PacedLoadResult & { serverCpuMicros: number }> => {
+      const before = cpuMs(server.process.pid!);
+      const result = await pacedLoad(new URL(apiUrl), pool.map((item) => raw(apiUrl, item)), { rate: RATE, seconds: SECONDS, connections: PACED_CONNECTIONS });
+      return { ...result, serverCpuMicros: ((cpuMs(server.process.pid!) - before) * 1000) / Math.max(1, result.answered) };
+    };
     progress(`assume-role: ${RATE} requests/s evenly paced, repeated tokens, ${SECONDS} s`);
-    const pacedRepeated = await pacedLoad(new URL(apiUrl), repeated.map((item) => raw(apiUrl, item)), { rate: RATE, seconds: SECONDS, connections: PACED_CONNECTIONS });
+    const pacedRepeated = await paced(repeated);
 
     // Unique tokens: enough for the closed loop at up to RATE and the paced run, none sent twice.
     const capacityPool = RATE * SECONDS;
@@ -187,28 +196,31 @@ export async function run(): Promise<ScenarioResult> {
     progress(`assume-role: capacity, unique tokens, ${CONNECTIONS} connections, ${SECONDS} s`);
     const uniqueCapacity = await saturate(apiUrl, unique.slice(0, capacityPool), server.process.pid!);
     progress(`assume-role: ${RATE} requests/s evenly paced, unique tokens, ${SECONDS} s`);
-    const pacedUnique = await pacedLoad(new URL(apiUrl), unique.slice(capacityPool).map((item) => raw(apiUrl, item)), { rate: RATE, seconds: SECONDS, connections: PACED_CONNECTIONS });
+    const pacedUnique = await paced(unique.slice(capacityPool));
 
     const serverRps = median(serverRounds.map((r) => r.requestsPerSecond));
     const ceilingRps = median(ceilingRounds.map((r) => r.requestsPerSecond));
-    const paced = (r: PacedLoadResult, label: string) => ({
+    const pacedFigures = (r: PacedLoadResult & { serverCpuMicros: number }, label: string) => ({
       [`${label} at ${RATE}/s: achieved requests/s`]: round(r.achievedRate, 0),
       [`${label} at ${RATE}/s: p50 (ms)`]: round(r.p50, 2),
       [`${label} at ${RATE}/s: p90 (ms)`]: round(r.p90, 2),
       [`${label} at ${RATE}/s: p99 (ms)`]: round(r.p99, 2),
       [`${label} at ${RATE}/s: max (ms)`]: round(r.max, 2),
       [`${label} at ${RATE}/s: client send lag max (ms)`]: round(r.maxSendLag, 2),
+      [`${label} at ${RATE}/s: server CPU per request (µs)`]: round(r.serverCpuMicros, 0),
+      [`${label} at ${RATE}/s: load generator CPU per request (µs)`]: round(r.loaderCpuMicros, 0),
     });
     const failures =
       [...serverRounds, ...ceilingRounds, uniqueCapacity].reduce((n, r) => n + r.failures, 0) +
       [pacedRepeated, pacedUnique].reduce((n, r) => n + r.non2xx + r.unanswered, 0);
     return {
       scenario: 'assume-role',
-      description: `AssumeRoleForPodIdentity: local issuer, RS256 JWKS-file verification, SQLite store, audit to the log; capacity with ${CONNECTIONS} keep-alive connections (autocannon), latency at ${RATE} requests/s evenly paced from a second process`,
+      description: `AssumeRoleForPodIdentity: local issuer, RS256 JWKS-file verification, SQLite store, audit to the log, ${workerTotal} API worker process(es) (workers: ${WORKERS}); capacity with ${CONNECTIONS} keep-alive connections (autocannon), latency at ${RATE} requests/s evenly paced from a second process`,
       figures: {
         'repeated tokens: requests/s (median of rounds)': round(serverRps, 0),
         'repeated tokens: rounds (requests/s)': serverRounds.map((r) => round(r.requestsPerSecond, 0)).join(', '),
-        'ceiling, bare node:http (requests/s, median)': round(ceilingRps, 0),
+        'API worker processes': workerTotal,
+        [`ceiling, bare node:http in ${workerTotal} process(es) (requests/s, median)`]: round(ceilingRps, 0),
         'server / ceiling (%)': round((100 * serverRps) / ceilingRps, 1),
         'repeated tokens: server CPU per request (µs, median)': round(median(serverRounds.map((r) => r.cpuMicros)), 0),
         'ceiling CPU per request (µs, median)': round(median(ceilingRounds.map((r) => r.cpuMicros)), 0),
@@ -217,8 +229,8 @@ export async function run(): Promise<ScenarioResult> {
         'unique tokens: requests/s': round(uniqueCapacity.requestsPerSecond, 0),
         'unique tokens: server CPU per request (µs)': round(uniqueCapacity.cpuMicros, 0),
         [`unique tokens: p50 / p99 with ${CONNECTIONS} connections at capacity (ms)`]: `${uniqueCapacity.p50} / ${uniqueCapacity.p99}`,
-        ...paced(pacedRepeated, 'repeated tokens'),
-        ...paced(pacedUnique, 'unique tokens'),
+        ...pacedFigures(pacedRepeated, 'repeated tokens'),
+        ...pacedFigures(pacedUnique, 'unique tokens'),
         'failed requests (non-2xx, errors, timeouts, unanswered)': failures,
         'load average at the end (1 min)': round(loadavg()[0]!, 2),
       },
@@ -232,7 +244,7 @@ export async function run(): Promise<ScenarioResult> {
       notes: [
         'Every request is SigV4-verified (eks-auth), parsed, token-verified, node-checked, resolved against the store, issued and audited (pino, info).',
         `Capacity is the closed-loop rate; its latency is ${CONNECTIONS} connections divided by that rate (Little's law), so the p99 target is measured open loop at ${RATE} requests/s instead.`,
-        'CPU per request is the process\'s user+system time over the run (from /proc) divided by the requests it answered. The server is one Node process, so its capacity is one core divided by that figure; the load generator takes part of the other core.',
+        'CPU per request is the server\'s user+system time over the run (from /proc, the primary and its API workers together) divided by the requests it answered. The load generator runs on the same 2 cores and takes its share.',
         uniqueCapacity.sent > capacityPool ? `the unique-token pool was cycled (${uniqueCapacity.sent} requests for ${capacityPool} tokens): later rounds hit the cache` : 'no unique token was sent twice',
       ],
     };

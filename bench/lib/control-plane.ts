@@ -25,9 +25,10 @@ export interface BenchServer {
 /**
  * `pod-identity server` with SQLite under `dir`, the local issuer and one
  * cluster `bench`, logging at info: one audit record per
- * AssumeRoleForPodIdentity, as in production (startProcess keeps reading it).
+ * AssumeRoleForPodIdentity, as in production (startProcess keeps reading it);
+ * `workers` API worker processes (the server's `workers` key).
  */
-export async function startBenchServer(dir: string, cluster: { issuer: string; jwksFile: string }, nodeArgs: string[] = []): Promise<BenchServer> {
+export async function startBenchServer(dir: string, cluster: { issuer: string; jwksFile: string }, nodeArgs: string[] = [], workers: number | 'auto' = 1): Promise<BenchServer> {
   const [api, webhook, metrics] = await Promise.all([freePort(), freePort(), freePort()]);
   const config = join(dir, 'config.yaml');
   writeFileSync(
@@ -38,6 +39,7 @@ export async function startBenchServer(dir: string, cluster: { issuer: string; j
       metricsListen: `127.0.0.1:${metrics}`,
       dataDir: join(dir, 'data'),
       logLevel: 'info',
+      workers,
       admins: [BENCH_ADMIN],
       nodes: [BENCH_NODE],
       clusters: [{ name: 'bench', ...cluster }],

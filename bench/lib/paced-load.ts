@@ -40,6 +40,8 @@ export interface PacedLoadResult {
   max: number;
   /** the furthest a write fell behind its due time (ms): the client's own lag */
   maxSendLag: number;
+  /** this load generator's own CPU per answered request (µs): what it took from the machine */
+  loaderCpuMicros: number;
 }
 
 interface Connection {
@@ -117,6 +119,7 @@ async function main(spec: PacedLoadSpec): Promise<PacedLoadResult> {
   );
 
   const interval = 1000 / spec.rate;
+  const cpuBefore = process.cpuUsage();
   const start = performance.now();
   let sent = 0;
   let maxSendLag = 0;
@@ -140,6 +143,7 @@ async function main(spec: PacedLoadSpec): Promise<PacedLoadResult> {
   const waitUntil = performance.now() + 5000;
   while (answered < total && performance.now() < waitUntil) await new Promise((r) => setTimeout(r, 20));
   const elapsed = (lastAnswerAt - start) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
   for (const conn of connections) conn.socket.destroy();
   const sorted = latencies.subarray(0, answered).sort();
   return {
@@ -154,6 +158,7 @@ async function main(spec: PacedLoadSpec): Promise<PacedLoadResult> {
     p999: percentileOf(sorted, 99.9),
     max: answered ? sorted[answered - 1]! : NaN,
     maxSendLag,
+    loaderCpuMicros: (cpu.user + cpu.system) / Math.max(1, answered),
   };
 }
 

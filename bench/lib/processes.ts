@@ -3,8 +3,9 @@
 // and memory it used from /proc (Linux), which stays right when other work
 // shares the machine.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 
 /** The built CLI the scenarios run (`npm run build` first); BENCH_CLI overrides. */
 export const CLI = resolve(process.env.BENCH_CLI ?? 'dist/cli/main.js');
@@ -35,23 +36,37 @@ export function startProcess(args: string[], env: Record<string, string>, ready:
 /**
  * A scenario's ceiling: bare node:http (or node:https with the given key and
  * certificate files) in its own process, answering every request with `body`
- * as JSON — what the machine can do with no work of ours in the way.
+ * as JSON — what the machine can do with no work of ours in the way. With
+ * `workers` above 1, that many processes behind one listener (node:cluster),
+ * the shape of a server with API workers.
  */
 const CEILING_SERVER = `
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
+const workers = Number(process.env.WORKERS);
+if (workers > 1 && cluster.isPrimary) {
+  let listening = 0;
+  cluster.on('listening', () => ++listening === workers && console.log('ready'));
+  for (let i = 0; i < workers; i++) cluster.fork();
+  process.on('SIGTERM', () => { for (const w of Object.values(cluster.workers)) w.kill(); process.exit(0); });
+} else {
 const body = Buffer.from(process.env.BODY, 'base64');
 const headers = ['content-type', 'application/json', 'content-length', String(body.length)];
 const handler = (req, res) => { res.writeHead(200, headers); res.end(body); };
 const server = process.env.TLS_KEY
   ? (await import('node:https')).createServer({ key: readFileSync(process.env.TLS_KEY), cert: readFileSync(process.env.TLS_CERT) }, handler)
   : (await import('node:http')).createServer(handler);
-server.listen(Number(process.env.PORT), '127.0.0.1', () => console.log('ready'));
+server.listen(Number(process.env.PORT), '127.0.0.1', () => cluster.isPrimary && console.log('ready'));
+}
 `;
 
-export function startCeilingServer(port: number, body: Buffer, tls?: { keyFile: string; certFile: string }): Promise<ChildProcess> {
-  const env: Record<string, string> = { BODY: body.toString('base64'), PORT: String(port) };
+export function startCeilingServer(port: number, body: Buffer, tls?: { keyFile: string; certFile: string }, workers = 1): Promise<ChildProcess> {
+  const env: Record<string, string> = { BODY: body.toString('base64'), PORT: String(port), WORKERS: String(workers) };
   if (tls) Object.assign(env, { TLS_KEY: tls.keyFile, TLS_CERT: tls.certFile });
-  return startProcess(['--input-type=module', '-e', CEILING_SERVER], env, 'ready');
+  // a file, not `-e`: node:cluster forks the script it was started with
+  const script = join(mkdtempSync(join(tmpdir(), 'bench-ceiling-')), 'ceiling.mjs');
+  writeFileSync(script, CEILING_SERVER);
+  return startProcess([script], env, 'ready');
 }
 
 /** SIGTERM, then wait for the exit. */
@@ -68,10 +83,19 @@ export function cpuSplitMs(pid: number): { user: number; system: number } {
   return { user: Number(fields[11]) * 10, system: Number(fields[12]) * 10 };
 }
 
-/** user+system CPU time a process has used so far, in ms. */
+/** The live child processes of a process (e.g. the server's API workers). */
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** user+system CPU time a process and its live children have used so far, in ms. */
 export function cpuMs(pid: number): number {
   const { user, system } = cpuSplitMs(pid);
-  return user + system;
+  return user + system + childrenOf(pid).reduce((sum, child) => sum + cpuMs(child), 0);
 }
 
 /** Resident memory of a process now, in MiB (VmRSS). */

@@ -39,7 +39,7 @@ export function registerServerCommand(program: Command): void {
         }
         throw error;
       }
-      const logger = createLogger({ level: config.logLevel, name: 'pod-identity-server' });
+      const logger = createLogger({ level: config.logLevel, name: 'pod-identity-server', batched: true });
       if (cluster.isWorker) {
         await runApiWorker(config, logger);
         return;

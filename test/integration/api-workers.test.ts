@@ -2,11 +2,12 @@
 // listener (node:cluster, one connection to each in turn). Each request below
 // goes out on a new connection, so consecutive requests reach both workers.
 // What must hold across processes: a delete made through one worker is
-// obeyed by the other at once (the SQLite change relay; the resolver's own
-// cache lives 10 s), throttles are shared, credentials minted by one worker
+// obeyed by the other at once (the SQLite change relay, or PostgreSQL's
+// notifications; the resolver's own cache lives 10 s), throttles are shared, credentials minted by one worker
 // are recognised by the other, /metrics adds up every worker, a killed worker
 // is replaced, and SIGTERM stops them all.
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { createServer, type Server } from 'node:net';
@@ -18,6 +19,7 @@ import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
 import { signRequest } from '../../src/lib/sigv4.js';
 import { jwksOf, podClaims, TEST_ISSUER, testSigner, type TestSigner } from '../helpers/sa-tokens.js';
 import { ADMIN, freePort, NODE, startServerProcess, waitForHttp, type ServerProcess } from '../helpers/server-process.js';
+import { postgresSkip, startPostgres, type PostgresPeer } from '../peers/postgres.js';
 
 interface Answer {
   status: number;
@@ -50,7 +52,7 @@ function workerPids(server: ServerProcess): number[] {
   return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
 }
 
-/** The worker ids in the audit records of the log, for one service account. */
+/** The worker ids in the audit records of the log (written every 100 ms), for one service account. */
 function auditingWorkers(server: ServerProcess, serviceAccount: string): Set<number> {
   const workers = new Set<number>();
   for (const line of server.logs().split('\n')) {
@@ -75,6 +77,29 @@ async function within(ms: number, condition: () => boolean | Promise<boolean>): 
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`not true within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Warms both workers' association caches for a new service account, deletes
+ * its association through the EKS API (one worker) and, `settleMs` later,
+ * expects ResourceNotFoundException from every worker.
+ */
+async function deleteReachesEveryWorker(server: ServerProcess, eks: EKSClient, signer: TestSigner, settleMs: number): Promise<void> {
+  const serviceAccount = `moving-${randomUUID().slice(0, 8)}`;
+  const created = await eks.send(
+    new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'default', serviceAccount, roleArn: 'arn:aws:iam::111122223333:role/moving' }),
+  );
+  const token = await signer.sign(podClaims({ serviceAccount, issuer: TEST_ISSUER }));
+  for (let i = 0; i < 4; i++) assert.equal((await assumeRole(server, token)).status, 200);
+  await within(2000, () => auditingWorkers(server, serviceAccount).size === 2);
+
+  await eks.send(new DeletePodIdentityAssociationCommand({ clusterName: 'demo', associationId: created.association!.associationId! }));
+  await new Promise((r) => setTimeout(r, settleMs));
+  for (let i = 0; i < 4; i++) {
+    const answer = await assumeRole(server, token);
+    assert.equal(answer.status, 404, JSON.stringify(answer.body));
+    assert.equal(answer.body.__type, 'ResourceNotFoundException');
   }
 }
 
@@ -113,24 +138,11 @@ describe('API workers (workers: 2, SQLite)', { timeout: 120_000 }, () => {
     const token = await tokenFor('app');
     const before = await counterSum(server, 'pod_identity_eks_auth_decisions_total', 'outcome="allowed"');
     for (let i = 0; i < 6; i++) assert.equal((await assumeRole(server, token)).status, 200);
-    assert.deepEqual(auditingWorkers(server, 'app'), new Set([1, 2]));
+    await within(2000, () => auditingWorkers(server, 'app').size === 2);
     assert.equal((await counterSum(server, 'pod_identity_eks_auth_decisions_total', 'outcome="allowed"')) - before, 6);
   });
 
-  it('obeys a delete made through one worker in the other at once, though both had the association cached', async () => {
-    const created = await associate('moving');
-    const token = await tokenFor('moving');
-    for (let i = 0; i < 4; i++) assert.equal((await assumeRole(server, token)).status, 200);
-    assert.deepEqual(auditingWorkers(server, 'moving'), new Set([1, 2]));
-
-    await eks.send(new DeletePodIdentityAssociationCommand({ clusterName: 'demo', associationId: created.association!.associationId! }));
-    await new Promise((r) => setTimeout(r, 100));
-    for (let i = 0; i < 4; i++) {
-      const answer = await assumeRole(server, token);
-      assert.equal(answer.status, 404, JSON.stringify(answer.body));
-      assert.equal(answer.body.__type, 'ResourceNotFoundException');
-    }
-  });
+  it('obeys a delete made through one worker in the other at once, though both had the association cached', () => deleteReachesEveryWorker(server, eks, signer, 100));
 
   it('shares a throttle among the workers: each enforces its part of the burst', async () => {
     await associate('limited');
@@ -174,7 +186,7 @@ describe('API workers (workers: 2, SQLite)', { timeout: 120_000 }, () => {
     const now = workerPids(server);
     assert.ok(now.includes(survivor) && !now.includes(victim));
     await waitForHttp(`${server.metricsUrl}/readyz`);
-    assert.match(server.logs(), /API worker died; starting a new one/);
+    await within(2000, () => /API worker died; starting a new one/.test(server.logs()));
     for (let i = 0; i < 4; i++) assert.equal((await assumeRole(server, token)).status, 200);
   });
 
@@ -183,6 +195,32 @@ describe('API workers (workers: 2, SQLite)', { timeout: 120_000 }, () => {
     assert.equal(await server.stop(), 0);
     for (const pid of pids) assert.equal(existsSync(`/proc/${pid}`), false, `worker ${pid} still running`);
   });
+});
+
+describe('API workers on PostgreSQL (workers: 2; the database notifies every worker)', { skip: postgresSkip(), timeout: 120_000 }, () => {
+  let pg: PostgresPeer;
+  let dir: string;
+  let server: ServerProcess;
+  let eks: EKSClient;
+  let signer: TestSigner;
+
+  before(async () => {
+    pg = await startPostgres();
+    dir = mkdtempSync(join(tmpdir(), 'api-workers-pg-'));
+    signer = await testSigner('RS256');
+    writeFileSync(join(dir, 'jwks.json'), JSON.stringify(jwksOf(signer)));
+    server = await startServerProcess({ config: { workers: 2, databaseUrl: await pg.createDatabase(), clusters: [{ name: 'demo', issuer: TEST_ISSUER, jwksFile: join(dir, 'jwks.json') }] } });
+    eks = new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: { ...ADMIN }, maxAttempts: 1 });
+  });
+
+  after(async () => {
+    eks?.destroy();
+    await server?.stop();
+    await pg?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('obeys a delete made through one worker in the other within a second', () => deleteReachesEveryWorker(server, eks, signer, 1000));
 });
 
 describe('API workers: start-up failure', { timeout: 60_000 }, () => {

@@ -95,8 +95,8 @@ describe('EKS Auth API (local issuer, JWKS file)', { timeout: 180_000 }, () => {
   });
 
   after(async () => {
-    const logs = server?.logs() ?? '';
     await server?.stop();
+    const logs = server?.logs() ?? '';
     rmSync(dir, { recursive: true, force: true });
     // Tokens never reach the log.
     assert.ok(!/eyJ[A-Za-z0-9_-]{10,}\.eyJ/.test(logs), 'a JWT appeared in the server log');

@@ -11,9 +11,10 @@
 //     connections, rounds alternating with the ceiling — bare node:http in as
 //     many processes, answering the same bytes — so the ratio is measured in one run;
 //   - latency at 3,000 requests/s: open loop, evenly paced from a second
-//     process (bench/lib/paced-load.ts), timed from when each request was due.
+//     process (bench/lib/paced-load.ts), timed from each write (the client's lag beside it);
+//     BENCH_ROUNDS rounds with repeated tokens (the median round counts), one with unique.
 // Run: npm run build && node --import tsx bench/assume-role.ts
-// Knobs: BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_RATE (3000), BENCH_WORKERS (auto),
+// Knobs: BENCH_SECONDS (10), BENCH_PACED_SECONDS (30, repeated-token paced rounds), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_RATE (3000), BENCH_WORKERS (auto),
 //        BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server,
 //        BENCH_CAPACITY_ONLY=1 to stop after the repeated-token capacity rounds (quick A/B comparisons).
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
@@ -33,6 +34,13 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const RATE = Number(process.env.BENCH_RATE ?? 3000);
+/**
+ * Length of each paced round with repeated tokens. Long enough that one pause
+ * of the VM (50–150 ms are seen here, even with a bare server) cannot set the
+ * p99 alone: at 3,000 requests/s, 10 s rounds put a single 100 ms pause in
+ * the worst 1 %.
+ */
+const PACED_SECONDS = Number(process.env.BENCH_PACED_SECONDS ?? 30);
 /** the server's `workers` key: auto is one API worker process per core */
 const WORKERS: number | 'auto' = process.env.BENCH_WORKERS === undefined || process.env.BENCH_WORKERS === 'auto' ? 'auto' : Number(process.env.BENCH_WORKERS);
 /** paced runs: enough kept-alive connections that a late answer rarely queues a request behind it */
@@ -176,13 +184,21 @@ export async function run(): Promise<ScenarioResult> {
         notes: [],
       };
     }
-    const paced = async (pool: Prepared[]): Promise<PacedLoadResult & { serverCpuMicros: number }> => {
+    const paced = async (pool: Prepared[], seconds: number): Promise<PacedLoadResult & { serverCpuMicros: number }> => {
       const before = cpuMs(server.process.pid!);
-      const result = await pacedLoad(new URL(apiUrl), pool.map((item) => raw(apiUrl, item)), { rate: RATE, seconds: SECONDS, connections: PACED_CONNECTIONS });
+      const result = await pacedLoad(new URL(apiUrl), pool.map((item) => raw(apiUrl, item)), { rate: RATE, seconds, connections: PACED_CONNECTIONS });
       return { ...result, serverCpuMicros: ((cpuMs(server.process.pid!) - before) * 1000) / Math.max(1, result.answered) };
     };
-    progress(`assume-role: ${RATE} requests/s evenly paced, repeated tokens, ${SECONDS} s`);
-    const pacedRepeated = await paced(repeated);
+    // Rounds, as for capacity: on a shared 2-core VM one round's tail can be
+    // another process's time slice; the median round is the figure, every round is shown.
+    const pacedRounds: (PacedLoadResult & { serverCpuMicros: number })[] = [];
+    for (let i = 1; i <= ROUNDS; i++) {
+      progress(`assume-role: ${RATE} requests/s evenly paced, repeated tokens, round ${i}/${ROUNDS}, ${PACED_SECONDS} s`);
+      pacedRounds.push(await paced(repeated, PACED_SECONDS));
+    }
+    const pacedRepeated = [...pacedRounds].sort((a, b) => a.p99 - b.p99)[Math.floor(pacedRounds.length / 2)]!;
+    progress(`assume-role: ${RATE} requests/s evenly paced against the ceiling, ${PACED_SECONDS} s`);
+    const pacedCeiling = await pacedLoad(new URL(ceilingUrl), repeated.slice(0, 50).map((item) => raw(ceilingUrl, item)), { rate: RATE, seconds: PACED_SECONDS, connections: PACED_CONNECTIONS });
 
     // Unique tokens: enough for the closed loop at up to RATE and the paced run, none sent twice.
     const capacityPool = RATE * SECONDS;
@@ -196,7 +212,7 @@ export async function run(): Promise<ScenarioResult> {
     progress(`assume-role: capacity, unique tokens, ${CONNECTIONS} connections, ${SECONDS} s`);
     const uniqueCapacity = await saturate(apiUrl, unique.slice(0, capacityPool), server.process.pid!);
     progress(`assume-role: ${RATE} requests/s evenly paced, unique tokens, ${SECONDS} s`);
-    const pacedUnique = await paced(unique.slice(capacityPool));
+    const pacedUnique = await paced(unique.slice(capacityPool), SECONDS);
 
     const serverRps = median(serverRounds.map((r) => r.requestsPerSecond));
     const ceilingRps = median(ceilingRounds.map((r) => r.requestsPerSecond));
@@ -212,7 +228,7 @@ export async function run(): Promise<ScenarioResult> {
     });
     const failures =
       [...serverRounds, ...ceilingRounds, uniqueCapacity].reduce((n, r) => n + r.failures, 0) +
-      [pacedRepeated, pacedUnique].reduce((n, r) => n + r.non2xx + r.unanswered, 0);
+      [...pacedRounds, pacedUnique, pacedCeiling].reduce((n, r) => n + r.non2xx + r.unanswered, 0);
     return {
       scenario: 'assume-role',
       description: `AssumeRoleForPodIdentity: local issuer, RS256 JWKS-file verification, SQLite store, audit to the log, ${workerTotal} API worker process(es) (workers: ${WORKERS}); capacity with ${CONNECTIONS} keep-alive connections (autocannon), latency at ${RATE} requests/s evenly paced from a second process`,
@@ -229,7 +245,9 @@ export async function run(): Promise<ScenarioResult> {
         'unique tokens: requests/s': round(uniqueCapacity.requestsPerSecond, 0),
         'unique tokens: server CPU per request (µs)': round(uniqueCapacity.cpuMicros, 0),
         [`unique tokens: p50 / p99 with ${CONNECTIONS} connections at capacity (ms)`]: `${uniqueCapacity.p50} / ${uniqueCapacity.p99}`,
-        ...pacedFigures(pacedRepeated, 'repeated tokens'),
+        [`repeated tokens at ${RATE}/s: p99 of each round (ms)`]: pacedRounds.map((r) => round(r.p99, 2)).join(', '),
+        ...pacedFigures(pacedRepeated, 'repeated tokens (median round by p99)'),
+        [`ceiling at ${RATE}/s, same driver: p50 / p99 / max (ms)`]: `${round(pacedCeiling.p50, 2)} / ${round(pacedCeiling.p99, 2)} / ${round(pacedCeiling.max, 2)}`,
         ...pacedFigures(pacedUnique, 'unique tokens'),
         'failed requests (non-2xx, errors, timeouts, unanswered)': failures,
         'load average at the end (1 min)': round(loadavg()[0]!, 2),
@@ -237,7 +255,7 @@ export async function run(): Promise<ScenarioResult> {
       targets: [
         atLeast('repeated tokens: requests/s', serverRps, 3000),
         atLeast('unique tokens: requests/s', uniqueCapacity.requestsPerSecond, 3000),
-        below(`repeated tokens: p99 at ${RATE}/s (ms)`, pacedRepeated.p99, 20),
+        below(`repeated tokens: p99 at ${RATE}/s, median round (ms)`, pacedRepeated.p99, 20),
         below(`unique tokens: p99 at ${RATE}/s (ms)`, pacedUnique.p99, 20),
         below('failed requests', failures, 1),
       ],

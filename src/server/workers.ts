@@ -18,7 +18,7 @@ import { openStore } from '../associations/open-store.js';
 import type { AssociationStore, StoreChange } from '../associations/store.js';
 import type { Logger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';
-import { startApiListener } from './api-listener.js';
+import { startApiListener, type ApiListener } from './api-listener.js';
 import type { ServerConfig } from './config.js';
 
 type Metrics = MetricObjectWithValues<MetricValue<string>>[];
@@ -28,7 +28,9 @@ type ToWorker = { t: 'change'; change: StoreChange } | { t: 'metrics'; id: numbe
 
 /** Our messages travel under this key, apart from other IPC on the same channel (prom-client's, Node's own). */
 const KEY = 'podIdentity';
+/** A dead worker is replaced after 1 s; each failed attempt in a row doubles that, up to 30 s. */
 const RESTART_DELAY_MS = 1000;
+const MAX_RESTART_DELAY_MS = 30_000;
 const METRICS_TIMEOUT_MS = 2000;
 /** How long a stopping worker may take to drain before it is killed. */
 const STOP_TIMEOUT_MS = 15_000;
@@ -77,6 +79,7 @@ export class ApiWorkers {
   private readonly listening = new Set<Worker>();
   private readonly metricsRequests = new Map<number, { results: Metrics[]; waiting: number; done: (results: Metrics[]) => void }>();
   private nextRequestId = 0;
+  private failedRestarts = 0;
   private closing = false;
   private url = '';
 
@@ -106,9 +109,9 @@ export class ApiWorkers {
     return this.url;
   }
 
-  /** Ready while every worker listens. */
+  /** Ready while at least one worker listens: a worker being replaced lowers capacity, not availability. */
   ready(): boolean {
-    return !this.closing && this.listening.size === this.count;
+    return !this.closing && this.listening.size > 0;
   }
 
   /** Each live worker's metrics, as JSON; a worker that does not answer within 2 s is left out. */
@@ -171,17 +174,26 @@ export class ApiWorkers {
         }
         if (this.closing) return;
         this.options.logger.error({ worker: worker.id, code, signal }, 'API worker died; starting a new one');
-        setTimeout(() => this.restart(), RESTART_DELAY_MS);
+        this.scheduleRestart();
       });
     });
   }
 
-  private restart(): void {
-    if (this.closing) return;
-    this.fork().catch((error: unknown) => {
-      this.options.logger.error({ err: error }, 'API worker failed to start; trying again');
-      setTimeout(() => this.restart(), RESTART_DELAY_MS);
-    });
+  private scheduleRestart(): void {
+    const delay = Math.min(MAX_RESTART_DELAY_MS, RESTART_DELAY_MS * 2 ** this.failedRestarts);
+    setTimeout(() => {
+      if (this.closing) return;
+      this.fork().then(
+        () => {
+          this.failedRestarts = 0;
+        },
+        (error: unknown) => {
+          this.failedRestarts++;
+          this.options.logger.error({ err: error, retryInMs: Math.min(MAX_RESTART_DELAY_MS, RESTART_DELAY_MS * 2 ** this.failedRestarts) }, 'API worker failed to start; trying again');
+          this.scheduleRestart();
+        },
+      );
+    }, delay);
   }
 
   private onMessage(from: Worker, message: unknown): void {
@@ -209,28 +221,19 @@ export class ApiWorkers {
  */
 export async function runApiWorker(config: ServerConfig, rootLogger: Logger): Promise<void> {
   const logger = rootLogger.child({ worker: cluster.worker?.id });
-  const opened = await openStore(config, logger);
-  const relay = config.databaseUrl ? undefined : relayChanges(opened, (change) => toPrimary({ t: 'change', change }));
-  const store = relay ?? opened;
   const registry = createRegistry('pod_identity_');
-  let api;
-  try {
-    api = await startApiListener(workerConfig(config, workerCount(config.workers)), { store, logger, registry });
-  } catch (error) {
-    toPrimary({ t: 'failed', message: `API listener ${config.listen}: ${(error as Error).message}` });
-    await store.close();
-    process.exit(1);
-  }
+  // what has started so far, for stop() at any point of start-up
+  const started: { relay?: RelayedStore; store?: AssociationStore; api?: ApiListener } = {};
 
+  // Listening for the primary comes first, so a stop sent during start-up is not lost.
   let stopping = false;
-  const stop = () => {
+  const stop = (code = 0) => {
     if (stopping) return;
     stopping = true;
-    api
-      .close()
-      .then(() => store.close())
+    Promise.resolve(started.api?.close())
+      .then(() => started.store?.close())
       .then(
-        () => process.exit(0),
+        () => process.exit(code),
         (error: unknown) => {
           logger.error({ err: error }, 'API worker shutdown failed');
           process.exit(1);
@@ -238,11 +241,11 @@ export async function runApiWorker(config: ServerConfig, rootLogger: Logger): Pr
       );
   };
   process.on('SIGINT', () => {});
-  process.on('SIGTERM', stop);
-  process.on('disconnect', stop);
+  process.on('SIGTERM', () => stop());
+  process.on('disconnect', () => stop());
   process.on('message', (message: unknown) => {
     const m = unwrap<ToWorker>(message);
-    if (m?.t === 'change') relay?.receive(m.change);
+    if (m?.t === 'change') started.relay?.receive(m.change);
     else if (m?.t === 'stop') stop();
     else if (m?.t === 'metrics') {
       registry.getMetricsAsJSON().then(
@@ -251,5 +254,16 @@ export async function runApiWorker(config: ServerConfig, rootLogger: Logger): Pr
       );
     }
   });
-  toPrimary({ t: 'listening', url: api.url });
+
+  const opened = await openStore(config, logger);
+  if (!config.databaseUrl) started.relay = relayChanges(opened, (change) => toPrimary({ t: 'change', change }));
+  started.store = started.relay ?? opened;
+  try {
+    started.api = await startApiListener(workerConfig(config, workerCount(config.workers)), { store: started.store, logger, registry });
+  } catch (error) {
+    toPrimary({ t: 'failed', message: `API listener ${config.listen}: ${(error as Error).message}` });
+    stop(1);
+    return;
+  }
+  toPrimary({ t: 'listening', url: started.api.url });
 }

@@ -1,6 +1,7 @@
 // The agent's Prometheus metrics, and the event hooks that feed them into the
 // cache, the upstream and the handler.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { hotCounter } from '../lib/metrics.js';
 import type { CacheEvents } from './cache.js';
 import type { UpstreamEvents } from './upstream.js';
 
@@ -19,34 +20,10 @@ export interface AgentMetrics {
 
 export function createAgentMetrics(registry: Registry): AgentMetrics {
   const registers = [registry];
-  // The two counters touched by every request are plain numbers, handed to
-  // prom-client when scraped (a labelled inc() hashes its labels each time).
-  const unreportedByStatus = new Float64Array(600);
-  let unreportedHits = 0;
-  new Counter({
-    name: 'pod_identity_agent_responses_total',
-    help: 'Responses of the credentials endpoint by HTTP status',
-    labelNames: ['code'],
-    registers,
-    collect() {
-      for (let status = 100; status < unreportedByStatus.length; status++) {
-        const n = unreportedByStatus[status]!;
-        if (n === 0) continue;
-        this.inc({ code: String(status) }, n);
-        unreportedByStatus[status] = 0;
-      }
-    },
-  });
-  new Counter({
-    name: 'pod_identity_agent_cache_hits_total',
-    help: 'Requests answered from the cache',
-    registers,
-    collect() {
-      if (unreportedHits === 0) return;
-      this.inc(unreportedHits);
-      unreportedHits = 0;
-    },
-  });
+  // The two counters touched by every request are tallied as plain numbers
+  // and handed to prom-client when scraped (hotCounter).
+  const responses = hotCounter(registry, { name: 'pod_identity_agent_responses_total', help: 'Responses of the credentials endpoint by HTTP status', labelNames: ['code'] });
+  const hits = hotCounter(registry, { name: 'pod_identity_agent_cache_hits_total', help: 'Requests answered from the cache', labelNames: [] });
   const misses = new Counter({ name: 'pod_identity_agent_cache_misses_total', help: 'Requests that needed an upstream call', registers });
   const stale = new Counter({ name: 'pod_identity_agent_cache_stale_served_total', help: 'Requests served older, still valid credentials because upstream failed or was slow', registers });
   const evictions = new Counter({ name: 'pod_identity_agent_cache_evictions_total', help: 'Cache entries dropped, by reason', labelNames: ['reason'], registers });
@@ -72,12 +49,12 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
   return {
     responses: {
       count(status) {
-        if (status >= 100 && status < unreportedByStatus.length) unreportedByStatus[status]!++;
+        responses.add(String(status));
       },
     },
     cache: {
       hit: () => {
-        unreportedHits++;
+        hits.add();
       },
       miss: () => misses.inc(),
       stale: () => stale.inc(),

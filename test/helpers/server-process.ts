@@ -66,6 +66,61 @@ export async function waitForHttp(url: string, timeoutMs = 15_000, isReady: (sta
   throw new Error(`timed out waiting for ${url}: ${last}`);
 }
 
+/** A product process started by a test: its output, its exit, and ways to end it. */
+export interface TestProcess {
+  child: ChildProcess;
+  /** everything the process wrote to stdout and stderr so far */
+  logs(): string;
+  /** SIGTERM, wait for exit; the exit code */
+  stop(): Promise<number | null>;
+  /** SIGKILL and wait for exit */
+  kill(): Promise<void>;
+  /** resolves with `ready`; rejects (and kills the process) when `ready` fails or the process exits first */
+  untilReady(ready: Promise<void>, what: string): Promise<void>;
+}
+
+/** Spawns a process whose output is kept, and which is killed if the test process dies first. */
+export function spawnTestProcess(command: string, args: string[], env: Record<string, string | undefined> = {}): TestProcess {
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
+  // Never leave a process behind, even when the test process dies.
+  const killOnExit = () => child.kill('SIGKILL');
+  process.once('exit', killOnExit);
+  const running = () => child.exitCode === null && child.signalCode === null;
+  const end = async (signal: NodeJS.Signals) => {
+    if (running()) {
+      child.kill(signal);
+      await exited;
+    }
+    process.off('exit', killOnExit);
+  };
+  return {
+    child,
+    logs: () => output,
+    async stop() {
+      await end('SIGTERM');
+      return child.exitCode;
+    },
+    kill: () => end('SIGKILL'),
+    async untilReady(ready, what) {
+      try {
+        await Promise.race([
+          ready,
+          exited.then((code) => {
+            throw new Error(`${what} exited with ${code} before it was ready:\n${output}`);
+          }),
+        ]);
+      } catch (error) {
+        child.kill('SIGKILL');
+        throw error;
+      }
+    },
+  };
+}
+
 export async function startServerProcess(options: ServerProcessOptions = {}): Promise<ServerProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'pod-identity-test-'));
   const dataDir = options.dataDir ?? join(dir, 'data');
@@ -85,63 +140,28 @@ export async function startServerProcess(options: ServerProcessOptions = {}): Pr
   };
   const configPath = join(dir, 'config.yaml');
   writeFileSync(configPath, stringify(config));
-  const child = spawn(process.execPath, [CLI, 'server', '--config', configPath], {
-    env: { ...process.env, ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  child.stdout!.on('data', (chunk: Buffer) => {
-    stderr += chunk.toString();
-  });
-  const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
-  // Never leave a server behind, even when the test process dies.
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
+  const server = spawnTestProcess(process.execPath, [CLI, 'server', '--config', configPath], options.env);
 
   const apiUrl = `http://127.0.0.1:${config.listen.split(':').pop()}`;
   const metricsUrl = `http://127.0.0.1:${config.metricsListen.split(':').pop()}`;
   const webhookUrl = `https://127.0.0.1:${config.webhookListen.split(':').pop()}`;
-  try {
-    await Promise.race([
-      waitForHttp(`${metricsUrl}/readyz`),
-      exited.then((code) => {
-        throw new Error(`server exited with ${code} before it was ready:\n${stderr}`);
-      }),
-    ]);
-  } catch (error) {
-    child.kill('SIGKILL');
-    throw error;
-  }
+  await server.untilReady(waitForHttp(`${metricsUrl}/readyz`), 'server');
   return {
     apiUrl,
     metricsUrl,
     webhookUrl,
     dataDir,
     configPath,
-    child,
-    logs: () => stderr,
+    child: server.child,
+    logs: server.logs,
     async stop() {
-      let code = child.exitCode;
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        code = await exited;
-      }
-      process.off('exit', killOnExit);
+      const code = await server.stop();
       rmSync(dir, { recursive: true, force: true });
       return code;
     },
     remove() {
       rmSync(dir, { recursive: true, force: true });
     },
-    async kill() {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await exited;
-      }
-      process.off('exit', killOnExit);
-    },
+    kill: server.kill,
   };
 }

@@ -2,13 +2,13 @@
 // (local issuer, JWKS of a test signer, one association), a real
 // `pod-identity agent` process in front of it, tokens in the projected format,
 // and the server's own count of EKS Auth calls.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreatePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
 import { podClaims, testSigner, TEST_ISSUER, type PodClaimsInput, type TestSigner } from '../helpers/sa-tokens.js';
-import { ADMIN, CLI, freePort, NODE, startServerProcess, waitForHttp, type ServerProcess } from '../helpers/server-process.js';
+import { ADMIN, CLI, freePort, NODE, spawnTestProcess, startServerProcess, waitForHttp, type ServerProcess, type TestProcess } from '../helpers/server-process.js';
 
 export const CLUSTER = 'demo';
 export const ROLE_ARN = 'arn:aws:iam::111122223333:role/agent-test-role';
@@ -117,75 +117,35 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
   ];
   const command = options.netns ? 'ip' : process.execPath;
   const argv = options.netns ? ['netns', 'exec', options.netns, process.execPath, ...args] : args;
-  const child = spawn(command, argv, {
-    env: {
-      ...process.env,
-      AWS_ACCESS_KEY_ID: NODE.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: NODE.secretAccessKey,
-      AWS_REGION: 'us-east-1',
-      AWS_EC2_METADATA_DISABLED: 'true',
-      LOG_LEVEL: 'info',
-      ...options.env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const agentProcess = spawnTestProcess(command, argv, {
+    AWS_ACCESS_KEY_ID: NODE.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: NODE.secretAccessKey,
+    AWS_REGION: 'us-east-1',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    LOG_LEVEL: 'info',
+    ...options.env,
   });
-  let output = '';
-  child.stdout!.on('data', (c: Buffer) => (output += c.toString()));
-  child.stderr!.on('data', (c: Buffer) => (output += c.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const killOnExit = () => child.kill('SIGKILL');
-  process.once('exit', killOnExit);
   const probeUrl = `http://127.0.0.1:${probePort}`;
-  const agent: AgentProcess = {
+  // In a network namespace the probe listener is out of reach: wait for the log line instead.
+  await agentProcess.untilReady(options.netns ? logLine(agentProcess, '"agent started"', 15_000) : waitForHttp(`${probeUrl}/readyz`), 'agent');
+  return {
     url: `http://${bindHost.includes(':') ? `[${bindHost}]` : bindHost}:${port}/v1/credentials`,
     port,
     probeUrl,
     metricsUrl: `http://127.0.0.1:${metricsPort}`,
-    child,
-    logs: () => output,
-    async stop() {
-      let code = child.exitCode;
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGTERM');
-        code = await exited;
-      }
-      process.off('exit', killOnExit);
-      return code;
-    },
+    child: agentProcess.child,
+    logs: agentProcess.logs,
+    stop: agentProcess.stop,
   };
-  if (options.netns) {
-    // the probe listener is inside the namespace too: wait for the log line instead
-    await Promise.race([
-      new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`agent did not start in 15 s:\n${output}`)), 15_000);
-        const check = () => {
-          if (output.includes('"agent started"')) {
-            clearTimeout(timer);
-            child.stderr!.off('data', check);
-            resolve();
-          }
-        };
-        child.stderr!.on('data', check);
-        check();
-      }),
-      exited.then((code) => {
-        throw new Error(`agent exited with ${code}:\n${output}`);
-      }),
-    ]);
-    return agent;
+}
+
+/** Resolves once the process has logged `text`. */
+async function logLine(agent: TestProcess, text: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!agent.logs().includes(text)) {
+    if (Date.now() > deadline) throw new Error(`no ${text} within ${timeoutMs} ms:\n${agent.logs()}`);
+    await new Promise((r) => setTimeout(r, 50));
   }
-  try {
-    await Promise.race([
-      waitForHttp(`${probeUrl}/readyz`),
-      exited.then((code) => {
-        throw new Error(`agent exited with ${code} before it was ready:\n${output}`);
-      }),
-    ]);
-  } catch (error) {
-    child.kill('SIGKILL');
-    throw error;
-  }
-  return agent;
 }
 
 /** GET /v1/credentials with the token as the raw Authorization header. */

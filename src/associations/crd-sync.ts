@@ -11,12 +11,10 @@
 // condition. Invalid specs get an InvalidSpec condition. Nothing here throws
 // out of the loop: failures are logged and retried.
 import { randomUUID } from 'node:crypto';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { createInput, validate } from '../api/eks.js';
 import { WireError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { loadKubeAccess, type KubeAccess } from '../webhook/kubeconfig.js';
+import { kubeClientFromKubeconfig, type KubeClient } from '../lib/kube-api.js';
 import { associationArn, newAssociationId } from './service.js';
 import { SubjectTakenError, type AssociationStore, type StoreChange } from './store.js';
 import type { Association, AssociationChanges } from './types.js';
@@ -25,6 +23,8 @@ export const CRD_GROUP = 'podidentity.dev';
 export const CRD_VERSION = 'v1alpha1';
 export const CRD_PLURAL = 'podidentityassociations';
 const COLLECTION = `/apis/${CRD_GROUP}/${CRD_VERSION}/${CRD_PLURAL}`;
+/** A full list of the cluster's resources is read in one answer: room for ~100,000 of them. */
+const MAX_LIST_BYTES = 256 * 1024 * 1024;
 
 // ---------------------------------------------------------------- shapes
 
@@ -174,108 +174,16 @@ function sameStatus(a: ResourceStatus | undefined, b: ResourceStatus): boolean {
   return JSON.stringify({ ...a, associationId: a?.associationId ?? null, associationArn: a?.associationArn ?? null }) === JSON.stringify(b);
 }
 
-// ---------------------------------------------------------------- API server access
+// ---------------------------------------------------------------- API server answers
 
 /** The API server refused a status write (the store side may be fine). */
 class StatusUpdateError extends Error {
   override name = 'StatusUpdateError';
 }
 
-interface KubeResponse {
-  status: number;
-  body: unknown;
-}
-
-function kubeOptions(access: KubeAccess, method: string, path: string, headers: Record<string, string>, timeoutMs: number): RequestOptions {
-  const token = access.token?.();
-  return {
-    method,
-    hostname: access.server.hostname.replace(/^\[|\]$/g, ''),
-    port: access.server.port || undefined,
-    path: `${access.server.pathname.replace(/\/$/, '')}${path}`,
-    headers: { accept: 'application/json', ...headers, ...(token && { authorization: `Bearer ${token}` }) },
-    ca: access.ca,
-    cert: access.cert,
-    key: access.key,
-    rejectUnauthorized: !access.insecureSkipTlsVerify,
-    timeout: timeoutMs,
-  };
-}
-
-function send(access: KubeAccess, options: RequestOptions, onResponse: (res: IncomingMessage) => void) {
-  return (access.server.protocol === 'http:' ? httpRequest : httpsRequest)(options, onResponse);
-}
-
-function kubeRequest(access: KubeAccess, method: string, path: string, body?: { contentType: string; value: unknown }, timeoutMs = 10_000): Promise<KubeResponse> {
-  const payload = body ? JSON.stringify(body.value) : undefined;
-  const headers: Record<string, string> = payload ? { 'content-type': body!.contentType, 'content-length': String(Buffer.byteLength(payload)) } : {};
-  return new Promise((resolve, reject) => {
-    const req = send(access, kubeOptions(access, method, path, headers, timeoutMs), (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          parsed = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, body: parsed });
-      });
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer from the API server within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
 interface WatchEvent {
   type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
   object: PodIdentityAssociationResource & { code?: number; metadata: { resourceVersion?: string } };
-}
-
-/** Streams watch events until the server ends the watch, the connection fails or `signal` aborts. */
-function kubeWatch(access: KubeAccess, path: string, onEvent: (event: WatchEvent) => void, signal: AbortSignal, idleMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = send(access, kubeOptions(access, 'GET', path, {}, idleMs), (res) => {
-      if (res.statusCode !== 200) {
-        res.resume();
-        reject(new Error(`watch answered HTTP ${res.statusCode}`));
-        return;
-      }
-      let buffered = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buffered += chunk;
-        let newline: number;
-        while ((newline = buffered.indexOf('\n')) >= 0) {
-          const line = buffered.slice(0, newline).trim();
-          buffered = buffered.slice(newline + 1);
-          if (!line) continue;
-          try {
-            onEvent(JSON.parse(line) as WatchEvent);
-          } catch (error) {
-            req.destroy(error as Error);
-            return;
-          }
-        }
-      });
-      res.on('end', () => resolve());
-      res.on('error', reject);
-      res.on('aborted', () => reject(new Error('watch connection aborted')));
-    });
-    // No byte for idleMs (bookmarks and events included): the connection is presumed dead.
-    req.on('timeout', () => req.destroy(new Error(`watch idle for ${idleMs} ms`)));
-    req.on('error', reject);
-    const abort = () => req.destroy();
-    signal.addEventListener('abort', abort, { once: true });
-    req.on('close', () => {
-      signal.removeEventListener('abort', abort);
-      if (signal.aborted) resolve();
-    });
-    req.end();
-  });
 }
 
 // ---------------------------------------------------------------- the reconciler
@@ -308,7 +216,7 @@ export function startCrdSync(options: CrdSyncOptions): CrdSync {
   /** the resources as last seen, by uid */
   const known = new Map<string, PodIdentityAssociationResource>();
   const retryTimers = new Set<NodeJS.Timeout>();
-  let access: KubeAccess | undefined;
+  let kube: KubeClient | undefined;
   let queue: Promise<void> = Promise.resolve();
   let markSynced: () => void = () => {};
   const synced = new Promise<void>((resolve) => (markSynced = resolve));
@@ -334,7 +242,7 @@ export function startCrdSync(options: CrdSyncOptions): CrdSync {
 
   async function writeStatus(resource: PodIdentityAssociationResource, status: ResourceStatus) {
     if (sameStatus(resource.status, status)) return;
-    const res = await kubeRequest(access!, 'PATCH', statusPath(resource), { contentType: 'application/merge-patch+json', value: { status } });
+    const res = await kube!.request('PATCH', statusPath(resource), { body: { status }, contentType: 'application/merge-patch+json', timeoutMs: 10_000 });
     if (res.status === 404) return; // deleted meanwhile
     if (res.status < 200 || res.status >= 300) {
       throw new StatusUpdateError(`status update of ${resource.metadata.namespace}/${resource.metadata.name} answered HTTP ${res.status}: ${JSON.stringify(res.body).slice(0, 300)}`);
@@ -487,7 +395,7 @@ export function startCrdSync(options: CrdSyncOptions): CrdSync {
   }
 
   async function listAndReconcile(): Promise<string | undefined> {
-    const res = await kubeRequest(access!, 'GET', COLLECTION, undefined, 30_000);
+    const res = await kube!.request('GET', COLLECTION, { timeoutMs: 30_000, maxBytes: MAX_LIST_BYTES });
     if (res.status === 404) throw new Error(`the PodIdentityAssociation CRD (${CRD_PLURAL}.${CRD_GROUP}) is not installed in cluster ${clusterName}`);
     if (res.status !== 200) throw new Error(`listing PodIdentityAssociations answered HTTP ${res.status}`);
     const list = res.body as { metadata?: { resourceVersion?: string }; items?: PodIdentityAssociationResource[] };
@@ -507,17 +415,17 @@ export function startCrdSync(options: CrdSyncOptions): CrdSync {
     let backoffMs = 500;
     while (!controller.signal.aborted) {
       try {
-        access ??= loadKubeAccess(options.kubeconfigPath);
+        kube ??= kubeClientFromKubeconfig(options.kubeconfigPath);
         let resourceVersion = await listAndReconcile();
         markSynced();
         backoffMs = 500;
         // Watch until the server ends it (timeoutSeconds = the resync period) or it fails; then list again.
         let expired = false;
         const query = `?watch=true&allowWatchBookmarks=true&timeoutSeconds=${resyncSeconds}${resourceVersion ? `&resourceVersion=${encodeURIComponent(resourceVersion)}` : ''}`;
-        await kubeWatch(
-          access,
+        await kube.watch(
           `${COLLECTION}${query}`,
-          (event) => {
+          (line) => {
+            const event = JSON.parse(line) as WatchEvent;
             if (event.object?.metadata?.resourceVersion) resourceVersion = event.object.metadata.resourceVersion;
             if (event.type === 'ERROR') {
               expired = true; // typically 410 Gone: our resourceVersion is too old
@@ -561,6 +469,7 @@ export function startCrdSync(options: CrdSyncOptions): CrdSync {
       for (const timer of retryTimers) clearTimeout(timer);
       await running;
       await queue;
+      kube?.close();
     },
   };
 }

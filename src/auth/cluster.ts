@@ -5,7 +5,7 @@ import type { Logger } from '../lib/logger.js';
 import type { ClusterConfig } from '../server/config.js';
 import { jwksFromApiServer, jwksFromDiscovery, jwksFromFile, jwksFromUri } from './jwks-sources.js';
 import { KeySet } from './keys.js';
-import { kubeClientFromKubeconfig, type KubeClient } from './kube-api.js';
+import { kubeClientFromKubeconfig, type KubeClient } from '../lib/kube-api.js';
 import { podLivenessCheck } from './liveness.js';
 import { clusterArn } from './session.js';
 import { JwksTokenVerifier, TokenReviewVerifier, withRevocation, type TokenVerifier } from './verifier.js';

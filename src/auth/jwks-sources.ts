@@ -3,7 +3,7 @@
 // the kubeconfig). Each is a fetcher for KeySet; all are bounded in time and
 // size.
 import { readFile } from 'node:fs/promises';
-import type { KubeClient } from './kube-api.js';
+import type { KubeClient } from '../lib/kube-api.js';
 import type { JwksFetcher } from './keys.js';
 
 const FETCH_TIMEOUT_MS = 5_000;
@@ -46,7 +46,7 @@ export function jwksFromDiscovery(issuer: string): JwksFetcher {
 /** The API server's own service-account JWKS, read with the cluster's kubeconfig credentials. */
 export function jwksFromApiServer(kube: KubeClient): JwksFetcher {
   return async function fetchApiServerJwks() {
-    const { status, body } = await kube.request('GET', '/openid/v1/jwks', undefined, FETCH_TIMEOUT_MS);
+    const { status, body } = await kube.request('GET', '/openid/v1/jwks', { timeoutMs: FETCH_TIMEOUT_MS });
     if (status !== 200) throw new Error(`${kube.server}/openid/v1/jwks answered ${status}`);
     return body;
   };

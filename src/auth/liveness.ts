@@ -6,7 +6,7 @@
 import { WireError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { invalidToken, type PodIdentityClaims } from './claims.js';
-import type { KubeClient } from './kube-api.js';
+import type { KubeClient } from '../lib/kube-api.js';
 
 export interface PodLivenessOptions {
   kube: KubeClient;
@@ -39,7 +39,7 @@ export function podLivenessCheck(options: PodLivenessOptions): PodLivenessCheck 
     const path = `/api/v1/namespaces/${encodeURIComponent(claims.namespace)}/pods/${encodeURIComponent(claims.podName)}`;
     let response;
     try {
-      response = await options.kube.request('GET', path, undefined, options.timeoutMs ?? 2_000);
+      response = await options.kube.request('GET', path, { timeoutMs: options.timeoutMs ?? 2_000 });
     } catch (error) {
       options.logger.warn({ server: options.kube.server, err: (error as Error).message }, 'pod liveness check failed');
       throw new WireError('ServiceUnavailableException', "The cluster's API server cannot confirm the pod right now.");

@@ -9,7 +9,7 @@ import type { Logger } from '../lib/logger.js';
 import { checkClaims, checkStillValid, invalidToken, POD_IDENTITY_AUDIENCE, type PodIdentityClaims } from './claims.js';
 import { decodeJws, decodePayloadUnverified, verifyJwsSignature } from './jws.js';
 import type { KeySet } from './keys.js';
-import type { KubeClient } from './kube-api.js';
+import type { KubeClient } from '../lib/kube-api.js';
 import { tokenHash, VerifiedTokenCache } from './verified-cache.js';
 
 export interface TokenVerifier {
@@ -104,8 +104,10 @@ export class TokenReviewVerifier implements TokenVerifier {
       response = await this.options.kube.request(
         'POST',
         '/apis/authentication.k8s.io/v1/tokenreviews',
-        { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [POD_IDENTITY_AUDIENCE] } },
-        this.options.timeoutMs ?? 2_000,
+        {
+          body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [POD_IDENTITY_AUDIENCE] } },
+          timeoutMs: this.options.timeoutMs ?? 2_000,
+        },
       );
     } catch (error) {
       this.options.logger.warn({ server: this.options.kube.server, err: (error as Error).message }, 'TokenReview failed');

@@ -1,7 +1,7 @@
 // `pod-identity dev` and `pod-identity dev token`: wiring only; see src/dev/.
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { kubeClientFromKubeconfig } from '../auth/kube-api.js';
+import { kubeClientFromKubeconfig } from '../lib/kube-api.js';
 import { DEFAULT_STATE_DIR, devInstructions, startDev, writeDevToken, type DevOptions } from '../dev/dev.js';
 import { POD_IDENTITY_AUDIENCE } from '../dev/token-signer.js';
 import { createLogger } from '../lib/logger.js';
@@ -21,9 +21,11 @@ async function requestPodToken(kubeconfig: string, namespace: string, serviceAcc
     if (pod.status !== 200) throw new Error(`pod ${namespace}/${podName}: the API server answered ${pod.status}`);
     const uid = (pod.body as { metadata?: { uid?: string } }).metadata?.uid;
     const answer = await kube.request('POST', `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(serviceAccount)}/token`, {
-      apiVersion: 'authentication.k8s.io/v1',
-      kind: 'TokenRequest',
-      spec: { audiences: [POD_IDENTITY_AUDIENCE], expirationSeconds, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: podName, uid } },
+      body: {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenRequest',
+        spec: { audiences: [POD_IDENTITY_AUDIENCE], expirationSeconds, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: podName, uid } },
+      },
     });
     const token = (answer.body as { status?: { token?: string } }).status?.token;
     if (answer.status !== 201 || !token) throw new Error(`TokenRequest for ${namespace}/${serviceAccount}: the API server answered ${answer.status}`);

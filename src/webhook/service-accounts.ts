@@ -4,7 +4,7 @@
 // at a time, with a short timeout; when the API server cannot answer, the
 // annotation is treated as absent (the default expiration applies).
 import type { Logger } from '../lib/logger.js';
-import { kubeGetJson, loadKubeAccess } from './kubeconfig.js';
+import { kubeClientFromKubeconfig } from '../lib/kube-api.js';
 import { ANNOTATION_TOKEN_EXPIRATION } from './mutate.js';
 
 /** Returns the annotation's value, or undefined when absent or unknown. Never throws. */
@@ -26,7 +26,7 @@ interface Entry {
 }
 
 export function kubeServiceAccountLookup(options: KubeLookupOptions): ServiceAccountExpirationLookup {
-  const access = loadKubeAccess(options.kubeconfigPath);
+  const kube = kubeClientFromKubeconfig(options.kubeconfigPath);
   const ttlMs = options.ttlMs ?? 60_000;
   const timeoutMs = options.timeoutMs ?? 1_000;
   const maxEntries = options.maxEntries ?? 10_000;
@@ -35,7 +35,7 @@ export function kubeServiceAccountLookup(options: KubeLookupOptions): ServiceAcc
   const inFlight = new Map<string, Promise<string | undefined>>();
 
   async function fetchAnnotation(namespace: string, name: string): Promise<string | undefined> {
-    const { status, body } = await kubeGetJson(access, `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}`, timeoutMs);
+    const { status, body } = await kube.request('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}`, { timeoutMs });
     if (status === 404) return undefined;
     if (status !== 200) throw new Error(`the API server answered ${status}`);
     const annotations = (body as { metadata?: { annotations?: Record<string, string> } } | undefined)?.metadata?.annotations;

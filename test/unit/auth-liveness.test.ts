@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PodIdentityClaims } from '../../src/auth/claims.js';
-import type { KubeClient, KubeResponse } from '../../src/auth/kube-api.js';
+import type { KubeClient, KubeResponse } from '../../src/lib/kube-api.js';
 import { podLivenessCheck } from '../../src/auth/liveness.js';
 import { WireError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/logger.js';
@@ -19,6 +19,9 @@ function standInApiServer(pods: Map<string, string>) {
       const name = decodeURIComponent(path.split('/').pop()!);
       const uid = pods.get(name);
       return uid ? { status: 200, body: { metadata: { name, uid } } } : { status: 404, body: { kind: 'Status' } };
+    },
+    watch() {
+      return Promise.reject(new Error('the liveness check does not watch'));
     },
     close() {},
   };

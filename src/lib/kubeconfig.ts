@@ -1,10 +1,8 @@
-// Just enough kubeconfig to make authenticated GETs against an API server:
+// Just enough kubeconfig to make authenticated requests to an API server:
 // the current context's server, CA, client certificate or bearer token.
 // (@kubernetes/client-node 2.x needs Node 22; this product runs on Node 20.)
 // Exec and auth-provider plugins are not supported: use a certificate or token.
 import { readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 
@@ -76,42 +74,4 @@ export function loadKubeAccess(path: string): KubeAccess {
     token: tokenText ? () => tokenText : tokenFile ? () => file(tokenFile).toString('utf8').trim() : undefined,
     insecureSkipTlsVerify: cluster?.['insecure-skip-tls-verify'] === true,
   };
-}
-
-/** GET a JSON document from the API server, bounded in time. */
-export function kubeGetJson(access: KubeAccess, path: string, timeoutMs: number): Promise<{ status: number; body: unknown }> {
-  const { server } = access;
-  const token = access.token?.();
-  const options: RequestOptions = {
-    method: 'GET',
-    hostname: server.hostname.replace(/^\[|\]$/g, ''),
-    port: server.port || undefined,
-    path: `${server.pathname.replace(/\/$/, '')}${path}`,
-    headers: { accept: 'application/json', ...(token && { authorization: `Bearer ${token}` }) },
-    ca: access.ca,
-    cert: access.cert,
-    key: access.key,
-    rejectUnauthorized: !access.insecureSkipTlsVerify,
-    timeout: timeoutMs,
-  };
-  const send = server.protocol === 'http:' ? httpRequest : httpsRequest;
-  return new Promise((resolvePromise, reject) => {
-    const req = send(options, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        let body: unknown;
-        try {
-          body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-        } catch {
-          body = undefined;
-        }
-        resolvePromise({ status: res.statusCode ?? 0, body });
-      });
-      res.on('error', reject);
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer from the API server within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end();
-  });
 }

@@ -45,6 +45,8 @@ const PACED_SECONDS = Number(process.env.BENCH_PACED_SECONDS ?? 30);
 const WORKERS: number | 'auto' = process.env.BENCH_WORKERS === undefined || process.env.BENCH_WORKERS === 'auto' ? 'auto' : Number(process.env.BENCH_WORKERS);
 /** paced runs: enough kept-alive connections that a late answer rarely queues a request behind it */
 const PACED_CONNECTIONS = 64;
+/** the paced driver's clients connect 5 ms apart, not in one instant (see paced-load.ts) */
+const CONNECT_GAP_MS = 5;
 const SERVICE_ACCOUNTS = 50;
 const PODS = 500;
 const PATH = '/clusters/bench/assume-role-for-pod-identity';
@@ -186,7 +188,7 @@ export async function run(): Promise<ScenarioResult> {
     }
     const paced = async (pool: Prepared[], seconds: number): Promise<PacedLoadResult & { serverCpuMicros: number }> => {
       const before = cpuMs(server.process.pid!);
-      const result = await pacedLoad(new URL(apiUrl), pool.map((item) => raw(apiUrl, item)), { rate: RATE, seconds, connections: PACED_CONNECTIONS });
+      const result = await pacedLoad(new URL(apiUrl), pool.map((item) => raw(apiUrl, item)), { rate: RATE, seconds, connections: PACED_CONNECTIONS, connectGapMs: CONNECT_GAP_MS });
       return { ...result, serverCpuMicros: ((cpuMs(server.process.pid!) - before) * 1000) / Math.max(1, result.answered) };
     };
     // Rounds, as for capacity: on a shared 2-core VM one round's tail can be
@@ -198,7 +200,7 @@ export async function run(): Promise<ScenarioResult> {
     }
     const pacedRepeated = [...pacedRounds].sort((a, b) => a.p99 - b.p99)[Math.floor(pacedRounds.length / 2)]!;
     progress(`assume-role: ${RATE} requests/s evenly paced against the ceiling, ${PACED_SECONDS} s`);
-    const pacedCeiling = await pacedLoad(new URL(ceilingUrl), repeated.slice(0, 50).map((item) => raw(ceilingUrl, item)), { rate: RATE, seconds: PACED_SECONDS, connections: PACED_CONNECTIONS });
+    const pacedCeiling = await pacedLoad(new URL(ceilingUrl), repeated.slice(0, 50).map((item) => raw(ceilingUrl, item)), { rate: RATE, seconds: PACED_SECONDS, connections: PACED_CONNECTIONS, connectGapMs: CONNECT_GAP_MS });
 
     // Unique tokens: enough for the closed loop at up to RATE and the paced run, none sent twice.
     const capacityPool = RATE * SECONDS;

@@ -22,6 +22,8 @@ export interface PacedLoadSpec {
   rate: number;
   seconds: number;
   connections: number;
+  /** pause between opening one connection and the next (ms); default 0 */
+  connectGapMs?: number;
   /** a file with one base64-encoded raw HTTP/1.1 request per line, used in turn (cycled when fewer than needed) */
   requestsFile: string;
 }
@@ -101,22 +103,25 @@ async function main(spec: PacedLoadSpec): Promise<PacedLoadResult> {
     }
   };
 
-  const connections = await Promise.all(
-    Array.from(
-      { length: spec.connections },
-      () =>
-        new Promise<Connection>((resolve, reject) => {
-          const socket = connect(spec.port, spec.host, () => resolve(conn));
-          const conn: Connection = { socket, due: [], buffer: Buffer.alloc(0) };
-          socket.setNoDelay(true);
-          socket.on('data', (data: Buffer) => {
-            conn.buffer = conn.buffer.length ? Buffer.concat([conn.buffer, data]) : data;
-            onAnswer(conn);
-          });
-          socket.once('error', reject);
-        }),
-    ),
-  );
+  // One after another, `connectGapMs` apart: clients connect over time. (A
+  // server with API workers hands each new connection to the first worker
+  // that is free: 64 connections in one instant split unevenly, 56/44 here.)
+  const connections: Connection[] = [];
+  for (let i = 0; i < spec.connections; i++) {
+    if (i > 0 && spec.connectGapMs) await new Promise((r) => setTimeout(r, spec.connectGapMs));
+    connections.push(
+      await new Promise<Connection>((resolve, reject) => {
+        const socket = connect(spec.port, spec.host, () => resolve(conn));
+        const conn: Connection = { socket, due: [], buffer: Buffer.alloc(0) };
+        socket.setNoDelay(true);
+        socket.on('data', (data: Buffer) => {
+          conn.buffer = conn.buffer.length ? Buffer.concat([conn.buffer, data]) : data;
+          onAnswer(conn);
+        });
+        socket.once('error', reject);
+      }),
+    );
+  }
 
   const interval = 1000 / spec.rate;
   const cpuBefore = process.cpuUsage();
@@ -171,7 +176,7 @@ export function rawRequest(method: string, url: URL, headers: Record<string, str
 }
 
 /** Runs the paced load in its own process against `url`'s host and port. */
-export function pacedLoad(url: URL, requests: Buffer[], options: { rate: number; seconds: number; connections: number }): Promise<PacedLoadResult> {
+export function pacedLoad(url: URL, requests: Buffer[], options: { rate: number; seconds: number; connections: number; connectGapMs?: number }): Promise<PacedLoadResult> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-paced-'));
   const requestsFile = join(dir, 'requests.b64');
   writeFileSync(requestsFile, requests.map((r) => r.toString('base64')).join('\n'));

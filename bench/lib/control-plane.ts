@@ -11,6 +11,14 @@ import { CLI, startProcess } from './processes.js';
 export const BENCH_ADMIN = { accessKeyId: 'AKIABENCHADMIN', secretAccessKey: 'bench-admin-secret' };
 export const BENCH_NODE = { accessKeyId: 'AKIABENCHNODE', secretAccessKey: 'bench-node-secret' };
 
+/**
+ * A fresh copy of a key: the AWS SDK marks the credentials object it is given
+ * (`$source`), and the server's config refuses unknown keys.
+ */
+function keyPair(key: { accessKeyId: string; secretAccessKey: string }): { accessKeyId: string; secretAccessKey: string } {
+  return { accessKeyId: key.accessKeyId, secretAccessKey: key.secretAccessKey };
+}
+
 /** Node flags for a product process from an environment knob, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof". */
 export function nodeArgsFrom(name: string): string[] {
   return (process.env[name] ?? '').split(' ').filter(Boolean);
@@ -40,8 +48,8 @@ export async function startBenchServer(dir: string, cluster: { issuer: string; j
       dataDir: join(dir, 'data'),
       logLevel: 'info',
       workers,
-      admins: [BENCH_ADMIN],
-      nodes: [BENCH_NODE],
+      admins: [keyPair(BENCH_ADMIN)],
+      nodes: [keyPair(BENCH_NODE)],
       clusters: [{ name: 'bench', ...cluster }],
       issuer: { type: 'local', durationSeconds: 3600 },
     }),
@@ -52,7 +60,7 @@ export async function startBenchServer(dir: string, cluster: { issuer: string; j
 
 /** Associates each service account of namespace `bench` with role bench-<name>, through the EKS API. */
 export async function createAssociations(apiUrl: string, serviceAccounts: string[]): Promise<void> {
-  const eks = new EKSClient({ endpoint: apiUrl, region: 'us-east-1', credentials: BENCH_ADMIN, maxAttempts: 1 });
+  const eks = new EKSClient({ endpoint: apiUrl, region: 'us-east-1', credentials: keyPair(BENCH_ADMIN), maxAttempts: 1 });
   try {
     for (const serviceAccount of serviceAccounts) {
       await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'bench', namespace: 'bench', serviceAccount, roleArn: `arn:aws:iam::111122223333:role/bench-${serviceAccount}` }));

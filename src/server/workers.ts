@@ -7,7 +7,9 @@
 //   - gathers the workers' metrics for /metrics;
 //   - restarts a worker that dies, and drains them all on shutdown.
 // Each worker enforces its share of the configured throttles, because the
-// primary spreads connections round-robin. A worker re-runs the primary's
+// primary hands connections out in turn: each to the first worker that is
+// free (Node's round-robin), so a burst of connections arriving in one
+// instant can split unevenly. A worker re-runs the primary's
 // command line (`pod-identity server …`, cli/server.ts), so it reads the same
 // configuration, and goes on as a worker because node:cluster marks it one.
 import cluster, { type Worker } from 'node:cluster';

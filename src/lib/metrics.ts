@@ -53,7 +53,7 @@ export interface MetricsSource {
 export type ReadinessCheck = () => Promise<boolean> | boolean;
 
 /** /metrics, /healthz (process alive) and /readyz (the given check). */
-export function createMetricsServer(registry: MetricsSource, ready: ReadinessCheck): Server {
+export function createMetricsServer(source: MetricsSource, ready: ReadinessCheck): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -70,8 +70,8 @@ export function createMetricsServer(registry: MetricsSource, ready: ReadinessChe
           () => sendText(res, 503, 'not ready\n'),
         );
     } else if (path === '/metrics') {
-      registry.metrics().then(
-        (text) => sendText(res, 200, text, registry.contentType),
+      source.metrics().then(
+        (text) => sendText(res, 200, text, source.contentType),
         () => sendText(res, 500, 'metrics unavailable\n'),
       );
     } else {

@@ -100,7 +100,6 @@ export class ApiWorkers {
 
   /** Forks every worker and resolves with the API listener's URL once all listen; stops them all if one cannot. */
   async start(): Promise<string> {
-    cluster.on('message', (worker, message) => this.onMessage(worker, message));
     try {
       await Promise.all(Array.from({ length: this.count }, () => this.fork()));
     } catch (error) {
@@ -150,7 +149,6 @@ export class ApiWorkers {
           }),
       ),
     );
-    cluster.removeAllListeners('message');
   }
 
   private fork(): Promise<void> {
@@ -166,6 +164,8 @@ export class ApiWorkers {
           resolve();
         } else if (m?.t === 'failed') {
           reject(new Error(m.message));
+        } else {
+          this.onMessage(worker, m);
         }
       });
       worker.once('exit', (code, signal) => {
@@ -181,8 +181,11 @@ export class ApiWorkers {
     });
   }
 
+  private restartDelay(): number {
+    return Math.min(MAX_RESTART_DELAY_MS, RESTART_DELAY_MS * 2 ** this.failedRestarts);
+  }
+
   private scheduleRestart(): void {
-    const delay = Math.min(MAX_RESTART_DELAY_MS, RESTART_DELAY_MS * 2 ** this.failedRestarts);
     setTimeout(() => {
       if (this.closing) return;
       this.fork().then(
@@ -191,15 +194,14 @@ export class ApiWorkers {
         },
         (error: unknown) => {
           this.failedRestarts++;
-          this.options.logger.error({ err: error, retryInMs: Math.min(MAX_RESTART_DELAY_MS, RESTART_DELAY_MS * 2 ** this.failedRestarts) }, 'API worker failed to start; trying again');
+          this.options.logger.error({ err: error, retryInMs: this.restartDelay() }, 'API worker failed to start; trying again');
           this.scheduleRestart();
         },
       );
-    }, delay);
+    }, this.restartDelay());
   }
 
-  private onMessage(from: Worker, message: unknown): void {
-    const m = unwrap<ToPrimary>(message);
+  private onMessage(from: Worker, m: ToPrimary | undefined): void {
     if (m?.t === 'change') {
       this.relay?.receive(m.change);
       this.broadcast(m.change, from);

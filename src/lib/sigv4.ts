@@ -3,10 +3,10 @@
 // request with @smithy/signature-v4's own code (the AWS SDKs' signer) and
 // compute the signature with node:crypto and a cached signing key; verifying
 // compares it with the given one in constant time.
-import { createHash, createHmac, hash, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, createSecretKey, hash, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { HttpRequest } from '@smithy/protocol-http';
 import { getCanonicalHeaders, SignatureV4 } from '@smithy/signature-v4';
-import type { AwsCredentialIdentity, Checksum, HeaderBag, SourceData } from '@smithy/types';
+import type { AwsCredentialIdentity, Checksum, SourceData } from '@smithy/types';
 import { WireError } from './errors.js';
 
 /** SHA-256 (plain or HMAC) on node:crypto, in the shape the smithy signer expects. */
@@ -65,7 +65,7 @@ export interface VerifyOptions {
   now?: () => number;
 }
 
-const AUTH_PATTERN = /^AWS4-HMAC-SHA256 (.+)$/;
+const AUTH_SCHEME = 'AWS4-HMAC-SHA256 ';
 
 interface ParsedAuthorization {
   accessKeyId: string;
@@ -78,16 +78,20 @@ interface ParsedAuthorization {
 
 /** Parses the Authorization header; an incomplete one is IncompleteSignatureException. */
 export function parseAuthorization(header: string): ParsedAuthorization {
-  const match = AUTH_PATTERN.exec(header.trim());
-  if (!match) throw new WireError('IncompleteSignatureException', 'Authorization header must use AWS4-HMAC-SHA256.');
-  const parts = new Map<string, string>();
-  for (const piece of match[1]!.split(',')) {
+  const text = header.trim();
+  if (!text.startsWith(AUTH_SCHEME)) throw new WireError('IncompleteSignatureException', 'Authorization header must use AWS4-HMAC-SHA256.');
+  let credential: string | undefined;
+  let signedHeaders: string | undefined;
+  let signature: string | undefined;
+  for (const piece of text.slice(AUTH_SCHEME.length).split(',')) {
     const eq = piece.indexOf('=');
-    if (eq > 0) parts.set(piece.slice(0, eq).trim(), piece.slice(eq + 1).trim());
+    if (eq <= 0) continue;
+    const name = piece.slice(0, eq).trim();
+    const value = piece.slice(eq + 1).trim();
+    if (name === 'Credential') credential = value;
+    else if (name === 'SignedHeaders') signedHeaders = value;
+    else if (name === 'Signature') signature = value;
   }
-  const credential = parts.get('Credential');
-  const signedHeaders = parts.get('SignedHeaders');
-  const signature = parts.get('Signature');
   if (!credential || !signedHeaders || !signature) {
     throw new WireError('IncompleteSignatureException', 'Authorization header requires Credential, SignedHeaders and Signature.');
   }
@@ -113,20 +117,63 @@ function headerValue(headers: SignedRequest['headers'], name: string): string | 
 
 const SIGNATURE = /^[0-9a-f]{64}$/;
 
+/** Names in order, each once; SDKs already send them so, which costs one pass. */
+function sortedUnique(names: string[]): string[] {
+  for (let i = 1; i < names.length; i++) if (names[i - 1]! >= names[i]!) return [...new Set(names)].sort();
+  return names;
+}
+
 /**
- * The canonical request exactly as the SDKs build it (path escaping and
- * normalisation, query and header ordering): smithy's own code, reached
- * through its protected method, so the subtle part is never ours to get wrong.
+ * Canonical requests (SigV4 task 1). The method, path and query lines carry
+ * the subtle rules (path normalisation, URI escaping, query ordering), so
+ * they come from smithy's own code (the AWS SDKs' signer), reached through
+ * its protected method; a service sees the same few paths again and again,
+ * so each distinct one is computed once. The header lines are the signed
+ * headers in name order, values with whitespace folded exactly as smithy does.
  */
 class CanonicalRequests extends SignatureV4 {
-  constructor() {
+  private readonly heads = new Map<string, string>();
+  constructor(private readonly maxHeads = 1024) {
     super({ credentials: { accessKeyId: '', secretAccessKey: '' }, region: '', service: '', sha256: NodeSha256 });
   }
-  build(request: HttpRequest, canonicalHeaders: HeaderBag, payloadHash: string): string {
-    return this.createCanonicalRequest(request, canonicalHeaders, payloadHash);
+
+  /** `headers` (at least `host`) are [lower-case name, value] pairs sorted by name, each name once. */
+  build(method: string, path: string, query: URLSearchParams, headers: readonly (readonly [string, string])[], payloadHash: string): string {
+    let lines = this.head(method, path, query);
+    let names = '';
+    for (const [name, value] of headers) {
+      lines += `${name}:${canonicalHeaderValue(value)}\n`;
+      names += names ? `;${name}` : name;
+    }
+    return `${lines}\n${names}\n${payloadHash}`;
+  }
+
+  /** "METHOD\n<canonical path>\n<canonical query>\n", from smithy's request builder with no headers. */
+  private head(method: string, path: string, query: URLSearchParams): string {
+    const id = query.size ? `${method} ${path}?${query.toString()}` : `${method} ${path}`;
+    let head = this.heads.get(id);
+    if (head === undefined) {
+      const values: Record<string, string | string[]> = {};
+      for (const name of new Set(query.keys())) {
+        const all = query.getAll(name);
+        values[name] = all.length === 1 ? all[0]! : all;
+      }
+      // With no headers and an empty payload hash, the builder's answer ends in the three line breaks after the (empty) header block.
+      head = this.createCanonicalRequest(new HttpRequest({ method, path, query: values, headers: {} }), {}, '').slice(0, -3);
+      if (this.heads.size >= this.maxHeads) this.heads.clear();
+      this.heads.set(id, head);
+    }
+    return head;
   }
 }
 const canonicalRequests = new CanonicalRequests();
+
+const FOLDABLE = /[\t\r\n]| {2}|^ | $/;
+
+/** A header value as SigV4 signs it: line breaks and runs of blanks become one space, trimmed (smithy's rules). */
+function canonicalHeaderValue(value: string): string {
+  return FOLDABLE.test(value) ? value.replace(/[\r\n]/g, ' ').replace(/[ \t]+/g, ' ').replace(/^ | $/g, '') : value;
+}
 
 /**
  * Derived signing keys (four HMACs each) by key, day, region and service: a
@@ -134,18 +181,20 @@ const canonicalRequests = new CanonicalRequests();
  * HMAC. An entry is used only while the secret is the one it was derived from.
  */
 class SigningKeyCache {
-  private readonly entries = new Map<string, { secret: string; key: Buffer }>();
+  private readonly entries = new Map<string, { secret: string; key: KeyObject }>();
   constructor(private readonly maxEntries = 4096) {}
 
-  get(accessKeyId: string, secret: string, scope: { date: string; region: string; service: string }): Buffer {
+  get(accessKeyId: string, secret: string, scope: { date: string; region: string; service: string }): KeyObject {
     const id = `${accessKeyId}/${scope.date}/${scope.region}/${scope.service}`;
     const cached = this.entries.get(id);
     if (cached && cached.secret === secret) return cached.key;
     let key = Buffer.from(`AWS4${secret}`, 'utf8');
     for (const part of [scope.date, scope.region, scope.service, 'aws4_request']) key = createHmac('sha256', key).update(part).digest();
+    // A KeyObject, not bytes: each HMAC with it skips importing the key again.
+    const signingKey = createSecretKey(key);
     if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(id, { secret, key });
-    return key;
+    this.entries.set(id, { secret, key: signingKey });
+    return signingKey;
   }
 }
 const signingKeys = new SigningKeyCache();
@@ -194,22 +243,13 @@ export async function verifySigV4(request: SignedRequest, options: VerifyOptions
   // Rebuild exactly the signed headers. A claimed payload hash is replaced by
   // the real one, so a lying x-amz-content-sha256 fails the comparison.
   const payloadHash = hash('sha256', request.body, 'hex');
-  const headers: Record<string, string> = {};
-  for (const name of auth.signedHeaders) {
+  const names = sortedUnique(auth.signedHeaders);
+  const headers = names.map((name): [string, string] => {
     const value = name === 'x-amz-content-sha256' ? payloadHash : headerValue(request.headers, name);
     if (value === undefined) throw new WireError('InvalidSignatureException', `Signed header '${name}' is missing from the request.`);
-    headers[name] = value;
-  }
-  const query: Record<string, string | string[]> = {};
-  for (const name of new Set(request.query.keys())) {
-    const values = request.query.getAll(name);
-    query[name] = values.length === 1 ? values[0]! : values;
-  }
-  const canonicalRequest = canonicalRequests.build(
-    new HttpRequest({ method: request.method, protocol: 'http:', hostname: headers.host ?? '', path: request.path, query, headers }),
-    getCanonicalHeaders({ headers } as HttpRequest, undefined, new Set(auth.signedHeaders)),
-    payloadHash,
-  );
+    return [name, value];
+  });
+  const canonicalRequest = canonicalRequests.build(request.method, request.path, request.query, headers, payloadHash);
   const expected = signatureOf(canonicalRequest, amzDate!, key, auth);
   const given = SIGNATURE.test(auth.signature) ? Buffer.from(auth.signature, 'hex') : Buffer.alloc(0);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
@@ -250,14 +290,10 @@ export async function signRequest(
   const payloadHash = hash('sha256', request.body ?? '', 'hex');
   const headers: Record<string, string> = { host: request.url.host, ...request.headers, 'x-amz-date': amzDate, 'x-amz-content-sha256': payloadHash };
   if (credentials.sessionToken) headers['x-amz-security-token'] = credentials.sessionToken;
-  const query: Record<string, string> = {};
-  request.url.searchParams.forEach((value, name) => {
-    query[name] = value;
-  });
-  const canonicalHeaders = getCanonicalHeaders({ headers } as unknown as HttpRequest);
-  const canonicalRequest = canonicalRequests.build(new HttpRequest({ method: request.method, hostname: request.url.hostname, path: request.url.pathname, query, headers }), canonicalHeaders, payloadHash);
+  const canonicalHeaders = Object.entries(getCanonicalHeaders({ headers } as unknown as HttpRequest)).sort(([a], [b]) => (a < b ? -1 : 1));
+  const canonicalRequest = canonicalRequests.build(request.method, request.url.pathname, request.url.searchParams, canonicalHeaders, payloadHash);
   const scope = { date: amzDate.slice(0, 8), region, service };
   const signature = signatureOf(canonicalRequest, amzDate, credentials, scope).toString('hex');
-  headers.authorization = `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${scope.date}/${region}/${service}/aws4_request, SignedHeaders=${Object.keys(canonicalHeaders).sort().join(';')}, Signature=${signature}`;
+  headers.authorization = `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${scope.date}/${region}/${service}/aws4_request, SignedHeaders=${canonicalHeaders.map(([name]) => name).join(';')}, Signature=${signature}`;
   return headers;
 }

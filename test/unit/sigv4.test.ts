@@ -90,3 +90,30 @@ test('signRequest gives exactly the headers the SDK signer gives', async () => {
     assert.deepEqual(ours, reference.headers);
   }
 });
+
+test('requests signed by the SDK signer verify, whatever their path, query and header spacing', async () => {
+  const { SignatureV4 } = await import('@smithy/signature-v4');
+  const { HttpRequest } = await import('@smithy/protocol-http');
+  const { NodeSha256 } = await import('../../src/lib/sigv4.js');
+  const cases: { path: string; query: [string, string][]; headers: Record<string, string> }[] = [
+    { path: '/clusters/a%20b/pod-identity-associations', query: [], headers: {} },
+    { path: '/a/./b/../c//d/', query: [['k', '2'], ['k', '1'], ['a b', 'x/y+z'], ['X-Amz-Signature', 'ignored']], headers: {} },
+    { path: '/', query: [['Action', 'GetCallerIdentity']], headers: { 'x-custom': '  a   b\t c ', 'x-lines': 'one\r\ntwo' } },
+  ];
+  for (const c of cases) {
+    const query = new URLSearchParams(c.query);
+    const values: Record<string, string | string[]> = {};
+    for (const name of new Set(query.keys())) values[name] = query.getAll(name).length === 1 ? query.get(name)! : query.getAll(name);
+    const body = '{"x":1}';
+    // Twice: the second time the path and query lines come from the verifier's memo.
+    for (let round = 0; round < 2; round++) {
+      const signedRequest = await new SignatureV4({ credentials: KEY, region: 'us-east-1', service: 'eks', sha256: NodeSha256 }).sign(
+        new HttpRequest({ method: 'POST', protocol: 'http:', hostname: '127.0.0.1', port: 8080, path: c.path, query: values, headers: { host: '127.0.0.1:8080', 'content-type': 'application/json', ...c.headers }, body }),
+      );
+      const headers = Object.fromEntries(Object.entries(signedRequest.headers).map(([k, v]) => [k.toLowerCase(), v]));
+      const caller = await verifySigV4({ method: 'POST', path: c.path, query, headers, body: Buffer.from(body) }, { service: 'eks', lookup });
+      assert.equal(caller.accessKeyId, KEY.accessKeyId, c.path);
+      await failsWith(verifySigV4({ method: 'POST', path: `${c.path}x`, query, headers, body: Buffer.from(body) }, { service: 'eks', lookup }), 'InvalidSignatureException');
+    }
+  }
+});

@@ -1,8 +1,8 @@
 // SigV4 on both sides: verifying signed requests that reach our APIs, and
 // signing the requests our agent and tests send. Both build the canonical
-// request with @smithy/signature-v4's own code (the AWS SDKs' signer) and
-// compute the signature with node:crypto and a cached signing key; verifying
-// compares it with the given one in constant time.
+// request the same way (its path and query lines from @smithy/signature-v4,
+// the AWS SDKs' signer) and compute the signature with node:crypto and a
+// cached signing key; verifying compares it with the given one in constant time.
 import { createHash, createHmac, createSecretKey, hash, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { HttpRequest } from '@smithy/protocol-http';
 import { getCanonicalHeaders, SignatureV4 } from '@smithy/signature-v4';

@@ -123,6 +123,9 @@ function sortedUnique(names: string[]): string[] {
   return names;
 }
 
+/** Longer method + path + query strings are not remembered. */
+const MAX_MEMO_KEY = 512;
+
 /**
  * Canonical requests (SigV4 task 1). The method, path and query lines carry
  * the subtle rules (path normalisation, URI escaping, query ordering), so
@@ -160,6 +163,8 @@ class CanonicalRequests extends SignatureV4 {
       }
       // With no headers and an empty payload hash, the builder's answer ends in the three line breaks after the (empty) header block.
       head = this.createCanonicalRequest(new HttpRequest({ method, path, query: values, headers: {} }), {}, '').slice(0, -3);
+      // Bounded in count and size: a caller needs only a key id (not its secret) to get here.
+      if (id.length > MAX_MEMO_KEY) return head;
       if (this.heads.size >= this.maxHeads) this.heads.clear();
       this.heads.set(id, head);
     }

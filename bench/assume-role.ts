@@ -19,11 +19,12 @@
 //        BENCH_CAPACITY_ONLY=1 to stop after the repeated-token capacity rounds (quick A/B comparisons).
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import autocannon from 'autocannon';
 import { signRequest } from '../src/lib/sigv4.js';
+import { workerCount } from '../src/server/workers.js';
 import { freePort } from '../test/helpers/server-process.js';
 import { pacedLoad, rawRequest, type PacedLoadResult } from './lib/paced-load.js';
 import { BENCH_NODE, createAssociations, nodeArgsFrom, startBenchServer } from './lib/control-plane.js';
@@ -82,6 +83,9 @@ function tokenMinter() {
     },
   };
 }
+
+/** a paced run, with the server's CPU per answered request over it */
+type PacedRound = PacedLoadResult & { serverCpuMicros: number };
 
 interface Prepared {
   headers: Record<string, string>;
@@ -150,7 +154,7 @@ export async function run(): Promise<ScenarioResult> {
   writeFileSync(join(dir, 'jwks.json'), JSON.stringify(minter.jwks));
   const children: ChildProcess[] = [];
   try {
-    const workerTotal = WORKERS === 'auto' ? availableParallelism() : WORKERS;
+    const workerTotal = workerCount(WORKERS);
     const server = await startBenchServer(dir, { issuer: ISSUER, jwksFile: join(dir, 'jwks.json') }, nodeArgsFrom('BENCH_SERVER_NODE_ARGS'), WORKERS);
     children.push(server.process);
     const apiUrl = server.apiUrl;
@@ -186,14 +190,14 @@ export async function run(): Promise<ScenarioResult> {
         notes: [],
       };
     }
-    const paced = async (pool: Prepared[], seconds: number): Promise<PacedLoadResult & { serverCpuMicros: number }> => {
+    const paced = async (pool: Prepared[], seconds: number): Promise<PacedRound> => {
       const before = cpuMs(server.process.pid!);
       const result = await pacedLoad(new URL(apiUrl), pool.map((item) => raw(apiUrl, item)), { rate: RATE, seconds, connections: PACED_CONNECTIONS, connectGapMs: CONNECT_GAP_MS });
       return { ...result, serverCpuMicros: ((cpuMs(server.process.pid!) - before) * 1000) / Math.max(1, result.answered) };
     };
     // Rounds, as for capacity: on a shared 2-core VM one round's tail can be
     // another process's time slice; the median round is the figure, every round is shown.
-    const pacedRounds: (PacedLoadResult & { serverCpuMicros: number })[] = [];
+    const pacedRounds: PacedRound[] = [];
     for (let i = 1; i <= ROUNDS; i++) {
       progress(`assume-role: ${RATE} requests/s evenly paced, repeated tokens, round ${i}/${ROUNDS}, ${PACED_SECONDS} s`);
       pacedRounds.push(await paced(repeated, PACED_SECONDS));
@@ -218,7 +222,7 @@ export async function run(): Promise<ScenarioResult> {
 
     const serverRps = median(serverRounds.map((r) => r.requestsPerSecond));
     const ceilingRps = median(ceilingRounds.map((r) => r.requestsPerSecond));
-    const pacedFigures = (r: PacedLoadResult & { serverCpuMicros: number }, label: string) => ({
+    const pacedFigures = (r: PacedRound, label: string) => ({
       [`${label} at ${RATE}/s: achieved requests/s`]: round(r.achievedRate, 0),
       [`${label} at ${RATE}/s: p50 (ms)`]: round(r.p50, 2),
       [`${label} at ${RATE}/s: p90 (ms)`]: round(r.p90, 2),

@@ -67,6 +67,11 @@ export function workerConfig(config: ServerConfig, workers: number): ServerConfi
   };
 }
 
+/** SQLite's change feed stays in its own process, so with workers it is relayed; PostgreSQL notifies every connection itself. */
+function relayIfLocal(config: ServerConfig, store: AssociationStore, send: (change: StoreChange) => void): RelayedStore | undefined {
+  return config.databaseUrl ? undefined : relayChanges(store, send);
+}
+
 export interface ApiWorkerOptions {
   logger: Logger;
   /** the primary's store; wrapped in a change relay when it is SQLite */
@@ -90,12 +95,8 @@ export class ApiWorkers {
     private readonly count: number,
     private readonly options: ApiWorkerOptions,
   ) {
-    if (config.databaseUrl) {
-      this.store = options.store;
-    } else {
-      this.relay = relayChanges(options.store, (change) => this.broadcast(change));
-      this.store = this.relay;
-    }
+    this.relay = relayIfLocal(config, options.store, (change) => this.broadcast(change));
+    this.store = this.relay ?? options.store;
   }
 
   /** Forks every worker and resolves with the API listener's URL once all listen; stops them all if one cannot. */
@@ -260,7 +261,7 @@ export async function runApiWorker(config: ServerConfig, rootLogger: Logger): Pr
   });
 
   const opened = await openStore(config, logger);
-  if (!config.databaseUrl) started.relay = relayChanges(opened, (change) => toPrimary({ t: 'change', change }));
+  started.relay = relayIfLocal(config, opened, (change) => toPrimary({ t: 'change', change }));
   started.store = started.relay ?? opened;
   try {
     started.api = await startApiListener(workerConfig(config, workerCount(config.workers)), { store: started.store, logger, registry });

@@ -3,6 +3,7 @@
 // token's pod must still exist with the same uid. Answers are remembered
 // briefly (alive) or long (gone: a uid never comes back), one lookup per pod
 // at a time; the alive TTL bounds how late a deletion is noticed.
+import { ExpiringCache } from '../lib/bounded-cache.js';
 import { WireError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { invalidToken, type PodIdentityClaims } from './claims.js';
@@ -20,19 +21,14 @@ export interface PodLivenessOptions {
   now?: () => number;
 }
 
-interface Entry {
-  alive: boolean;
-  until: number;
-}
-
 export type PodLivenessCheck = (claims: PodIdentityClaims) => Promise<void>;
 
 export function podLivenessCheck(options: PodLivenessOptions): PodLivenessCheck {
   const aliveTtlMs = options.aliveTtlMs ?? 20_000;
   const goneTtlMs = options.goneTtlMs ?? 10 * 60_000;
-  const maxEntries = options.maxEntries ?? 50_000;
   const now = options.now ?? Date.now;
-  const known = new Map<string, Entry>();
+  /** pod uid → alive */
+  const known = new ExpiringCache<string, boolean>(options.maxEntries ?? 50_000, now);
   const inFlight = new Map<string, Promise<boolean>>();
 
   async function lookUp(claims: PodIdentityClaims): Promise<boolean> {
@@ -53,17 +49,12 @@ export function podLivenessCheck(options: PodLivenessOptions): PodLivenessCheck 
   }
 
   function remember(podUid: string, alive: boolean): void {
-    known.delete(podUid);
-    if (known.size >= maxEntries) known.delete(known.keys().next().value!);
-    known.set(podUid, { alive, until: now() + (alive ? aliveTtlMs : goneTtlMs) });
+    known.set(podUid, alive, now() + (alive ? aliveTtlMs : goneTtlMs));
   }
 
   return async function checkPodAlive(claims) {
-    let alive: boolean;
-    const entry = known.get(claims.podUid);
-    if (entry && entry.until > now()) {
-      alive = entry.alive;
-    } else {
+    let alive = known.get(claims.podUid);
+    if (alive === undefined) {
       let pending = inFlight.get(claims.podUid);
       if (!pending) {
         pending = lookUp(claims).finally(() => inFlight.delete(claims.podUid));

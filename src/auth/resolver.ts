@@ -4,6 +4,7 @@
 // backstop.
 import type { AssociationStore } from '../associations/store.js';
 import type { Association, Subject } from '../associations/types.js';
+import { ExpiringCache } from '../lib/bounded-cache.js';
 import { WireError } from '../lib/errors.js';
 
 export interface ResolverOptions {
@@ -13,19 +14,14 @@ export interface ResolverOptions {
   now?: () => number;
 }
 
-interface Entry {
-  association: Association | undefined;
-  until: number;
-}
-
 function subjectKey(s: Subject): string {
   return `${s.clusterName}\u0000${s.namespace}\u0000${s.serviceAccount}`;
 }
 
 export class AssociationResolver {
-  private readonly cache = new Map<string, Entry>();
+  /** null: the store has no association for the subject (remembered too) */
+  private readonly cache: ExpiringCache<string, Association | null>;
   private readonly ttlMs: number;
-  private readonly maxEntries: number;
   private readonly now: () => number;
   private readonly unsubscribe: () => void;
   /** bumped by every change, so a read that raced a change is not cached */
@@ -33,8 +29,8 @@ export class AssociationResolver {
 
   constructor(private readonly options: ResolverOptions) {
     this.ttlMs = options.ttlMs ?? 10_000;
-    this.maxEntries = options.maxEntries ?? 50_000;
     this.now = options.now ?? Date.now;
+    this.cache = new ExpiringCache(options.maxEntries ?? 50_000, this.now);
     this.unsubscribe = options.store.onChange(({ association }) => {
       this.generation++;
       this.cache.delete(subjectKey(association));
@@ -45,16 +41,11 @@ export class AssociationResolver {
   async resolve(subject: Subject): Promise<Association> {
     const key = subjectKey(subject);
     const hit = this.cache.get(key);
-    let association: Association | undefined;
-    if (hit && hit.until > this.now()) {
-      association = hit.association;
-    } else {
-      const generation = this.generation;
-      association = await this.options.store.findBySubject(subject);
-      if (generation !== this.generation) return this.found(subject, association);
-      if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value!);
-      this.cache.set(key, { association, until: this.now() + this.ttlMs });
-    }
+    if (hit !== undefined) return this.found(subject, hit ?? undefined);
+    const generation = this.generation;
+    const association = await this.options.store.findBySubject(subject);
+    // A change landed while the store was read: the answer may be stale, so it is not remembered.
+    if (generation === this.generation) this.cache.set(key, association ?? null, this.now() + this.ttlMs);
     return this.found(subject, association);
   }
 

@@ -7,6 +7,7 @@ import { createHash, createHmac, createSecretKey, hash, timingSafeEqual, type Ke
 import { HttpRequest } from '@smithy/protocol-http';
 import { getCanonicalHeaders, SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity, Checksum, SourceData } from '@smithy/types';
+import { BoundedMap } from './bounded-cache.js';
 import { WireError } from './errors.js';
 
 /** SHA-256 (plain or HMAC) on node:crypto, in the shape the smithy signer expects. */
@@ -186,8 +187,7 @@ function canonicalHeaderValue(value: string): string {
  * HMAC. An entry is used only while the secret is the one it was derived from.
  */
 class SigningKeyCache {
-  private readonly entries = new Map<string, { secret: string; key: KeyObject }>();
-  constructor(private readonly maxEntries = 4096) {}
+  private readonly entries = new BoundedMap<string, { secret: string; key: KeyObject }>(4096);
 
   get(accessKeyId: string, secret: string, scope: { date: string; region: string; service: string }): KeyObject {
     const id = `${accessKeyId}/${scope.date}/${scope.region}/${scope.service}`;
@@ -197,7 +197,6 @@ class SigningKeyCache {
     for (const part of [scope.date, scope.region, scope.service, 'aws4_request']) key = createHmac('sha256', key).update(part).digest();
     // A KeyObject, not bytes: each HMAC with it skips importing the key again.
     const signingKey = createSecretKey(key);
-    if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
     this.entries.set(id, { secret, key: signingKey });
     return signingKey;
   }

@@ -3,6 +3,7 @@
 // need it, so it is fetched on demand, cached briefly, one request per account
 // at a time, with a short timeout; when the API server cannot answer, the
 // annotation is treated as absent (the default expiration applies).
+import { BoundedMap } from '../lib/bounded-cache.js';
 import type { Logger } from '../lib/logger.js';
 import { kubeClientFromKubeconfig } from '../lib/kube-api.js';
 import { ANNOTATION_TOKEN_EXPIRATION } from './mutate.js';
@@ -29,9 +30,9 @@ export function kubeServiceAccountLookup(options: KubeLookupOptions): ServiceAcc
   const kube = kubeClientFromKubeconfig(options.kubeconfigPath);
   const ttlMs = options.ttlMs ?? 60_000;
   const timeoutMs = options.timeoutMs ?? 1_000;
-  const maxEntries = options.maxEntries ?? 10_000;
   const now = options.now ?? Date.now;
-  const cache = new Map<string, Entry>();
+  // expired entries are kept: a stale answer beats none when the API server cannot answer
+  const cache = new BoundedMap<string, Entry>(options.maxEntries ?? 10_000);
   const inFlight = new Map<string, Promise<string | undefined>>();
 
   async function fetchAnnotation(namespace: string, name: string): Promise<string | undefined> {
@@ -51,7 +52,6 @@ export function kubeServiceAccountLookup(options: KubeLookupOptions): ServiceAcc
     const lookup = fetchAnnotation(namespace, name)
       .then(
         (value) => {
-          if (cache.size >= maxEntries) cache.delete(cache.keys().next().value!);
           cache.set(key, { value, expiresAt: now() + ttlMs });
           return value;
         },

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { importJwks, KeySet } from '../../src/auth/keys.js';
-import { JwksTokenVerifier, withRevocation } from '../../src/auth/verifier.js';
+import { JwksTokenVerifier, withRevocation, type TokenVerifier } from '../../src/auth/verifier.js';
 import { invalidToken } from '../../src/auth/claims.js';
 import { WireError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/logger.js';
@@ -54,18 +54,28 @@ describe('importJwks', () => {
   });
 });
 
+/** Uses a token until the verifier answers it from its cache (the same claims object again). */
+async function useUntilCached(verifier: TokenVerifier, token: string): Promise<void> {
+  await verifier.verify(token);
+  const kept = await verifier.verify(token);
+  assert.equal(await verifier.verify(token), kept, 'the token is answered from the cache');
+}
+
 describe('JwksTokenVerifier', () => {
   const logger = silentLogger();
 
-  it('verifies, then answers repeats from the cache without fetching or re-verifying', async () => {
+  it('verifies, and from a token\'s second use answers it from the cache without fetching or re-verifying', async () => {
     const signer = await testSigner('RS256');
     const source = jwksSource(jwksOf(signer));
     const verifier = new JwksTokenVerifier({ keys: new KeySet({ fetchJwks: source.fetch, describe: 'test', logger }), issuer: TEST_ISSUER });
     const token = await signer.sign(podClaims({ podName: 'p-1' }));
     const first = await verifier.verify(token);
-    const again = await verifier.verify(token);
+    const second = await verifier.verify(token);
     assert.equal(first.podName, 'p-1');
-    assert.equal(again, first);
+    assert.notEqual(second, first, 'the first use leaves only the hash: the second is verified again');
+    assert.deepEqual(second, first);
+    assert.equal(await verifier.verify(token), second, 'the second verification is remembered');
+    assert.equal(await verifier.verify(token), second);
     assert.equal(source.fetches, 1);
   });
 
@@ -131,7 +141,7 @@ describe('JwksTokenVerifier', () => {
     const keys = new KeySet({ fetchJwks: source.fetch, describe: 'test', logger, cooldownMs: 1_000, refreshMs: 60_000, now: () => clock });
     const verifier = new JwksTokenVerifier({ keys });
     const token = await oldKey.sign(podClaims());
-    await verifier.verify(token);
+    await useUntilCached(verifier, token);
     source.set(jwksOf(newKey));
     clock += 2_000;
     await verifier.verify(await newKey.sign(podClaims())); // unknown kid → refetch drops oldKey
@@ -159,7 +169,7 @@ describe('JwksTokenVerifier', () => {
     let clock = Date.now();
     const verifier = new JwksTokenVerifier({ keys: new KeySet({ fetchJwks: async () => jwksOf(signer), describe: 'test', logger }), now: () => clock });
     const token = await signer.sign(podClaims({ expiresIn: 600 }));
-    await verifier.verify(token);
+    await useUntilCached(verifier, token);
     clock += 700_000;
     await rejectsWith(verifier.verify(token), 'ExpiredTokenException');
   });
@@ -171,7 +181,7 @@ describe('JwksTokenVerifier', () => {
       if (dead.has(claims.podUid)) throw invalidToken("the token's pod no longer exists");
     });
     const token = await signer.sign(podClaims({ podUid: 'pod-uid-1' }));
-    await verifier.verify(token);
+    await useUntilCached(verifier, token);
     dead.add('pod-uid-1');
     await rejectsWith(verifier.verify(token), 'InvalidTokenException', /no longer exists/);
   });

@@ -56,8 +56,9 @@ export class JwksTokenVerifier implements TokenVerifier {
 
   constructor(private readonly options: JwksVerifierOptions) {
     this.now = options.now ?? Date.now;
-    this.cache = new ExpiringCache(options.cacheEntries ?? 20_000, this.now);
-    this.seenOnce = new BoundedMap(options.cacheEntries ?? 20_000);
+    const entries = options.cacheEntries ?? 20_000;
+    this.cache = new ExpiringCache(entries, this.now);
+    this.seenOnce = new BoundedMap(entries);
   }
 
   async verify(token: string): Promise<PodIdentityClaims> {

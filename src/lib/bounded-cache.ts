@@ -1,5 +1,7 @@
-// Bounded in-memory caches for the hot paths (verified tokens, association
-// lookups, pod liveness, signing keys, throttle buckets).
+// Bounded in-memory caches: verified tokens, association lookups, pod
+// liveness, SigV4 signing keys and canonical-request heads, local role ids and
+// the webhook's service accounts. (The throttle keeps its own policy: it
+// drops full buckets first, so that no limit is forgotten.)
 //
 // They forget in two generations rather than one oldest entry at a time. The
 // obvious one-at-a-time eviction, `map.delete(map.keys().next().value)`, is

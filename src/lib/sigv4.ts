@@ -136,8 +136,8 @@ const MAX_MEMO_KEY = 512;
  * headers in name order, values with whitespace folded exactly as smithy does.
  */
 class CanonicalRequests extends SignatureV4 {
-  private readonly heads = new Map<string, string>();
-  constructor(private readonly maxHeads = 1024) {
+  private readonly heads = new BoundedMap<string, string>(1024);
+  constructor() {
     super({ credentials: { accessKeyId: '', secretAccessKey: '' }, region: '', service: '', sha256: NodeSha256 });
   }
 
@@ -166,7 +166,6 @@ class CanonicalRequests extends SignatureV4 {
       head = this.createCanonicalRequest(new HttpRequest({ method, path, query: values, headers: {} }), {}, '').slice(0, -3);
       // Bounded in count and size: a caller needs only a key id (not its secret) to get here.
       if (id.length > MAX_MEMO_KEY) return head;
-      if (this.heads.size >= this.maxHeads) this.heads.clear();
       this.heads.set(id, head);
     }
     return head;

@@ -7,6 +7,7 @@
 import { createHash, createHmac, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { BoundedMap } from '../../lib/bounded-cache.js';
 import { WireError } from '../../lib/errors.js';
 import { assumedRoleArn, effectiveRoleArn, MAX_CHAINED_SECONDS, parseRoleArn } from '../session.js';
 import type { CredentialIssuer, IssuedCredentials, IssueRequest } from './issuer.js';
@@ -79,14 +80,13 @@ function keyFromText(text: string, path: string): Buffer {
   return key;
 }
 
-const roleIds = new Map<string, string>();
+const roleIds = new BoundedMap<string, string>(10_000);
 
 /** A stable role id (AROA…) per role ARN, as STS gives every role one. */
 export function localRoleId(roleArn: string): string {
   let id = roleIds.get(roleArn);
   if (id === undefined) {
     id = `AROA${base32(createHash('sha256').update(roleArn).digest(), 17)}`;
-    if (roleIds.size >= 10_000) roleIds.clear();
     roleIds.set(roleArn, id);
   }
   return id;

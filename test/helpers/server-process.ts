@@ -121,7 +121,24 @@ export function spawnTestProcess(command: string, args: string[], env: Record<st
   };
 }
 
+/**
+ * A port freePort() found free can be taken again before the server binds it
+ * (by another test's server, or as the local port of any loopback
+ * connection), so a start that fails with EADDRINUSE on ports chosen here is
+ * tried again on new ones.
+ */
 export async function startServerProcess(options: ServerProcessOptions = {}): Promise<ServerProcess> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startServerOnce(options);
+    } catch (error) {
+      const portsChosenHere = !['listen', 'webhookListen', 'metricsListen'].some((key) => options.config && key in options.config);
+      if (attempt >= 3 || !portsChosenHere || !(error as Error).message.includes('EADDRINUSE')) throw error;
+    }
+  }
+}
+
+async function startServerOnce(options: ServerProcessOptions): Promise<ServerProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'pod-identity-test-'));
   const dataDir = options.dataDir ?? join(dir, 'data');
   const [apiPort, webhookPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
@@ -145,7 +162,12 @@ export async function startServerProcess(options: ServerProcessOptions = {}): Pr
   const apiUrl = `http://127.0.0.1:${config.listen.split(':').pop()}`;
   const metricsUrl = `http://127.0.0.1:${config.metricsListen.split(':').pop()}`;
   const webhookUrl = `https://127.0.0.1:${config.webhookListen.split(':').pop()}`;
-  await server.untilReady(waitForHttp(`${metricsUrl}/readyz`), 'server');
+  try {
+    await server.untilReady(waitForHttp(`${metricsUrl}/readyz`), 'server');
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
   return {
     apiUrl,
     metricsUrl,

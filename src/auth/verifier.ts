@@ -77,8 +77,7 @@ export class JwksTokenVerifier implements TokenVerifier {
     const signer = candidates.find((candidate) => verifyJwsSignature(jws, candidate.key));
     if (!signer) throw invalidToken('signature does not verify with the cluster\'s signing key');
     const claims = checkClaims(jws.payload, { issuer: this.options.issuer, now: this.now() / 1000 });
-    if (this.seenOnce.get(cacheKey)) {
-      this.seenOnce.delete(cacheKey);
+    if (this.seenOnce.delete(cacheKey)) {
       this.cache.set(cacheKey, { claims, key: signer.key }, claims.expiresAt * 1000);
     } else {
       this.seenOnce.set(cacheKey, true);

@@ -46,9 +46,10 @@ export class BoundedMap<K, V> {
     this.insert(key, value);
   }
 
-  delete(key: K): void {
-    this.recent.delete(key);
-    this.older.delete(key);
+  /** Whether the key was there. */
+  delete(key: K): boolean {
+    const inRecent = this.recent.delete(key);
+    return this.older.delete(key) || inRecent;
   }
 
   private insert(key: K, value: V): void {

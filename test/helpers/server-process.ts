@@ -128,11 +128,11 @@ export function spawnTestProcess(command: string, args: string[], env: Record<st
  * tried again on new ones.
  */
 export async function startServerProcess(options: ServerProcessOptions = {}): Promise<ServerProcess> {
+  const portsChosenHere = !['listen', 'webhookListen', 'metricsListen'].some((key) => options.config && key in options.config);
   for (let attempt = 1; ; attempt++) {
     try {
       return await startServerOnce(options);
     } catch (error) {
-      const portsChosenHere = !['listen', 'webhookListen', 'metricsListen'].some((key) => options.config && key in options.config);
       if (attempt >= 3 || !portsChosenHere || !(error as Error).message.includes('EADDRINUSE')) throw error;
     }
   }

@@ -241,7 +241,7 @@ export async function run(): Promise<ScenarioResult> {
     if ((await answerOf(server.url, server.ca, requests[1]!.body)).patch) throw new Error('an unassociated review got a patch');
     const ceilingPort = await freePort();
     const tlsDir = join(dir, 'data', 'webhook-tls');
-    ceiling = await startCeilingServer(ceilingPort, mutated.bytes, { keyFile: join(tlsDir, 'tls.key'), certFile: join(tlsDir, 'tls.crt') });
+    ceiling = await startCeilingServer(ceilingPort, mutated.bytes, { tls: { keyFile: join(tlsDir, 'tls.key'), certFile: join(tlsDir, 'tls.crt') } });
     const ceilingUrl = `https://127.0.0.1:${ceilingPort}/mutate`;
 
     progress('webhook: warm-up, 5 s each (ceiling, then server)');

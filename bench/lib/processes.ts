@@ -38,7 +38,9 @@ export function startProcess(args: string[], env: Record<string, string>, ready:
  * certificate files) in its own process, answering every request with `body`
  * as JSON — what the machine can do with no work of ours in the way. With
  * `workers` above 1, that many processes behind one listener (node:cluster),
- * the shape of a server with API workers.
+ * the shape of a server with API workers. With `burnMicros`, each request
+ * first keeps the CPU busy that long: a stand-in for a request's own work, to
+ * ask the machine what latency any server of that cost gets.
  */
 const CEILING_SERVER = `
 import cluster from 'node:cluster';
@@ -52,7 +54,9 @@ if (workers > 1 && cluster.isPrimary) {
 } else {
 const body = Buffer.from(process.env.BODY, 'base64');
 const headers = ['content-type', 'application/json', 'content-length', String(body.length)];
-const handler = (req, res) => { res.writeHead(200, headers); res.end(body); };
+const burnMs = Number(process.env.BURN_MICROS) / 1000;
+const burn = () => { const until = performance.now() + burnMs; while (performance.now() < until); };
+const handler = (req, res) => { if (burnMs > 0) burn(); res.writeHead(200, headers); res.end(body); };
 const server = process.env.TLS_KEY
   ? (await import('node:https')).createServer({ key: readFileSync(process.env.TLS_KEY), cert: readFileSync(process.env.TLS_CERT) }, handler)
   : (await import('node:http')).createServer(handler);
@@ -60,8 +64,17 @@ server.listen(Number(process.env.PORT), '127.0.0.1', () => cluster.isPrimary && 
 }
 `;
 
-export function startCeilingServer(port: number, body: Buffer, tls?: { keyFile: string; certFile: string }, workers = 1): Promise<ChildProcess> {
-  const env: Record<string, string> = { BODY: body.toString('base64'), PORT: String(port), WORKERS: String(workers) };
+export interface CeilingOptions {
+  tls?: { keyFile: string; certFile: string };
+  /** processes behind the listener (default 1) */
+  workers?: number;
+  /** busy CPU time spent on each request before answering, in µs (default 0) */
+  burnMicros?: number;
+}
+
+export function startCeilingServer(port: number, body: Buffer, options: CeilingOptions = {}): Promise<ChildProcess> {
+  const { tls, workers = 1, burnMicros = 0 } = options;
+  const env: Record<string, string> = { BODY: body.toString('base64'), PORT: String(port), WORKERS: String(workers), BURN_MICROS: String(burnMicros) };
   if (tls) Object.assign(env, { TLS_KEY: tls.keyFile, TLS_CERT: tls.certFile });
   // a file, not `-e`: node:cluster forks the script it was started with
   const script = join(mkdtempSync(join(tmpdir(), 'bench-ceiling-')), 'ceiling.mjs');

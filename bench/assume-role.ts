@@ -259,18 +259,19 @@ export async function run(): Promise<ScenarioResult> {
     // the ceiling busy a fixed time per request; all are started, warmed up,
     // then measured in turn, round after round.
     const matchedBurn = Math.max(0, Math.round(median(uniqueRounds.map((r) => r.serverCpuMicros)) - pacedCeiling.serverCpuMicros));
-    const ladder: { burnMicros: number; pid: number; url: string; rounds: PacedRound[] }[] = [];
+    const ladder: { burnMicros: number; pid: number; url: string; requests: Buffer[]; rounds: PacedRound[] }[] = [];
     for (const burnMicros of [...BURN_STEPS, matchedBurn]) {
       const port = await freePort();
       const burning = await startCeilingServer(port, answer, { workers: workerTotal, burnMicros });
       children.push(burning);
-      ladder.push({ burnMicros, pid: burning.pid!, url: `http://127.0.0.1:${port}`, rounds: [] });
+      const url = `http://127.0.0.1:${port}`;
+      ladder.push({ burnMicros, pid: burning.pid!, url, requests: ceilingRequests(url), rounds: [] });
     }
     progress(`assume-role: cost ladder (ceiling busy ${ladder.map((step) => step.burnMicros).join(', ')} µs per request), warm-up 3 s each`);
-    for (const step of ladder) await pacedRound(step.url, step.pid, ceilingRequests(step.url), 3);
+    for (const step of ladder) await pacedRound(step.url, step.pid, step.requests, 3);
     for (let i = 1; i <= ROUNDS; i++) {
       progress(`assume-role: cost ladder round ${i}/${ROUNDS}, ${RATE} requests/s evenly paced, ${SECONDS} s per step`);
-      for (const step of ladder) step.rounds.push(await pacedRound(step.url, step.pid, ceilingRequests(step.url), SECONDS));
+      for (const step of ladder) step.rounds.push(await pacedRound(step.url, step.pid, step.requests, SECONDS));
     }
     const metTarget = ladder.filter((step) => medianByP99(step.rounds).p99 < 20).map((step) => median(step.rounds.map((r) => r.serverCpuMicros)));
 

@@ -17,7 +17,10 @@
 //     now keeping the CPU busy a fixed time per request, paced the same way, in
 //     steps that bracket our requests' cost (the last adds exactly a
 //     unique-token request's), BENCH_ROUNDS rounds each: the p99 any server
-//     of that cost gets here.
+//     of that cost gets here;
+//   - the lean reference: the least work a unique-token request needs, written
+//     inline (bench/lib/lean-server.ts), on the same requests, BENCH_ROUNDS
+//     rounds: the floor of the cost for this contract, and the tail it gets.
 // Run: npm run build && node --import tsx bench/assume-role.ts
 // Knobs: BENCH_SECONDS (10), BENCH_PACED_SECONDS (30, repeated-token paced rounds), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_RATE (3000), BENCH_WORKERS (auto),
 //        BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server,
@@ -26,6 +29,7 @@ import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import autocannon from 'autocannon';
 import { signRequest } from '../src/lib/sigv4.js';
@@ -33,7 +37,8 @@ import { workerCount } from '../src/server/workers.js';
 import { freePort } from '../test/helpers/server-process.js';
 import { pacedLoad, rawRequest, type PacedLoadResult } from './lib/paced-load.js';
 import { BENCH_NODE, createAssociations, nodeArgsFrom, startBenchServer } from './lib/control-plane.js';
-import { cpuMs, median, startCeilingServer, stopProcess } from './lib/processes.js';
+import type { LeanSpec } from './lib/lean-server.js';
+import { cpuMs, median, startCeilingServer, startProcess, stopProcess } from './lib/processes.js';
 import { atLeast, below, progress, round, type ScenarioResult } from './lib/report.js';
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
@@ -91,6 +96,21 @@ function tokenMinter() {
       });
     },
   };
+}
+
+/** The lean reference (bench/lib/lean-server.ts) on `apiUrl`'s port, with the cluster, key and roles the server had. */
+function startLeanServer(apiUrl: string, dir: string, workers: number): Promise<ChildProcess> {
+  const spec: LeanSpec = {
+    port: Number(new URL(apiUrl).port),
+    workers,
+    jwksFile: join(dir, 'jwks.json'),
+    issuer: ISSUER,
+    clusterName: 'bench',
+    accountId: '111122223333',
+    node: BENCH_NODE,
+    roles: Object.fromEntries(Array.from({ length: SERVICE_ACCOUNTS }, (_, i) => [`bench/sa-${i}`, `arn:aws:iam::111122223333:role/bench-sa-${i}`])),
+  };
+  return startProcess(['--import', 'tsx', fileURLToPath(new URL('./lib/lean-server.ts', import.meta.url))], { LEAN_SPEC: JSON.stringify(spec) }, 'ready');
 }
 
 /** a paced run, with the server's CPU per answered request over it */
@@ -218,7 +238,7 @@ export async function run(): Promise<ScenarioResult> {
       const result = await pacedLoad(new URL(url), requests, { rate: RATE, seconds, connections: PACED_CONNECTIONS, connectGapMs: CONNECT_GAP_MS });
       return { ...result, serverCpuMicros: ((cpuMs(pid) - before) * 1000) / Math.max(1, result.answered) };
     };
-    const paced = (pool: Prepared[], seconds: number) => pacedRound(apiUrl, server.process.pid!, pool.map((item) => raw(apiUrl, item)), seconds);
+    const paced = (pool: Prepared[], seconds: number, pid = server.process.pid!) => pacedRound(apiUrl, pid, pool.map((item) => raw(apiUrl, item)), seconds);
     const ceilingRequests = (url: string) => repeated.slice(0, 50).map((item) => raw(url, item));
     const pacedRounds: PacedRound[] = [];
     for (let i = 1; i <= ROUNDS; i++) {
@@ -250,8 +270,23 @@ export async function run(): Promise<ScenarioResult> {
       uniqueRounds.push(await paced(unique.slice(start, start + pacedPool), SECONDS));
     }
     const pacedUnique = medianByP99(uniqueRounds);
-    // The server is done; stopped, its idle-time GC cannot land in the ladder's rounds.
+    // The server is done; stopped, its idle-time GC cannot land in the later rounds.
     await stopProcess(server.process);
+
+    // The lean reference takes the server's port, so the very requests of the
+    // paced unique rounds (signed for that host) verify there too; none of
+    // their tokens is known to it.
+    const leanServer = await startLeanServer(apiUrl, dir, workerTotal);
+    children.push(leanServer);
+    progress('assume-role: lean reference, warm-up 3 s');
+    await paced(unique.slice(0, RATE * 3), 3, leanServer.pid!);
+    const leanRounds: PacedRound[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      progress(`assume-role: lean reference, ${RATE} requests/s evenly paced, unique tokens, round ${i + 1}/${ROUNDS}, ${SECONDS} s`);
+      const start = capacityPool + i * pacedPool;
+      leanRounds.push(await paced(unique.slice(start, start + pacedPool), SECONDS, leanServer.pid!));
+    }
+    await stopProcess(leanServer);
     unique.length = 0;
 
     // The cost ladder: whatever its code, a server whose request costs what a
@@ -287,7 +322,7 @@ export async function run(): Promise<ScenarioResult> {
     });
     const failures =
       [...serverRounds, ...ceilingRounds, uniqueCapacity].reduce((n, r) => n + r.failures, 0) +
-      [...pacedRounds, ...uniqueRounds, pacedCeiling, ...ladder.flatMap((step) => step.rounds)].reduce((n, r) => n + r.non2xx + r.unanswered, 0);
+      [...pacedRounds, ...uniqueRounds, ...leanRounds, pacedCeiling, ...ladder.flatMap((step) => step.rounds)].reduce((n, r) => n + r.non2xx + r.unanswered, 0);
     return {
       scenario: 'assume-role',
       description: `AssumeRoleForPodIdentity: local issuer, RS256 JWKS-file verification, SQLite store, audit to the log, ${workerTotal} API worker process(es) (workers: ${WORKERS}); capacity with ${CONNECTIONS} keep-alive connections (autocannon), latency at ${RATE} requests/s evenly paced from a second process`,
@@ -317,6 +352,7 @@ export async function run(): Promise<ScenarioResult> {
           ]),
         ),
         [`cost ladder: most CPU per request with p99 under 20 ms at ${RATE}/s (µs)`]: metTarget.length ? round(Math.max(...metTarget), 0) : 'none',
+        [`lean reference (the least work of a unique-token request) at ${RATE}/s: CPU per request (µs, median) / p99 of each round (ms)`]: `${round(median(leanRounds.map((r) => r.serverCpuMicros)), 0)} / ${p99s(leanRounds)}`,
         'failed requests (non-2xx, errors, timeouts, unanswered)': failures,
         'load average at the end (1 min)': round(loadavg()[0]!, 2),
       },
@@ -332,6 +368,7 @@ export async function run(): Promise<ScenarioResult> {
         `Capacity is the closed-loop rate; its latency is ${CONNECTIONS} connections divided by that rate (Little's law), so the p99 target is measured open loop at ${RATE} requests/s instead.`,
         'CPU per request is the server\'s user+system time over the run (from /proc, the primary and its API workers together) divided by the requests it answered. The load generator runs on the same 2 cores and takes its share.',
         `The cost ladder runs the ceiling again, busy a fixed time on each request before answering, at ${RATE} requests/s with the same driver: the tail this machine gives any server whose request costs that much CPU. Its last step adds what a unique-token request cost above the bare ceiling in this run; a step meets the target when its median round does.`,
+        'The lean reference (bench/lib/lean-server.ts) does only what a request with a never-seen token must: SigV4, the RS256 check and claims, a role lookup, minting and the audit record, inline, in as many processes as the server has API workers, on the same requests as the unique-token rounds. Its CPU per request is the floor for this contract here; its tail is what that floor gets.',
         uniqueCapacity.sent > capacityPool ? `the unique-token pool was cycled (${uniqueCapacity.sent} requests for ${capacityPool} tokens): later rounds hit the cache` : 'no unique token was sent twice',
       ],
     };

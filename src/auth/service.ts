@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { Association } from '../associations/types.js';
 import { isWireError, WireError } from '../lib/errors.js';
+import { isoTime } from '../lib/iso-time.js';
 import { hotCounter, type HotCounter } from '../lib/metrics.js';
 import type { AuditLog, AuditOutcome, AuditRecord } from './audit.js';
 import { POD_IDENTITY_AUDIENCE, type PodIdentityClaims } from './claims.js';
@@ -89,7 +90,7 @@ export class EksAuthService {
   async assumeRole(input: AssumeRoleInput): Promise<AssumeRoleOutput> {
     const started = performance.now();
     const record: AuditRecord = {
-      time: new Date(this.now()).toISOString(),
+      time: isoTime(this.now()),
       requestId: input.requestId,
       cluster: input.clusterName,
       caller: input.caller.accessKeyId,
@@ -139,7 +140,7 @@ export class EksAuthService {
     const issued = await this.options.issuer.issue({
       association,
       sessionName: roleSessionName(cluster.name, claims.podName, randomUUID()),
-      ...(!association.disableSessionTags && { tags: sessionTags(cluster.arn, cluster.name, claims) }),
+      ...(this.options.issuer.usesSessionTags && !association.disableSessionTags && { tags: sessionTags(cluster.arn, cluster.name, claims) }),
     });
     return toAssumeRoleOutput(claims, association, issued);
   }

@@ -2,6 +2,7 @@
 // could hold a secret is redacted by path as a second line of defence; the
 // first is never putting tokens, secret keys or session tokens in a record.
 import { pino, type Logger } from 'pino';
+import { isoTime } from './iso-time.js';
 
 export type { Logger };
 
@@ -38,7 +39,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       level: options.level ?? process.env.LOG_LEVEL ?? 'info',
       redact: { paths: REDACT, censor: '[redacted]' },
       base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: () => `,"time":"${isoTime(Date.now())}"`,
     },
     pino.destination({ fd: 2, sync: false, ...(options.batched && { minLength: 4096, periodicFlush: 100 }) }),
   );

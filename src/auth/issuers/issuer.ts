@@ -27,6 +27,8 @@ export interface IssuedCredentials {
 }
 
 export interface CredentialIssuer {
+  /** whether the sessions it makes carry session tags (STS's do; the local issuer's have nowhere to keep them) */
+  readonly usesSessionTags: boolean;
   /** Throws WireError: AccessDeniedException, ThrottlingException, ServiceUnavailableException, InternalServerException. */
   issue(request: IssueRequest): Promise<IssuedCredentials>;
   close(): void;

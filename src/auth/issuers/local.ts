@@ -80,16 +80,29 @@ function keyFromText(text: string, path: string): Buffer {
   return key;
 }
 
-const roleIds = new BoundedMap<string, string>(10_000);
-
 /** A stable role id (AROA…) per role ARN, as STS gives every role one. */
 export function localRoleId(roleArn: string): string {
-  let id = roleIds.get(roleArn);
-  if (id === undefined) {
-    id = `AROA${base32(createHash('sha256').update(roleArn).digest(), 17)}`;
-    roleIds.set(roleArn, id);
+  return `AROA${base32(createHash('sha256').update(roleArn).digest(), 17)}`;
+}
+
+interface LocalRole {
+  accountId: string;
+  id: string;
+  /** the role's session ARNs without the session name */
+  sessionArnPrefix: string;
+}
+
+/** What each role ARN gives its sessions, worked out once per role (null: not a role ARN). */
+const roles = new BoundedMap<string, LocalRole | null>(10_000);
+
+function localRole(roleArn: string): LocalRole | null {
+  let role = roles.get(roleArn);
+  if (role === undefined) {
+    const parts = parseRoleArn(roleArn);
+    role = parts ? { accountId: parts.accountId, id: localRoleId(roleArn), sessionArnPrefix: assumedRoleArn(roleArn, '') } : null;
+    roles.set(roleArn, role);
   }
-  return id;
+  return role;
 }
 
 export interface LocalIssuerOptions {
@@ -99,6 +112,7 @@ export interface LocalIssuerOptions {
 }
 
 export class LocalIssuer implements CredentialIssuer {
+  readonly usesSessionTags = false;
   private readonly now: () => number;
 
   constructor(private readonly options: LocalIssuerOptions) {
@@ -108,13 +122,13 @@ export class LocalIssuer implements CredentialIssuer {
 
   async issue({ association, sessionName }: IssueRequest): Promise<IssuedCredentials> {
     const roleArn = effectiveRoleArn(association);
-    const role = parseRoleArn(roleArn);
+    const role = localRole(roleArn);
     if (!role) throw new WireError('InternalServerException', 'The association does not name a valid role ARN.');
     const duration = association.targetRoleArn ? Math.min(this.options.durationSeconds, MAX_CHAINED_SECONDS) : this.options.durationSeconds;
     const expiresAt = Math.floor(this.now() / 1000) + duration;
     const accessKeyId = `ASIA${base32(pooledRandom(16), 16)}`;
-    const arn = assumedRoleArn(roleArn, sessionName);
-    const userId = `${localRoleId(roleArn)}:${sessionName}`;
+    const arn = `${role.sessionArnPrefix}${sessionName}`;
+    const userId = `${role.id}:${sessionName}`;
     const body: TokenBody = { k: accessKeyId, a: arn, u: userId, c: role.accountId, e: expiresAt };
     const encoded = Buffer.from(JSON.stringify(body)).toString('base64url');
     const derived = this.derive(encoded);

@@ -56,6 +56,7 @@ function complete(credentials: Credentials | undefined): credentials is Required
 }
 
 export class StsIssuer implements CredentialIssuer {
+  readonly usesSessionTags = true;
   private readonly client: STSClient;
 
   constructor(private readonly options: StsIssuerOptions) {

@@ -9,7 +9,7 @@ export interface IssueRequest {
   association: Association;
   /** `eks-<cluster>-<pod>-<uuid>`, already cut to STS's rules */
   sessionName: string;
-  /** the six transitive tags, or undefined when the association disables session tags */
+  /** the six transitive tags; undefined when the association disables session tags or the issuer does not use them */
   tags?: SessionTag[];
 }
 

@@ -36,7 +36,7 @@ import { signRequest } from '../src/lib/sigv4.js';
 import { workerCount } from '../src/server/workers.js';
 import { freePort } from '../test/helpers/server-process.js';
 import { pacedLoad, rawRequest, type PacedLoadResult } from './lib/paced-load.js';
-import { BENCH_NODE, createAssociations, nodeArgsFrom, startBenchServer } from './lib/control-plane.js';
+import { BENCH_NODE, benchRoleArn, createAssociations, nodeArgsFrom, startBenchServer } from './lib/control-plane.js';
 import type { LeanSpec } from './lib/lean-server.js';
 import { cpuMs, median, startCeilingServer, startProcess, stopProcess } from './lib/processes.js';
 import { atLeast, below, progress, round, type ScenarioResult } from './lib/report.js';
@@ -108,7 +108,7 @@ function startLeanServer(apiUrl: string, dir: string, workers: number): Promise<
     clusterName: 'bench',
     accountId: '111122223333',
     node: BENCH_NODE,
-    roles: Object.fromEntries(Array.from({ length: SERVICE_ACCOUNTS }, (_, i) => [`bench/sa-${i}`, `arn:aws:iam::111122223333:role/bench-sa-${i}`])),
+    roles: Object.fromEntries(Array.from({ length: SERVICE_ACCOUNTS }, (_, i) => [`bench/sa-${i}`, benchRoleArn(`sa-${i}`)])),
   };
   return startProcess(['--import', 'tsx', fileURLToPath(new URL('./lib/lean-server.ts', import.meta.url))], { LEAN_SPEC: JSON.stringify(spec) }, 'ready');
 }
@@ -263,11 +263,12 @@ export async function run(): Promise<ScenarioResult> {
     }
     progress(`assume-role: capacity, unique tokens, ${CONNECTIONS} connections, ${SECONDS} s`);
     const uniqueCapacity = await saturate(apiUrl, unique.slice(0, capacityPool), server.process.pid!);
+    // each paced round's tokens, the same for our server and the lean reference
+    const roundPools = Array.from({ length: ROUNDS }, (_, i) => unique.slice(capacityPool + i * pacedPool, capacityPool + (i + 1) * pacedPool));
     const uniqueRounds: PacedRound[] = [];
     for (let i = 0; i < ROUNDS; i++) {
       progress(`assume-role: ${RATE} requests/s evenly paced, unique tokens, round ${i + 1}/${ROUNDS}, ${SECONDS} s`);
-      const start = capacityPool + i * pacedPool;
-      uniqueRounds.push(await paced(unique.slice(start, start + pacedPool), SECONDS));
+      uniqueRounds.push(await paced(roundPools[i]!, SECONDS));
     }
     const pacedUnique = medianByP99(uniqueRounds);
     // The server is done; stopped, its idle-time GC cannot land in the later rounds.
@@ -283,11 +284,11 @@ export async function run(): Promise<ScenarioResult> {
     const leanRounds: PacedRound[] = [];
     for (let i = 0; i < ROUNDS; i++) {
       progress(`assume-role: lean reference, ${RATE} requests/s evenly paced, unique tokens, round ${i + 1}/${ROUNDS}, ${SECONDS} s`);
-      const start = capacityPool + i * pacedPool;
-      leanRounds.push(await paced(unique.slice(start, start + pacedPool), SECONDS, leanServer.pid!));
+      leanRounds.push(await paced(roundPools[i]!, SECONDS, leanServer.pid!));
     }
     await stopProcess(leanServer);
     unique.length = 0;
+    roundPools.length = 0;
 
     // The cost ladder: whatever its code, a server whose request costs what a
     // step costs gets about that step's tail on this machine. Each step is

@@ -58,12 +58,17 @@ export async function startBenchServer(dir: string, cluster: { issuer: string; j
   return { process: child, apiUrl: `http://127.0.0.1:${api}`, metricsUrl: `http://127.0.0.1:${metrics}` };
 }
 
-/** Associates each service account of namespace `bench` with role bench-<name>, through the EKS API. */
+/** The role the benchmarks associate with a service account of namespace `bench`. */
+export function benchRoleArn(serviceAccount: string): string {
+  return `arn:aws:iam::111122223333:role/bench-${serviceAccount}`;
+}
+
+/** Associates each service account of namespace `bench` with its benchRoleArn, through the EKS API. */
 export async function createAssociations(apiUrl: string, serviceAccounts: string[]): Promise<void> {
   const eks = new EKSClient({ endpoint: apiUrl, region: 'us-east-1', credentials: keyPair(BENCH_ADMIN), maxAttempts: 1 });
   try {
     for (const serviceAccount of serviceAccounts) {
-      await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'bench', namespace: 'bench', serviceAccount, roleArn: `arn:aws:iam::111122223333:role/bench-${serviceAccount}` }));
+      await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'bench', namespace: 'bench', serviceAccount, roleArn: benchRoleArn(serviceAccount) }));
     }
   } finally {
     eks.destroy();

@@ -17,6 +17,7 @@ import { createHmac, createPublicKey, hash, randomFillSync, randomUUID, timingSa
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { AuditLog } from '../../src/auth/audit.js';
+import { assumedRoleArn } from '../../src/auth/session.js';
 import { createLogger } from '../../src/lib/logger.js';
 
 export interface LeanSpec {
@@ -40,7 +41,8 @@ const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 function startWorker(): void {
   const jwk = (JSON.parse(readFileSync(spec.jwksFile, 'utf8')) as { keys: (JsonWebKey & { kid: string })[] }).keys[0]!;
   const publicKey = createPublicKey({ key: jwk, format: 'jwk' });
-  const roles = new Map(Object.entries(spec.roles));
+  // each role's ARN and its sessions' ARN prefix, worked out once
+  const roles = new Map(Object.entries(spec.roles).map(([subject, roleArn]) => [subject, { roleArn, sessionArnPrefix: assumedRoleArn(roleArn, '') }]));
   const issuerKey = randomFillSync(Buffer.alloc(32));
   const audit = new AuditLog(createLogger({ level: 'info', batched: true }));
   const signingKeys = new Map<string, Buffer>();
@@ -48,11 +50,12 @@ function startWorker(): void {
   let randomOffset = random.length;
 
   function signingKey(date: string, region: string): Buffer {
-    let key = signingKeys.get(`${date}/${region}`);
+    const scope = `${date}/${region}`;
+    let key = signingKeys.get(scope);
     if (!key) {
       key = Buffer.from(`AWS4${spec.node.secretAccessKey}`);
       for (const part of [date, region, 'eks-auth', 'aws4_request']) key = createHmac('sha256', key).update(part).digest();
-      signingKeys.set(`${date}/${region}`, key);
+      signingKeys.set(scope, key);
     }
     return key;
   }
@@ -130,10 +133,10 @@ function startWorker(): void {
     const token = (JSON.parse(body.toString()) as { token?: unknown }).token;
     const pod = typeof token === 'string' ? verifiedPod(token) : undefined;
     if (!pod) return answer(res, 400, { message: 'token' });
-    const roleArn = roles.get(`${pod.namespace}/${pod.serviceAccount}`);
-    if (!roleArn) return answer(res, 404, { message: 'association' });
+    const role = roles.get(`${pod.namespace}/${pod.serviceAccount}`);
+    if (!role) return answer(res, 404, { message: 'association' });
     const sessionName = `eks-${spec.clusterName}-${pod.podName}-${randomUUID()}`.slice(0, 64);
-    const arn = `${roleArn.replace(':iam::', ':sts::').replace(':role/', ':assumed-role/')}/${sessionName}`;
+    const arn = `${role.sessionArnPrefix}${sessionName}`;
     const expiration = Math.floor(Date.now() / 1000) + 3600;
     const keyId = accessKeyId();
     const session = Buffer.from(JSON.stringify({ k: keyId, a: arn, c: spec.accountId, e: expiration })).toString('base64url');
@@ -156,7 +159,7 @@ function startWorker(): void {
       podUid: pod.podUid,
       ...(pod.nodeName && { node: pod.nodeName }),
       associationId: 'a-lean',
-      roleArn,
+      roleArn: role.roleArn,
       outcome: 'allowed',
       latencyMs: performance.now() - started,
     });

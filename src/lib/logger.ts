@@ -1,7 +1,7 @@
 // One logger for the whole process (pino, JSON lines on stderr). Anything that
 // could hold a secret is redacted by path as a second line of defence; the
 // first is never putting tokens, secret keys or session tokens in a record.
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import { isoTime } from './iso-time.js';
 
 export type { Logger };
@@ -41,8 +41,25 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       base: { pid: process.pid },
       timestamp: () => `,"time":"${isoTime(Date.now())}"`,
     },
-    pino.destination({ fd: 2, sync: false, ...(options.batched && { minLength: 4096, periodicFlush: 100 }) }),
+    options.batched ? batchedStderr() : pino.destination({ fd: 2, sync: false }),
   );
+}
+
+/**
+ * stderr, written 4 KiB at a time or every 100 ms. sonic-boom gathers the
+ * lines as Buffers: given strings, it measures the byte length of everything
+ * gathered so far on every line (a copy and a scan of up to 16 KiB per line,
+ * ~10 % of the instructions of an EKS Auth request in callgrind); given
+ * Buffers, it adds up their lengths. What is gathered is still written when
+ * the process exits (pino's exit hook on the destination).
+ */
+function batchedStderr(): DestinationStream & { flush(cb?: (error?: Error) => void): void; flushSync(): void } {
+  const stream = pino.destination({ fd: 2, sync: false, minLength: 4096, periodicFlush: 100, contentMode: 'buffer' });
+  return {
+    write: (line: string) => stream.write(Buffer.from(line) as unknown as string),
+    flush: (cb) => stream.flush(cb),
+    flushSync: () => stream.flushSync(),
+  };
 }
 
 /** A logger that drops everything; for library use and tests that do not read logs. */

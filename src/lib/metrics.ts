@@ -16,18 +16,27 @@ export interface HotCounter {
   add(...values: string[]): void;
 }
 
+/** A node of a hot counter's tree of label values: its children by the next value, and the count of the series ending here. */
+interface LabelNode {
+  children: Map<string, LabelNode>;
+  labels?: Record<string, string>;
+  count: number;
+}
+
 /**
  * A counter for hot paths: `add(...labelValues)` bumps a plain number, and the
  * sums reach prom-client only when /metrics is scraped (a labelled inc()
- * hashes its labels on every call).
+ * hashes its labels on every call). Series are found through one small map
+ * per label, so a request's label values are never joined into a new key.
  */
 export function hotCounter<L extends string>(registry: Registry, options: { name: string; help: string; labelNames: readonly L[] }): HotCounter {
-  const pending = new Map<string, { labels: Record<string, string>; count: number }>();
+  const root: LabelNode = { children: new Map(), count: 0 };
+  const series: LabelNode[] = [];
   new Counter({
     ...options,
     registers: [registry],
     collect() {
-      for (const entry of pending.values()) {
+      for (const entry of series) {
         if (entry.count === 0) continue;
         this.inc(entry.labels as Partial<Record<L, string>>, entry.count);
         entry.count = 0;
@@ -36,10 +45,74 @@ export function hotCounter<L extends string>(registry: Registry, options: { name
   });
   return {
     add(...values) {
-      const key = values.join('\u0000');
-      const entry = pending.get(key);
-      if (entry) entry.count++;
-      else pending.set(key, { labels: Object.fromEntries(options.labelNames.map((name, i) => [name, values[i] ?? ''])), count: 1 });
+      let node = root;
+      for (let i = 0; i < options.labelNames.length; i++) {
+        const value = values[i] ?? '';
+        let child = node.children.get(value);
+        if (!child) node.children.set(value, (child = { children: new Map(), count: 0 }));
+        node = child;
+      }
+      if (!node.labels) {
+        node.labels = Object.fromEntries(options.labelNames.map((name, i) => [name, values[i] ?? '']));
+        series.push(node);
+      }
+      node.count++;
+    },
+  };
+}
+
+export interface HotHistogram {
+  /** records one observation for this label value */
+  observe(labelValue: string, value: number): void;
+}
+
+/**
+ * A histogram with one label, for hot paths: `observe` adds to plain numbers
+ * (prom-client's hashes its labels and looks up its bucket by a number turned
+ * into a property name, several µs a request under load). It is registered
+ * as a metric of its own, answering what prom-client's Histogram answers, so
+ * the text format and the workers' aggregation treat it as one.
+ */
+export function hotHistogram(registry: Registry, options: { name: string; help: string; labelName: string; buckets: readonly number[] }): HotHistogram {
+  const bounds = [...options.buckets].sort((a, b) => a - b);
+  /** per label value: observations per bucket (the last one +Inf), their sum and count */
+  const series = new Map<string, { counts: number[]; sum: number; count: number }>();
+  const metric = {
+    name: options.name,
+    help: options.help,
+    type: 'histogram',
+    aggregator: 'sum',
+    async get() {
+      const values = [];
+      for (const [labelValue, s] of series) {
+        const labels = { [options.labelName]: labelValue };
+        let cumulative = 0;
+        for (let i = 0; i < bounds.length; i++) {
+          cumulative += s.counts[i]!;
+          values.push({ labels: { le: bounds[i]!, ...labels }, value: cumulative, metricName: `${options.name}_bucket` });
+        }
+        values.push(
+          { labels: { le: '+Inf', ...labels }, value: s.count, metricName: `${options.name}_bucket` },
+          { labels, value: s.sum, metricName: `${options.name}_sum` },
+          { labels, value: s.count, metricName: `${options.name}_count` },
+        );
+      }
+      return { name: options.name, help: options.help, type: 'histogram', values, aggregator: 'sum' };
+    },
+    reset() {
+      series.clear();
+    },
+  };
+  registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]);
+  return {
+    observe(labelValue, value) {
+      let s = series.get(labelValue);
+      if (!s) series.set(labelValue, (s = { counts: new Array<number>(bounds.length + 1).fill(0), sum: 0, count: 0 }));
+      let i = 0;
+      while (i < bounds.length && value > bounds[i]!) i++;
+      s.counts[i]!++;
+      s.sum += value;
+      s.count++;
     },
   };
 }

@@ -68,17 +68,36 @@ export interface VerifyOptions {
 
 const AUTH_SCHEME = 'AWS4-HMAC-SHA256 ';
 
-interface ParsedAuthorization {
+/** What a signature is made with: the access key and the scope of its signing key. */
+interface Credential {
+  /** "<key>/<date>/<region>/<service>/aws4_request" */
+  credential: string;
   accessKeyId: string;
   date: string;
   region: string;
   service: string;
+  /** the credential without its key, as the string to sign carries it */
+  scope: string;
+}
+
+interface ParsedAuthorization extends Credential {
   signedHeaders: string[];
   signature: string;
 }
 
+type Nine<T> = [T, T, T, T, T, T, T, T, T];
+
+/** The header as every AWS SDK writes it: scheme, then Credential, SignedHeaders and Signature in this order. */
+const SDK_AUTHORIZATION = /^AWS4-HMAC-SHA256 Credential=(([^/,\s]+)\/((\d{8})\/([^/,\s]+)\/([^/,\s]+)\/aws4_request)), ?SignedHeaders=([^,\s]+), ?Signature=([^,\s]+)$/;
+
 /** Parses the Authorization header; an incomplete one is IncompleteSignatureException. */
 export function parseAuthorization(header: string): ParsedAuthorization {
+  // One regex for the usual form; any other spacing or order takes the general way below.
+  const sdk = SDK_AUTHORIZATION.exec(header);
+  if (sdk) {
+    const [, credential, accessKeyId, scope, date, region, service, signedHeaders, signature] = sdk as unknown as Nine<string>;
+    return { credential, accessKeyId, date, region, service, scope, signedHeaders: signedHeaders.split(';'), signature };
+  }
   const text = header.trim();
   if (!text.startsWith(AUTH_SCHEME)) throw new WireError('IncompleteSignatureException', 'Authorization header must use AWS4-HMAC-SHA256.');
   let credential: string | undefined;
@@ -96,19 +115,21 @@ export function parseAuthorization(header: string): ParsedAuthorization {
   if (!credential || !signedHeaders || !signature) {
     throw new WireError('IncompleteSignatureException', 'Authorization header requires Credential, SignedHeaders and Signature.');
   }
-  const scope = credential.split('/');
-  if (scope.length !== 5 || scope[4] !== 'aws4_request') {
+  const parts = credential.split('/');
+  if (parts.length !== 5 || parts[4] !== 'aws4_request') {
     throw new WireError('IncompleteSignatureException', 'Credential must be <key>/<date>/<region>/<service>/aws4_request.');
   }
-  const [accessKeyId, date, region, service] = scope as [string, string, string, string];
-  return { accessKeyId, date, region, service, signedHeaders: signedHeaders.split(';'), signature };
+  const [accessKeyId, date, region, service] = parts as [string, string, string, string];
+  return { credential, accessKeyId, date, region, service, scope: parts.slice(1).join('/'), signedHeaders: signedHeaders.split(';'), signature };
 }
 
-/** Parses an x-amz-date value (20060102T150405Z). */
-export function parseAmzDate(value: string): Date | undefined {
-  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(value);
-  if (!m) return undefined;
-  return new Date(Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!));
+const AMZ_DATE = /^\d{8}T\d{6}Z$/;
+
+/** Parses an x-amz-date value (20060102T150405Z) to epoch milliseconds. */
+export function parseAmzDate(value: string): number | undefined {
+  if (!AMZ_DATE.test(value)) return undefined;
+  const digits = (from: number, to: number) => Number(value.slice(from, to));
+  return Date.UTC(digits(0, 4), digits(4, 6) - 1, digits(6, 8), digits(9, 11), digits(11, 13), digits(13, 15));
 }
 
 function headerValue(headers: SignedRequest['headers'], name: string): string | undefined {
@@ -141,15 +162,11 @@ class CanonicalRequests extends SignatureV4 {
     super({ credentials: { accessKeyId: '', secretAccessKey: '' }, region: '', service: '', sha256: NodeSha256 });
   }
 
-  /** `headers` (at least `host`) are [lower-case name, value] pairs sorted by name, each name once. */
-  build(method: string, path: string, query: URLSearchParams, headers: readonly (readonly [string, string])[], payloadHash: string): string {
+  /** `names` (at least `host`) are the signed headers' lower-case names, sorted, each once; `valueOf` gives each one's value. */
+  build(method: string, path: string, query: URLSearchParams, names: readonly string[], valueOf: (name: string) => string, payloadHash: string): string {
     let lines = this.head(method, path, query);
-    let names = '';
-    for (const [name, value] of headers) {
-      lines += `${name}:${canonicalHeaderValue(value)}\n`;
-      names += names ? `;${name}` : name;
-    }
-    return `${lines}\n${names}\n${payloadHash}`;
+    for (const name of names) lines += `${name}:${canonicalHeaderValue(valueOf(name))}\n`;
+    return `${lines}\n${names.join(';')}\n${payloadHash}`;
   }
 
   /** "METHOD\n<canonical path>\n<canonical query>\n", from smithy's request builder with no headers. */
@@ -181,31 +198,31 @@ function canonicalHeaderValue(value: string): string {
 }
 
 /**
- * Derived signing keys (four HMACs each) by key, day, region and service: a
- * node signs with one key all day, so verification costs two hashes and one
- * HMAC. An entry is used only while the secret is the one it was derived from.
+ * Derived signing keys (four HMACs each) by credential (key, day, region and
+ * service): a node signs with one key all day, so verification costs two
+ * hashes and one HMAC. An entry is used only while the secret is the one it
+ * was derived from.
  */
 class SigningKeyCache {
   private readonly entries = new BoundedMap<string, { secret: string; key: KeyObject }>(4096);
 
-  get(accessKeyId: string, secret: string, scope: { date: string; region: string; service: string }): KeyObject {
-    const id = `${accessKeyId}/${scope.date}/${scope.region}/${scope.service}`;
-    const cached = this.entries.get(id);
+  get(secret: string, credential: Credential): KeyObject {
+    const cached = this.entries.get(credential.credential);
     if (cached && cached.secret === secret) return cached.key;
     let key = Buffer.from(`AWS4${secret}`, 'utf8');
-    for (const part of [scope.date, scope.region, scope.service, 'aws4_request']) key = createHmac('sha256', key).update(part).digest();
+    for (const part of [credential.date, credential.region, credential.service, 'aws4_request']) key = createHmac('sha256', key).update(part).digest();
     // A KeyObject, not bytes: each HMAC with it skips importing the key again.
     const signingKey = createSecretKey(key);
-    this.entries.set(id, { secret, key: signingKey });
+    this.entries.set(credential.credential, { secret, key: signingKey });
     return signingKey;
   }
 }
 const signingKeys = new SigningKeyCache();
 
-/** The signature (raw bytes) of a canonical request at `amzDate` for a key and credential scope. */
-function signatureOf(canonicalRequest: string, amzDate: string, key: SigningKey, scope: { date: string; region: string; service: string }): Buffer {
-  const stringToSign = `AWS4-HMAC-SHA256\n${amzDate}\n${scope.date}/${scope.region}/${scope.service}/aws4_request\n${hash('sha256', canonicalRequest, 'hex')}`;
-  return createHmac('sha256', signingKeys.get(key.accessKeyId, key.secretAccessKey, scope)).update(stringToSign).digest();
+/** The signature (raw bytes) of a canonical request at `amzDate` with a secret and the credential it belongs to. */
+function signatureOf(canonicalRequest: string, amzDate: string, secret: string, credential: Credential): Buffer {
+  const stringToSign = `AWS4-HMAC-SHA256\n${amzDate}\n${credential.scope}\n${hash('sha256', canonicalRequest, 'hex')}`;
+  return createHmac('sha256', signingKeys.get(secret, credential)).update(stringToSign).digest();
 }
 
 /**
@@ -213,7 +230,7 @@ function signatureOf(canonicalRequest: string, amzDate: string, key: SigningKey,
  * AWS SDKs know (403): MissingAuthenticationTokenException,
  * UnrecognizedClientException, InvalidSignatureException.
  */
-export async function verifySigV4(request: SignedRequest, options: VerifyOptions): Promise<VerifiedCaller> {
+export function verifySigV4(request: SignedRequest, options: VerifyOptions): VerifiedCaller {
   const authorization = headerValue(request.headers, 'authorization');
   if (!authorization) throw new WireError('MissingAuthenticationTokenException', 'Missing Authentication Token');
   const auth = parseAuthorization(authorization);
@@ -228,13 +245,13 @@ export async function verifySigV4(request: SignedRequest, options: VerifyOptions
   }
 
   const amzDate = headerValue(request.headers, 'x-amz-date');
-  const signingDate = amzDate ? parseAmzDate(amzDate) : undefined;
-  if (!signingDate) throw new WireError('IncompleteSignatureException', 'Missing or malformed X-Amz-Date header.');
+  const signedAt = amzDate === undefined ? undefined : parseAmzDate(amzDate);
+  if (signedAt === undefined) throw new WireError('IncompleteSignatureException', 'Missing or malformed X-Amz-Date header.');
   if (!amzDate!.startsWith(auth.date)) {
     throw new WireError('InvalidSignatureException', 'Credential date does not match X-Amz-Date.');
   }
   const now = options.now?.() ?? Date.now();
-  if (Math.abs(now - signingDate.getTime()) > MAX_CLOCK_SKEW_MS) {
+  if (Math.abs(now - signedAt) > MAX_CLOCK_SKEW_MS) {
     throw new WireError('InvalidSignatureException', 'Signature expired: the request time is more than 5 minutes away from the server time.');
   }
 
@@ -246,14 +263,13 @@ export async function verifySigV4(request: SignedRequest, options: VerifyOptions
   // Rebuild exactly the signed headers. A claimed payload hash is replaced by
   // the real one, so a lying x-amz-content-sha256 fails the comparison.
   const payloadHash = hash('sha256', request.body, 'hex');
-  const names = sortedUnique(auth.signedHeaders);
-  const headers = names.map((name): [string, string] => {
+  const signedValue = (name: string): string => {
     const value = name === 'x-amz-content-sha256' ? payloadHash : headerValue(request.headers, name);
     if (value === undefined) throw new WireError('InvalidSignatureException', `Signed header '${name}' is missing from the request.`);
-    return [name, value];
-  });
-  const canonicalRequest = canonicalRequests.build(request.method, request.path, request.query, headers, payloadHash);
-  const expected = signatureOf(canonicalRequest, amzDate!, key, auth);
+    return value;
+  };
+  const canonicalRequest = canonicalRequests.build(request.method, request.path, request.query, sortedUnique(auth.signedHeaders), signedValue, payloadHash);
+  const expected = signatureOf(canonicalRequest, amzDate!, key.secretAccessKey, auth);
   const given = SIGNATURE.test(auth.signature) ? Buffer.from(auth.signature, 'hex') : Buffer.alloc(0);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
     throw new WireError(
@@ -293,10 +309,13 @@ export async function signRequest(
   const payloadHash = hash('sha256', request.body ?? '', 'hex');
   const headers: Record<string, string> = { host: request.url.host, ...request.headers, 'x-amz-date': amzDate, 'x-amz-content-sha256': payloadHash };
   if (credentials.sessionToken) headers['x-amz-security-token'] = credentials.sessionToken;
-  const canonicalHeaders = Object.entries(getCanonicalHeaders({ headers } as unknown as HttpRequest)).sort(([a], [b]) => (a < b ? -1 : 1));
-  const canonicalRequest = canonicalRequests.build(request.method, request.url.pathname, request.url.searchParams, canonicalHeaders, payloadHash);
-  const scope = { date: amzDate.slice(0, 8), region, service };
-  const signature = signatureOf(canonicalRequest, amzDate, credentials, scope).toString('hex');
-  headers.authorization = `AWS4-HMAC-SHA256 Credential=${credentials.accessKeyId}/${scope.date}/${region}/${service}/aws4_request, SignedHeaders=${canonicalHeaders.map(([name]) => name).join(';')}, Signature=${signature}`;
+  const canonicalHeaders = getCanonicalHeaders({ headers } as unknown as HttpRequest);
+  const names = Object.keys(canonicalHeaders).sort();
+  const canonicalRequest = canonicalRequests.build(request.method, request.url.pathname, request.url.searchParams, names, (name) => canonicalHeaders[name]!, payloadHash);
+  const date = amzDate.slice(0, 8);
+  const scope = `${date}/${region}/${service}/aws4_request`;
+  const credential = { credential: `${credentials.accessKeyId}/${scope}`, accessKeyId: credentials.accessKeyId, date, region, service, scope };
+  const signature = signatureOf(canonicalRequest, amzDate, credentials.secretAccessKey, credential).toString('hex');
+  headers.authorization = `AWS4-HMAC-SHA256 Credential=${credential.credential}, SignedHeaders=${names.join(';')}, Signature=${signature}`;
   return headers;
 }

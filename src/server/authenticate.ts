@@ -12,7 +12,7 @@ export function staticKeys(keys: readonly { accessKeyId: string; secretAccessKey
 }
 
 /** Builds the SigV4 authenticator for one signing name and one set of keys. */
-export function sigv4Authenticator(service: string, lookup: KeyLookup): (ctx: RequestContext) => Promise<VerifiedCaller> {
+export function sigv4Authenticator(service: string, lookup: KeyLookup): (ctx: RequestContext) => VerifiedCaller {
   return function authenticateSigV4(ctx) {
     const raw = ctx.req.url ?? '/';
     const q = raw.indexOf('?');

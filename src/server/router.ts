@@ -36,8 +36,8 @@ export interface Route {
   method: string;
   /** matched against the raw path; named groups become params */
   pattern: RegExp;
-  /** verifies the caller (SigV4) before the handler runs; throws WireError */
-  authenticate?: (ctx: RequestContext) => Promise<VerifiedCaller>;
+  /** verifies the caller (SigV4, pure computation) before the handler runs; throws WireError */
+  authenticate?: (ctx: RequestContext) => VerifiedCaller;
   /** body size limit in bytes (default 64 KiB) */
   bodyLimit?: number;
   /** decides whether a POST / belongs to this route (e.g. the STS Action) */
@@ -51,6 +51,15 @@ export interface RouteMatch {
   params: Record<string, string>;
 }
 
+function decodeParam(value: string): string {
+  if (!value.includes('%')) return value;
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
 /** Finds the route for a method and raw path; 'method' when the path matches another method only. */
 export function matchRoute(routes: Route[], method: string, rawPath: string): RouteMatch[] | 'method' | undefined {
   const matches: RouteMatch[] = [];
@@ -61,13 +70,7 @@ export function matchRoute(routes: Route[], method: string, rawPath: string): Ro
     pathMatched = true;
     if (route.method !== method) continue;
     const params: Record<string, string> = {};
-    for (const [name, value] of Object.entries(m.groups ?? {})) {
-      try {
-        params[name] = decodeURIComponent(value);
-      } catch {
-        params[name] = value;
-      }
-    }
+    for (const name in m.groups) params[name] = decodeParam(m.groups[name]!);
     matches.push({ route, params });
   }
   if (matches.length) return matches;

@@ -56,7 +56,7 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
       const url = new URL(req.url!, 'http://x');
       let service: string;
       try {
-        const caller = await verifySigV4(
+        const caller = verifySigV4(
           { method: req.method!, path: url.pathname, query: url.searchParams, headers: req.headers, body: raw },
           { service: 'eks-auth', lookup: (id) => (id === NODE_KEY.accessKeyId ? NODE_KEY : undefined) },
         );

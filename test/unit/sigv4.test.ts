@@ -13,35 +13,46 @@ async function signed(body = '{"a":1}', service = 'eks', now = new Date()): Prom
 
 const lookup = (id: string) => (id === KEY.accessKeyId ? KEY : undefined);
 
-async function failsWith(promise: Promise<unknown>, code: string) {
-  await assert.rejects(promise, (e: unknown) => e instanceof WireError && e.code === code && e.status === 403);
+async function failsWith(verify: () => Promise<unknown>, code: string) {
+  await assert.rejects(verify, (e: unknown) => e instanceof WireError && e.code === code && e.status === 403);
 }
 
 test('a request signed by signRequest verifies', async () => {
-  const caller = await verifySigV4(await signed(), { service: 'eks', lookup });
+  const caller = verifySigV4(await signed(), { service: 'eks', lookup });
   assert.equal(caller.accessKeyId, KEY.accessKeyId);
   assert.equal(caller.region, 'us-east-1');
 });
 
 test('tampering, unknown keys, wrong service and skew are refused with the SDK error names', async () => {
   const request = await signed();
-  await failsWith(verifySigV4({ ...request, body: Buffer.from('{"a":2}') }, { service: 'eks', lookup }), 'InvalidSignatureException');
-  await failsWith(verifySigV4({ ...request, path: '/clusters/other/pod-identity-associations' }, { service: 'eks', lookup }), 'InvalidSignatureException');
-  await failsWith(verifySigV4(request, { service: 'eks', lookup: () => undefined }), 'UnrecognizedClientException');
-  await failsWith(verifySigV4(await signed('{}', 'eks-auth'), { service: 'eks', lookup }), 'InvalidSignatureException');
-  await failsWith(verifySigV4(await signed('{}', 'eks', new Date(Date.now() - 6 * 60_000)), { service: 'eks', lookup }), 'InvalidSignatureException');
+  await failsWith(async () => verifySigV4({ ...request, body: Buffer.from('{"a":2}') }, { service: 'eks', lookup }), 'InvalidSignatureException');
+  await failsWith(async () => verifySigV4({ ...request, path: '/clusters/other/pod-identity-associations' }, { service: 'eks', lookup }), 'InvalidSignatureException');
+  await failsWith(async () => verifySigV4(request, { service: 'eks', lookup: () => undefined }), 'UnrecognizedClientException');
+  await failsWith(async () => verifySigV4(await signed('{}', 'eks-auth'), { service: 'eks', lookup }), 'InvalidSignatureException');
+  await failsWith(async () => verifySigV4(await signed('{}', 'eks', new Date(Date.now() - 6 * 60_000)), { service: 'eks', lookup }), 'InvalidSignatureException');
   const { authorization: _, ...unsigned } = request.headers;
-  await failsWith(verifySigV4({ ...request, headers: unsigned }, { service: 'eks', lookup }), 'MissingAuthenticationTokenException');
+  await failsWith(async () => verifySigV4({ ...request, headers: unsigned }, { service: 'eks', lookup }), 'MissingAuthenticationTokenException');
   // A lying payload hash header does not help: the real body hash is used.
-  await failsWith(verifySigV4({ ...request, body: Buffer.from('{"evil":1}'), headers: { ...request.headers, 'x-amz-content-sha256': String(request.headers['x-amz-content-sha256']) } }, { service: 'eks', lookup }), 'InvalidSignatureException');
+  await failsWith(async () => verifySigV4({ ...request, body: Buffer.from('{"evil":1}'), headers: { ...request.headers, 'x-amz-content-sha256': String(request.headers['x-amz-content-sha256']) } }, { service: 'eks', lookup }), 'InvalidSignatureException');
 });
 
 test('authorization header parsing', () => {
   const parsed = parseAuthorization('AWS4-HMAC-SHA256 Credential=AKID/20260101/eu-west-1/eks-auth/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc');
-  assert.deepEqual(parsed, { accessKeyId: 'AKID', date: '20260101', region: 'eu-west-1', service: 'eks-auth', signedHeaders: ['host', 'x-amz-date'], signature: 'abc' });
+  assert.deepEqual(parsed, {
+    credential: 'AKID/20260101/eu-west-1/eks-auth/aws4_request',
+    accessKeyId: 'AKID',
+    date: '20260101',
+    region: 'eu-west-1',
+    service: 'eks-auth',
+    scope: '20260101/eu-west-1/eks-auth/aws4_request',
+    signedHeaders: ['host', 'x-amz-date'],
+    signature: 'abc',
+  });
+  // Other spacing and order (not what the SDKs send) parse the same way.
+  assert.deepEqual(parseAuthorization(' AWS4-HMAC-SHA256 Signature=abc,SignedHeaders=host;x-amz-date,  Credential=AKID/20260101/eu-west-1/eks-auth/aws4_request '), parsed);
   assert.throws(() => parseAuthorization('Bearer x'), /AWS4-HMAC-SHA256/);
   assert.throws(() => parseAuthorization('AWS4-HMAC-SHA256 Credential=AKID/2026/aws4_request, SignedHeaders=host, Signature=a'), /Credential must be/);
-  assert.equal(parseAmzDate('20261126T190000Z')?.toISOString(), '2026-11-26T19:00:00.000Z');
+  assert.equal(parseAmzDate('20261126T190000Z'), Date.parse('2026-11-26T19:00:00.000Z'));
   assert.equal(parseAmzDate('2026-11-26'), undefined);
 });
 
@@ -61,13 +72,13 @@ test('the AWS documentation example (IAM ListUsers, 2015-08-30) verifies, and a 
     body: Buffer.alloc(0),
   };
   const now = () => Date.UTC(2015, 7, 30, 12, 36);
-  const caller = await verifySigV4(request, { service: 'iam', lookup, now });
+  const caller = verifySigV4(request, { service: 'iam', lookup, now });
   assert.equal(caller.region, 'us-east-1');
   // The signing key is cached per key and day; a rotated secret must not reuse it.
-  await failsWith(verifySigV4(request, { service: 'iam', lookup: () => ({ ...KEY, secretAccessKey: 'rotated' }), now }), 'InvalidSignatureException');
-  await verifySigV4(request, { service: 'iam', lookup, now });
+  await failsWith(async () => verifySigV4(request, { service: 'iam', lookup: () => ({ ...KEY, secretAccessKey: 'rotated' }), now }), 'InvalidSignatureException');
+  assert.equal(verifySigV4(request, { service: 'iam', lookup, now }).accessKeyId, KEY.accessKeyId);
   const badHex = String(request.headers.authorization).replace(/Signature=.*/, `Signature=${'z'.repeat(64)}`);
-  await failsWith(verifySigV4({ ...request, headers: { ...request.headers, authorization: badHex } }, { service: 'iam', lookup, now }), 'InvalidSignatureException');
+  await failsWith(async () => verifySigV4({ ...request, headers: { ...request.headers, authorization: badHex } }, { service: 'iam', lookup, now }), 'InvalidSignatureException');
 });
 
 test('signRequest gives exactly the headers the SDK signer gives', async () => {
@@ -113,9 +124,9 @@ test('requests signed by the SDK signer verify, whatever their path, query and h
         new HttpRequest({ method: 'POST', protocol: 'http:', hostname: '127.0.0.1', port: 8080, path: c.path, query: values, headers: { host: '127.0.0.1:8080', 'content-type': 'application/json', ...c.headers }, body }),
       );
       const headers = Object.fromEntries(Object.entries(signedRequest.headers).map(([k, v]) => [k.toLowerCase(), v]));
-      const caller = await verifySigV4({ method: 'POST', path: c.path, query, headers, body: Buffer.from(body) }, { service: 'eks', lookup });
+      const caller = verifySigV4({ method: 'POST', path: c.path, query, headers, body: Buffer.from(body) }, { service: 'eks', lookup });
       assert.equal(caller.accessKeyId, KEY.accessKeyId, c.path);
-      await failsWith(verifySigV4({ method: 'POST', path: `${c.path}x`, query, headers, body: Buffer.from(body) }, { service: 'eks', lookup }), 'InvalidSignatureException');
+      await failsWith(async () => verifySigV4({ method: 'POST', path: `${c.path}x`, query, headers, body: Buffer.from(body) }, { service: 'eks', lookup }), 'InvalidSignatureException');
     }
   }
 });

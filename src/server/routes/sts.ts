@@ -45,7 +45,7 @@ export function stsRoutes(issuer: LocalIssuer): Route[] {
     errors: 'aws-query',
     bodyLimit: 16 * 1024,
     accepts: (ctx) => queryParams(ctx).get('Action') === 'GetCallerIdentity',
-    async authenticate(ctx) {
+    authenticate(ctx) {
       const header = ctx.req.headers['x-amz-security-token'];
       const sessionToken = Array.isArray(header) ? header[0] : header;
       const raw = ctx.req.url ?? '/';

@@ -1,6 +1,6 @@
-// Bounded in-memory caches: verified tokens, association lookups, pod
-// liveness, SigV4 signing keys and canonical-request heads, local role ids and
-// the webhook's service accounts. (The throttle keeps its own policy: it
+// Bounded in-memory caches: verified tokens and their headers, association
+// lookups, pod liveness, SigV4 signing keys and canonical-request heads, local
+// role ids and the webhook's service accounts. (The throttle keeps its own policy: it
 // drops full buckets first, so that no limit is forgotten.)
 //
 // They forget in two generations rather than one oldest entry at a time. The

@@ -79,6 +79,18 @@ describe('JwksTokenVerifier', () => {
     assert.equal(source.fetches, 1);
   });
 
+  it('answers from the cache only the very token it verified, not another one ending the same way', async () => {
+    const signer = await testSigner('RS256');
+    const verifier = new JwksTokenVerifier({ keys: new KeySet({ fetchJwks: async () => jwksOf(signer), describe: 'test', logger }), issuer: TEST_ISSUER });
+    const token = await signer.sign(podClaims({ podName: 'p-1' }));
+    await useUntilCached(verifier, token);
+    // Same signature (so the same place in the cache), another payload: verified, and refused.
+    const forged = tamperPayload(token, { ...podClaims({ podName: 'p-1' }), sub: 'system:serviceaccount:kube-system:admin' });
+    assert.equal(forged.slice(-12), token.slice(-12));
+    await rejectsWith(verifier.verify(forged), 'InvalidTokenException', /signature/);
+    assert.equal((await verifier.verify(token)).podName, 'p-1');
+  });
+
   it('covers the edge cases: other key, tampered, alg none, wrong audience, issuer, expired, not pod-bound, sub mismatch', async () => {
     const signer = await testSigner('RS256');
     const stranger = await testSigner('RS256', signer.kid);

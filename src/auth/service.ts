@@ -89,18 +89,25 @@ export class EksAuthService {
 
   async assumeRole(input: AssumeRoleInput): Promise<AssumeRoleOutput> {
     const started = performance.now();
+    // Every field is there from the start (undefined until known), so the record keeps one shape as it fills in.
     const record: AuditRecord = {
       time: isoTime(this.now()),
       requestId: input.requestId,
       cluster: input.clusterName,
       caller: input.caller.accessKeyId,
+      namespace: undefined,
+      serviceAccount: undefined,
+      podName: undefined,
+      podUid: undefined,
+      node: input.eksNodeName,
+      associationId: undefined,
+      roleArn: undefined,
       outcome: 'allowed',
+      errorType: undefined,
       latencyMs: 0,
-      ...(input.eksNodeName !== undefined && { node: input.eksNodeName }),
     };
     try {
-      const output = await this.decide(input, record);
-      return output;
+      return await this.decide(input, record);
     } catch (error) {
       Object.assign(record, outcomeOf(error));
       throw error;

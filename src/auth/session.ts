@@ -22,9 +22,12 @@ export const SESSION_TAG_KEYS = [
   'kubernetes-pod-uid',
 ] as const;
 
+const SESSION_NAME_SAFE = /^[\w+=,.@-]*$/;
+
 /** `eks-<cluster>-<pod>-<uuid>`, characters outside STS's [\w+=,.@-] replaced by "-", cut to 64. */
 export function roleSessionName(clusterName: string, podName: string, uuid: string): string {
-  return `eks-${clusterName}-${podName}-${uuid}`.replace(/[^\w+=,.@-]/g, '-').slice(0, MAX_SESSION_NAME);
+  const name = `eks-${clusterName}-${podName}-${uuid}`.slice(0, MAX_SESSION_NAME);
+  return SESSION_NAME_SAFE.test(name) ? name : name.replace(/[^\w+=,.@-]/g, '-');
 }
 
 const TAG_SAFE = /^[\w .:/=+\-@]{0,256}$/;

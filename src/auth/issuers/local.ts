@@ -4,7 +4,7 @@
 // secret key is derived from the same HMAC, so any replica holding the key can
 // verify them. The server's STS GetCallerIdentity (routes/sts.ts) accepts
 // exactly these credentials, until they expire.
-import { createHash, createHmac, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, createSecretKey, randomBytes, randomFillSync, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { BoundedMap } from '../../lib/bounded-cache.js';
@@ -114,10 +114,13 @@ export interface LocalIssuerOptions {
 export class LocalIssuer implements CredentialIssuer {
   readonly usesSessionTags = false;
   private readonly now: () => number;
+  /** A KeyObject, not bytes: each HMAC with it skips importing the key again. */
+  private readonly key: KeyObject;
 
   constructor(private readonly options: LocalIssuerOptions) {
     if (options.key.length < KEY_BYTES) throw new Error(`the local issuer key must be at least ${KEY_BYTES} bytes`);
     this.now = options.now ?? Date.now;
+    this.key = createSecretKey(options.key);
   }
 
   async issue({ association, sessionName }: IssueRequest): Promise<IssuedCredentials> {
@@ -164,7 +167,7 @@ export class LocalIssuer implements CredentialIssuer {
 
   /** One HMAC-SHA512 of the session body: its first half authenticates the token, the rest is the secret key. */
   private derive(encoded: string): { mac: Buffer; secret: string } {
-    const digest = createHmac('sha512', this.options.key).update(encoded).digest();
+    const digest = createHmac('sha512', this.key).update(encoded).digest();
     return { mac: digest.subarray(0, 32), secret: digest.subarray(32, 62).toString('base64') };
   }
 }

@@ -25,7 +25,6 @@
 // Knobs: BENCH_SECONDS (10), BENCH_PACED_SECONDS (30, repeated-token paced rounds), BENCH_ROUNDS (3), BENCH_CONNECTIONS (32), BENCH_RATE (3000), BENCH_WORKERS (auto),
 //        BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the server,
 //        BENCH_CAPACITY_ONLY=1 to stop after the repeated-token capacity rounds (quick A/B comparisons).
-import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +37,7 @@ import { freePort } from '../test/helpers/server-process.js';
 import { pacedLoad, rawRequest, type PacedLoadResult } from './lib/paced-load.js';
 import { BENCH_NODE, benchRoleArn, createAssociations, nodeArgsFrom, startBenchServer } from './lib/control-plane.js';
 import type { LeanSpec } from './lib/lean-server.js';
+import { BENCH_ISSUER, BENCH_SERVICE_ACCOUNTS, tokenMinter } from './lib/tokens.js';
 import { cpuMs, median, startCeilingServer, startProcess, stopProcess } from './lib/processes.js';
 import { atLeast, below, progress, round, type ScenarioResult } from './lib/report.js';
 
@@ -60,43 +60,8 @@ const PACED_CONNECTIONS = 64;
 const CONNECT_GAP_MS = 5;
 /** busy time the cost ladder's ceilings add to each request (µs), besides the step matching a unique-token request */
 const BURN_STEPS = [100, 200, 300];
-const SERVICE_ACCOUNTS = 50;
 const PODS = 500;
 const PATH = '/clusters/bench/assume-role-for-pod-identity';
-const ISSUER = 'https://kubernetes.default.svc.cluster.local';
-
-/** RS256 signing with node:crypto (on its thread pool, so both cores mint), in the exact projected-token format. */
-function tokenMinter() {
-  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-  const kid = randomUUID();
-  const header = Buffer.from(JSON.stringify({ alg: 'RS256', kid })).toString('base64url');
-  return {
-    jwks: { keys: [{ ...publicKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' }] },
-    mint(pod: number): Promise<string> {
-      const now = Math.floor(Date.now() / 1000);
-      const sa = `sa-${pod % SERVICE_ACCOUNTS}`;
-      const payload = {
-        aud: ['pods.eks.amazonaws.com'],
-        exp: now + 86400,
-        iat: now,
-        nbf: now,
-        iss: ISSUER,
-        jti: randomUUID(),
-        sub: `system:serviceaccount:bench:${sa}`,
-        'kubernetes.io': {
-          namespace: 'bench',
-          node: { name: `node-${pod % 20}`, uid: randomUUID() },
-          pod: { name: `${sa}-pod-${pod}`, uid: randomUUID() },
-          serviceaccount: { name: sa, uid: randomUUID() },
-        },
-      };
-      const input = `${header}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`;
-      return new Promise((resolve, reject) => {
-        sign('sha256', Buffer.from(input), privateKey, (error, signature) => (error ? reject(error) : resolve(`${input}.${signature.toString('base64url')}`)));
-      });
-    },
-  };
-}
 
 /** The lean reference (bench/lib/lean-server.ts) on `apiUrl`'s port, with the cluster, key and roles the server had. */
 function startLeanServer(apiUrl: string, dir: string, workers: number): Promise<ChildProcess> {
@@ -104,11 +69,11 @@ function startLeanServer(apiUrl: string, dir: string, workers: number): Promise<
     port: Number(new URL(apiUrl).port),
     workers,
     jwksFile: join(dir, 'jwks.json'),
-    issuer: ISSUER,
+    issuer: BENCH_ISSUER,
     clusterName: 'bench',
     accountId: '111122223333',
     node: BENCH_NODE,
-    roles: Object.fromEntries(Array.from({ length: SERVICE_ACCOUNTS }, (_, i) => [`bench/sa-${i}`, benchRoleArn(`sa-${i}`)])),
+    roles: Object.fromEntries(Array.from({ length: BENCH_SERVICE_ACCOUNTS }, (_, i) => [`bench/sa-${i}`, benchRoleArn(`sa-${i}`)])),
   };
   return startProcess(['--import', 'tsx', fileURLToPath(new URL('./lib/lean-server.ts', import.meta.url))], { LEAN_SPEC: JSON.stringify(spec) }, 'ready');
 }
@@ -197,11 +162,11 @@ export async function run(): Promise<ScenarioResult> {
   const children: ChildProcess[] = [];
   try {
     const workerTotal = workerCount(WORKERS);
-    const server = await startBenchServer(dir, { issuer: ISSUER, jwksFile: join(dir, 'jwks.json') }, nodeArgsFrom('BENCH_SERVER_NODE_ARGS'), WORKERS);
+    const server = await startBenchServer(dir, { issuer: BENCH_ISSUER, jwksFile: join(dir, 'jwks.json') }, nodeArgsFrom('BENCH_SERVER_NODE_ARGS'), WORKERS);
     children.push(server.process);
     const apiUrl = server.apiUrl;
-    progress(`assume-role: creating ${SERVICE_ACCOUNTS} associations`);
-    await createAssociations(apiUrl, Array.from({ length: SERVICE_ACCOUNTS }, (_, i) => `sa-${i}`));
+    progress(`assume-role: creating ${BENCH_SERVICE_ACCOUNTS} associations`);
+    await createAssociations(apiUrl, Array.from({ length: BENCH_SERVICE_ACCOUNTS }, (_, i) => `sa-${i}`));
 
     const repeated = await Promise.all(Array.from({ length: PODS }, async (_, pod) => prepare(apiUrl, await minter.mint(pod))));
     const sample = await fetch(new URL(PATH, apiUrl), { method: 'POST', headers: repeated[0]!.headers, body: repeated[0]!.body });

@@ -1,8 +1,8 @@
 // ISO 8601 timestamps for every EKS Auth decision (its audit record and the
 // log line carrying it). Date#toISOString formats the whole date each time
-// (~7,000 instructions a call, measured with callgrind), one of the costlier steps
-// of a request; here only the seconds and milliseconds are, and the rest is
-// remembered for the current minute.
+// (~7,000 instructions a call, measured with callgrind), one of the costlier
+// steps of a request; here only the seconds and milliseconds are, and the
+// rest is remembered for the current minute.
 
 /** The last minute formatted: its start (epoch ms) and its "YYYY-MM-DDTHH:MM:" text. */
 let minuteStart = Number.NaN;

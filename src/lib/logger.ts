@@ -56,6 +56,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 function batchedStderr(): DestinationStream & { flush(cb?: (error?: Error) => void): void; flushSync(): void } {
   const stream = pino.destination({ fd: 2, sync: false, minLength: 4096, periodicFlush: 100, contentMode: 'buffer' });
   return {
+    // (sonic-boom's types know only strings; in buffer mode it takes Buffers)
     write: (line: string) => stream.write(Buffer.from(line) as unknown as string),
     flush: (cb) => stream.flush(cb),
     flushSync: () => stream.flushSync(),

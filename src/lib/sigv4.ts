@@ -137,7 +137,6 @@ function headerValue(headers: SignedRequest['headers'], name: string): string | 
   return Array.isArray(value) ? value.join(',') : value;
 }
 
-const SIGNATURE = /^[0-9a-f]{64}$/;
 
 /** Names in order, each once; SDKs already send them so, which costs one pass. */
 function sortedUnique(names: string[]): string[] {
@@ -190,11 +189,11 @@ class CanonicalRequests extends SignatureV4 {
 }
 const canonicalRequests = new CanonicalRequests();
 
-const FOLDABLE = /[\t\r\n]| {2}|^ | $/;
-
 /** A header value as SigV4 signs it: line breaks and runs of blanks become one space, trimmed (smithy's rules). */
 function canonicalHeaderValue(value: string): string {
-  return FOLDABLE.test(value) ? value.replace(/[\r\n]/g, ' ').replace(/[ \t]+/g, ' ').replace(/^ | $/g, '') : value;
+  // Plain string searches: a regex scan of every signed value cost more than all of them.
+  const foldable = value.startsWith(' ') || value.endsWith(' ') || value.includes('  ') || value.includes('\t') || value.includes('\n') || value.includes('\r');
+  return foldable ? value.replace(/[\r\n]/g, ' ').replace(/[ \t]+/g, ' ').replace(/^ | $/g, '') : value;
 }
 
 /**
@@ -270,7 +269,8 @@ export function verifySigV4(request: SignedRequest, options: VerifyOptions): Ver
   };
   const canonicalRequest = canonicalRequests.build(request.method, request.path, request.query, sortedUnique(auth.signedHeaders), signedValue, payloadHash);
   const expected = signatureOf(canonicalRequest, amzDate!, key.secretAccessKey, auth);
-  const given = SIGNATURE.test(auth.signature) ? Buffer.from(auth.signature, 'hex') : Buffer.alloc(0);
+  // 64 characters that decode to 32 bytes are 64 hex digits (the decoder stops at anything else).
+  const given = auth.signature.length === 64 ? Buffer.from(auth.signature, 'hex') : Buffer.alloc(0);
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
     throw new WireError(
       'InvalidSignatureException',

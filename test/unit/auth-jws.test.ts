@@ -45,6 +45,9 @@ describe('JWS decoding and node:crypto verification', () => {
     const header = Buffer.from(JSON.stringify({ alg: 'RS256' })).toString('base64url');
     invalid(() => decodeJws(`${header}.bm90IGpzb24.c2ln`), /payload is not base64url-encoded JSON/);
     invalid(() => decodeJws('bm90IGpzb24.e30.c2ln'), /header is not base64url-encoded JSON/);
+    // The signature part in base64 (+ and /) or with stray characters is not this signature's spelling.
+    invalid(() => decodeJws(`${header}.e30.c2+n`), /signature is not base64url/);
+    invalid(() => decodeJws(`${header}.e30.c2ln!`), /signature is not base64url/);
   });
 
   it('an HMAC secret can never verify a token', async () => {

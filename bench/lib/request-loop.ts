@@ -22,7 +22,7 @@ import { SqliteAssociationStore } from '../../src/associations/stores/sqlite.js'
 import { createEksAuth } from '../../src/auth/setup.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { createApiHandler } from '../../src/server/api.js';
-import type { ServerConfig } from '../../src/server/config.js';
+import { parseServerConfig } from '../../src/server/config.js';
 import { eksAuthRoutes } from '../../src/server/routes/eks-auth.js';
 
 export interface RequestLoopSpec {
@@ -51,14 +51,15 @@ for (const [subject, roleArn] of Object.entries(spec.roles)) {
   const [namespace, serviceAccount] = subject.split('/') as [string, string];
   await associations.create('bench', { namespace, serviceAccount, roleArn });
 }
-const config = {
+// The server's own configuration schema fills in every default, as for `pod-identity server`.
+const config = parseServerConfig({
   region: 'us-east-1',
   accountId: '111122223333',
   dataDir: spec.dir,
-  clusters: [{ name: 'bench', issuer: spec.issuer, jwksFile: join(spec.dir, 'jwks.json'), requireNodeBinding: false }],
+  nodes: [spec.node],
+  clusters: [{ name: 'bench', issuer: spec.issuer, jwksFile: join(spec.dir, 'jwks.json') }],
   issuer: { type: 'local', durationSeconds: 3600 },
-  audit: {},
-} as unknown as ServerConfig;
+});
 const logger = createLogger({ level: 'info', batched: true });
 const registry = new Registry();
 const eksAuth = createEksAuth(config, { store, logger, registry });

@@ -137,7 +137,6 @@ function headerValue(headers: SignedRequest['headers'], name: string): string | 
   return Array.isArray(value) ? value.join(',') : value;
 }
 
-
 /** Names in order, each once; SDKs already send them so, which costs one pass. */
 function sortedUnique(names: string[]): string[] {
   for (let i = 1; i < names.length; i++) if (names[i - 1]! >= names[i]!) return [...new Set(names)].sort();

@@ -31,11 +31,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import autocannon from 'autocannon';
-import { signRequest } from '../src/lib/sigv4.js';
 import { workerCount } from '../src/server/workers.js';
 import { freePort } from '../test/helpers/server-process.js';
 import { pacedLoad, rawRequest, type PacedLoadResult } from './lib/paced-load.js';
-import { BENCH_NODE, benchRoleArn, createAssociations, nodeArgsFrom, startBenchServer } from './lib/control-plane.js';
+import { BENCH_NODE, benchRoles, createAssociations, nodeArgsFrom, signedAssumeRole, startBenchServer } from './lib/control-plane.js';
 import type { LeanSpec } from './lib/lean-server.js';
 import { BENCH_ISSUER, BENCH_SERVICE_ACCOUNTS, tokenMinter } from './lib/tokens.js';
 import { cpuMs, median, startCeilingServer, startProcess, stopProcess } from './lib/processes.js';
@@ -73,7 +72,7 @@ function startLeanServer(apiUrl: string, dir: string, workers: number): Promise<
     clusterName: 'bench',
     accountId: '111122223333',
     node: BENCH_NODE,
-    roles: Object.fromEntries(Array.from({ length: BENCH_SERVICE_ACCOUNTS }, (_, i) => [`bench/sa-${i}`, benchRoleArn(`sa-${i}`)])),
+    roles: benchRoles(),
   };
   return startProcess(['--import', 'tsx', fileURLToPath(new URL('./lib/lean-server.ts', import.meta.url))], { LEAN_SPEC: JSON.stringify(spec) }, 'ready');
 }
@@ -99,11 +98,8 @@ interface Prepared {
   body: string;
 }
 
-async function prepare(apiUrl: string, token: string): Promise<Prepared> {
-  const url = new URL(PATH, apiUrl);
-  const body = JSON.stringify({ token });
-  const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body }, { credentials: BENCH_NODE, region: 'us-east-1', service: 'eks-auth' });
-  return { headers, body };
+function prepare(apiUrl: string, token: string): Promise<Prepared> {
+  return signedAssumeRole(new URL(PATH, apiUrl), token);
 }
 
 function raw(url: string, item: Prepared): Buffer {

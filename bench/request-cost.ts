@@ -18,11 +18,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { signRequest } from '../src/lib/sigv4.js';
-import { BENCH_NODE, benchRoleArn } from './lib/control-plane.js';
+import { BENCH_NODE, benchRoles, signedAssumeRole } from './lib/control-plane.js';
 import { progress, round, type ScenarioResult } from './lib/report.js';
 import type { RequestLoopSpec, SignedBody } from './lib/request-loop.js';
-import { BENCH_ISSUER, BENCH_SERVICE_ACCOUNTS, tokenMinter } from './lib/tokens.js';
+import { BENCH_ISSUER, tokenMinter } from './lib/tokens.js';
 
 /** Enough for V8 to have compiled the path before counting starts. */
 const WARM_UP = Number(process.env.BENCH_COST_WARM_UP ?? 3000);
@@ -71,8 +70,7 @@ async function signedRequests(count: number, dir: string): Promise<void> {
   const url = new URL(PATH, 'http://127.0.0.1:8080');
   const requests: SignedBody[] = [];
   for (let i = 0; i < count; i++) {
-    const body = JSON.stringify({ token: await minter.mint(i) });
-    const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body }, { credentials: BENCH_NODE, region: 'us-east-1', service: 'eks-auth' });
+    const { headers, body } = await signedAssumeRole(url, await minter.mint(i));
     requests.push({ path: PATH, headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, body });
   }
   writeFileSync(join(dir, 'requests.json'), JSON.stringify(requests));
@@ -104,7 +102,7 @@ export async function run(): Promise<ScenarioResult> {
       dir,
       issuer: BENCH_ISSUER,
       node: BENCH_NODE,
-      roles: Object.fromEntries(Array.from({ length: BENCH_SERVICE_ACCOUNTS }, (_, i) => [`bench/sa-${i}`, benchRoleArn(`sa-${i}`)])),
+      roles: benchRoles(),
       warmUp: WARM_UP,
       measured: MEASURED,
     };

@@ -5,8 +5,10 @@ import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CreatePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
+import { signRequest } from '../../src/lib/sigv4.js';
 import { freePort } from '../../test/helpers/server-process.js';
 import { CLI, startProcess } from './processes.js';
+import { BENCH_SERVICE_ACCOUNTS } from './tokens.js';
 
 export const BENCH_ADMIN = { accessKeyId: 'AKIABENCHADMIN', secretAccessKey: 'bench-admin-secret' };
 export const BENCH_NODE = { accessKeyId: 'AKIABENCHNODE', secretAccessKey: 'bench-node-secret' };
@@ -61,6 +63,18 @@ export async function startBenchServer(dir: string, cluster: { issuer: string; j
 /** The role the benchmarks associate with a service account of namespace `bench`. */
 export function benchRoleArn(serviceAccount: string): string {
   return `arn:aws:iam::111122223333:role/bench-${serviceAccount}`;
+}
+
+/** Each service account of namespace `bench` (`bench/sa-<i>`) with its benchRoleArn. */
+export function benchRoles(): Record<string, string> {
+  return Object.fromEntries(Array.from({ length: BENCH_SERVICE_ACCOUNTS }, (_, i) => [`bench/sa-${i}`, benchRoleArn(`sa-${i}`)]));
+}
+
+/** An AssumeRoleForPodIdentity request for `token` to `url`, SigV4-signed with the bench's node key. */
+export async function signedAssumeRole(url: URL, token: string): Promise<{ headers: Record<string, string>; body: string }> {
+  const body = JSON.stringify({ token });
+  const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body }, { credentials: BENCH_NODE, region: 'us-east-1', service: 'eks-auth' });
+  return { headers, body };
 }
 
 /** Associates each service account of namespace `bench` with its benchRoleArn, through the EKS API. */

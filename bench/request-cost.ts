@@ -13,6 +13,8 @@
 //
 // Needs valgrind (callgrind_control, callgrind_annotate). Run:
 //   npm run build && node --import tsx bench/request-cost.ts
+// Knobs: BENCH_COST_WARM_UP (3000), BENCH_COST_REQUESTS (500), BENCH_COST_KEEP=1 to keep
+//        callgrind's output (its directory is printed) for callgrind_annotate.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -131,7 +133,8 @@ export async function run(): Promise<ScenarioResult> {
       notes: ['Parts are grouped by the symbol callgrind counted each instruction under (bench/request-cost.ts, PARTS).'],
     };
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env.BENCH_COST_KEEP === '1') progress(`request-cost: kept ${dir} (callgrind.out, requests.json)`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }
 

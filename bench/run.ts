@@ -85,8 +85,10 @@ async function main(): Promise<void> {
     writeFileSync(RESULTS_JSON, `${JSON.stringify(results, null, 2)}\n`);
     writeFileSync(RESULTS_MD, markdown(results));
   }
-  const missed = names.flatMap((name) => results[name]!.result.targets.filter((t) => !t.met).map((t) => `${name}: ${t.metric} ${t.value} (target ${t.target})`));
-  progress(`done: ${RESULTS_MD}${missed.length ? `; targets missed:\n  ${missed.join('\n  ')}` : '; every target met'}`);
+  const targets = names.flatMap((name) => results[name]!.result.targets.map((t) => ({ name, ...t })));
+  const missed = targets.filter((t) => !t.met).map((t) => `${t.name}: ${t.metric} ${t.value} (target ${t.target})`);
+  const verdict = missed.length ? `targets missed:\n  ${missed.join('\n  ')}` : targets.length ? 'every target met' : 'no targets in the scenarios run';
+  progress(`done: ${RESULTS_MD}; ${verdict}`);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -140,7 +140,9 @@ export class EksAuthUpstream implements CredentialSource {
     let response: RawResponse;
     try {
       const headers = await signRequest(
-        { method: 'POST', url: this.url, headers: { 'content-type': 'application/json' }, body },
+        // content-length is signed, as the AWS SDKs sign it; and the headers need no copy to add it
+        // (a literal that starts with a spread and adds fields is slow on Node 20's V8).
+        { method: 'POST', url: this.url, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }, body },
         { credentials: signingKeys, region: this.options.region, service: 'eks-auth' },
       );
       response = await this.post(headers, body);
@@ -173,7 +175,7 @@ export class EksAuthUpstream implements CredentialSource {
         clearTimeout(deadline);
         reject(error);
       };
-      const req = this.send(this.url, { method: 'POST', headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: this.agent }, (res) => {
+      const req = this.send(this.url, { method: 'POST', headers, agent: this.agent }, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
         res.on('data', (chunk: Buffer) => {

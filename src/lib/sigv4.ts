@@ -85,8 +85,6 @@ interface ParsedAuthorization extends Credential {
   signature: string;
 }
 
-type Nine<T> = [T, T, T, T, T, T, T, T, T];
-
 /** The header as every AWS SDK writes it: scheme, then Credential, SignedHeaders and Signature in this order. */
 const SDK_AUTHORIZATION = /^AWS4-HMAC-SHA256 Credential=(([^/,\s]+)\/((\d{8})\/([^/,\s]+)\/([^/,\s]+)\/aws4_request)), ?SignedHeaders=([^,\s]+), ?Signature=([^,\s]+)$/;
 
@@ -95,8 +93,7 @@ export function parseAuthorization(header: string): ParsedAuthorization {
   // One regex for the usual form; any other spacing or order takes the general way below.
   const sdk = SDK_AUTHORIZATION.exec(header);
   if (sdk) {
-    const [, credential, accessKeyId, scope, date, region, service, signedHeaders, signature] = sdk as unknown as Nine<string>;
-    return { credential, accessKeyId, date, region, service, scope, signedHeaders: signedHeaders.split(';'), signature };
+    return { credential: sdk[1]!, accessKeyId: sdk[2]!, date: sdk[4]!, region: sdk[5]!, service: sdk[6]!, scope: sdk[3]!, signedHeaders: sdk[7]!.split(';'), signature: sdk[8]! };
   }
   const text = header.trim();
   if (!text.startsWith(AUTH_SCHEME)) throw new WireError('IncompleteSignatureException', 'Authorization header must use AWS4-HMAC-SHA256.');

@@ -21,6 +21,7 @@ describe('role session naming and tags', () => {
     assert.equal(long.length, 64);
     assert.match(long, /^eks-a-very-long-cluster-name-for-testing-a-pod/);
     assert.match(roleSessionName('c_1', 'pod.with:odd/chars', uuid), /^[\w+=,.@-]+$/);
+    assert.equal(roleSessionName('odd cluster', 'web-1', uuid), `eks-odd-cluster-web-1-${uuid}`);
   });
 
   it('builds the six transitive tags from the verified claims', () => {

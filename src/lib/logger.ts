@@ -25,8 +25,8 @@ export interface LoggerOptions {
   level?: string;
   name?: string;
   /**
-   * Gather lines and write them 4 KiB at a time, or every 100 ms: for a server
-   * writing a record per request (the EKS Auth audit), one write per ~8 lines
+   * Gather lines and write them 64 KiB at a time, or every 100 ms: for a server
+   * writing a record per request (the EKS Auth audit), one write per ~120 lines
    * instead of one each. pino still writes what is pending when the process exits.
    */
   batched?: boolean;
@@ -45,16 +45,21 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   );
 }
 
+/** Lines gathered before a write; the periodic flush writes fewer sooner. */
+const BATCH_BYTES = 64 * 1024;
+
 /**
- * stderr, written 4 KiB at a time or every 100 ms. sonic-boom gathers the
- * lines as Buffers: given strings, it measures the byte length of everything
+ * stderr, written 64 KiB at a time or every 100 ms. Each write is handed to
+ * libuv's thread pool and wakes whoever reads stderr; with 4 KiB batches those
+ * hand-offs cost 20–30 µs of CPU per EKS Auth request at 3,000 requests/s
+ * (bench/analysis/assume-role.md). sonic-boom gathers the lines as Buffers: given strings, it measures the byte length of everything
  * gathered so far on every line (a copy and a scan of up to 16 KiB per line,
  * ~10 % of the instructions of an EKS Auth request in callgrind); given
  * Buffers, it adds up their lengths. What is gathered is still written when
  * the process exits (pino's exit hook on the destination).
  */
 function batchedStderr(): DestinationStream & { flush(cb?: (error?: Error) => void): void; flushSync(): void } {
-  const stream = pino.destination({ fd: 2, sync: false, minLength: 4096, periodicFlush: 100, contentMode: 'buffer' });
+  const stream = pino.destination({ fd: 2, sync: false, minLength: BATCH_BYTES, maxWrite: 2 * BATCH_BYTES, periodicFlush: 100, contentMode: 'buffer' });
   return {
     // (sonic-boom's types know only strings; in buffer mode it takes Buffers)
     write: (line: string) => stream.write(Buffer.from(line) as unknown as string),

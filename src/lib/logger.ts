@@ -45,18 +45,20 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   );
 }
 
-/** Lines gathered before a write; the periodic flush writes fewer sooner. */
+/** Bytes gathered before a write (the periodic flush writes what is there sooner). */
 const BATCH_BYTES = 64 * 1024;
 
 /**
  * stderr, written 64 KiB at a time or every 100 ms. Each write is handed to
  * libuv's thread pool and wakes whoever reads stderr; with 4 KiB batches those
  * hand-offs cost 20–30 µs of CPU per EKS Auth request at 3,000 requests/s
- * (bench/analysis/assume-role.md). sonic-boom gathers the lines as Buffers: given strings, it measures the byte length of everything
- * gathered so far on every line (a copy and a scan of up to 16 KiB per line,
- * ~10 % of the instructions of an EKS Auth request in callgrind); given
- * Buffers, it adds up their lengths. What is gathered is still written when
- * the process exits (pino's exit hook on the destination).
+ * (bench/analysis/assume-role.md). sonic-boom gathers the lines as Buffers:
+ * given strings, it measures the byte length of everything gathered so far on
+ * every line (a copy and a scan of up to 16 KiB per line, ~10 % of the
+ * instructions of an EKS Auth request in callgrind); given Buffers, it adds up
+ * their lengths. What is gathered is still written when the process exits
+ * (pino's exit hook on the destination). A write may carry up to two batches
+ * (sonic-boom wants its maxWrite above minLength).
  */
 function batchedStderr(): DestinationStream & { flush(cb?: (error?: Error) => void): void; flushSync(): void } {
   const stream = pino.destination({ fd: 2, sync: false, minLength: BATCH_BYTES, maxWrite: 2 * BATCH_BYTES, periodicFlush: 100, contentMode: 'buffer' });

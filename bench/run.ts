@@ -69,8 +69,6 @@ export function markdown(results: ResultsFile): string {
 }
 
 async function main(): Promise<void> {
-  // The scenarios' AWS SDK clients run on Node 20 on purpose (as the CLI does).
-  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const wanted = process.argv.slice(2);
   const names = wanted.length ? wanted : Object.keys(SCENARIOS);
   for (const name of names) if (!SCENARIOS[name]) throw new Error(`unknown scenario "${name}"; known: ${Object.keys(SCENARIOS).join(', ')}`);

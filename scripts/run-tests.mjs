@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Runs every test file under test/ with Node's test runner (TypeScript through tsx).
-// Node 20's --test does not expand globs, so the files are listed here.
+// The files are listed here, so that a path filter can pick some of them.
 // Usage: node scripts/run-tests.mjs [filter...]   (filters match file paths)
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,6 +24,5 @@ if (files.length === 0) {
 }
 const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], {
   stdio: 'inherit',
-  env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env },
 });
 child.on('exit', (code, signal) => process.exit(signal ? 1 : (code ?? 1)));

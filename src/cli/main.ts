@@ -2,14 +2,12 @@
 // The `pod-identity` command: one file per subcommand, wired here.
 import { Command } from 'commander';
 
-// We run on Node 20 with pinned SDK versions; the SDK's advice to upgrade
-// Node would otherwise be printed by every command that makes an AWS call.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-
 const program = new Command()
   .name('pod-identity')
   .description('EKS Pod Identity, open and self-hostable: control plane, node agent and tools')
   .version('0.1.0')
+  // A subcommand's options are its own: `dev token --state-dir X` is token's flag, not dev's.
+  .enablePositionalOptions()
   .showHelpAfterError();
 
 /**

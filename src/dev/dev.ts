@@ -145,7 +145,7 @@ export function devInstructions(dev: RunningDev, cliPath: string, region: string
     '',
     'In another shell:',
     '',
-    `PI="node ${cliPath}"`,
+    `PI="${process.execPath} ${cliPath}"`,
     '# 1. map a service account to a role',
     `$PI associations create --endpoint ${dev.server.apiUrl} --cluster-name ${DEV_CLUSTER} --namespace default --service-account demo --role-arn arn:aws:iam::111122223333:role/demo --access-key-id ${admin.accessKeyId} --secret-access-key ${admin.secretAccessKey}`,
     '# 2. a pod-bound token for that service account (what the kubelet projects into a pod)',
@@ -169,8 +169,10 @@ export async function writeDevToken(
 ): Promise<string> {
   const dir = resolve(stateDir);
   const state = readDevState(dir);
+  // Without dev's state the token would be signed by a new key the running server does not know.
+  if (!state) throw new Error(`${dir} holds no dev state: start \`pod-identity dev --state-dir ${dir}\` first, or pass the --state-dir that dev printed`);
   let token: string;
-  if (state?.kubeconfig) {
+  if (state.kubeconfig) {
     if (!subject.pod) throw new Error('dev runs against a cluster: name a running pod of that service account with --pod');
     token = await requestFromCluster(state.kubeconfig);
   } else {

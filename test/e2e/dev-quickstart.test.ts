@@ -1,9 +1,10 @@
 // The README's quick start, as a new user does it: start `pod-identity dev`
-// (what `npm start` runs after building), then run in a shell exactly the
-// steps it prints, with the AWS CLI from the peers' venv as `aws`.
+// (what scripts/start runs after building), then run in another shell, in
+// another directory, exactly the steps it prints, with the AWS CLI from the
+// peers' venv as `aws` and no Node.js of the project's on PATH.
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
@@ -14,8 +15,9 @@ import { requirePeer } from '../peers/require.js';
 
 const skip = requirePeer('aws cli', pythonPeersMissingReason);
 
-test('npm start, then the printed steps give `aws sts get-caller-identity` the assumed role', { skip, timeout: 120_000 }, async () => {
+test('dev, then the printed steps run from another directory give `aws sts get-caller-identity` the assumed role', { skip, timeout: 120_000 }, async () => {
   const cwd = mkdtempSync(join(tmpdir(), 'pod-identity-quickstart-'));
+  const elsewhere = mkdtempSync(join(tmpdir(), 'pod-identity-second-shell-'));
   const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
   const dev = spawn(
     process.execPath,
@@ -34,14 +36,15 @@ test('npm start, then the printed steps give `aws sts get-caller-identity` the a
       if (Date.now() > deadline || dev.exitCode !== null) assert.fail(`dev did not print its steps:\n${printed}\n${logs}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    const steps = printed.slice(printed.indexOf('PI="node'));
+    const steps = printed.slice(printed.indexOf('PI="'));
     assert.match(steps, /associations create/);
     assert.match(steps, /dev token/);
 
-    // A fresh shell with nothing AWS in its environment; `aws` is the venv's AWS CLI.
+    // A fresh shell elsewhere, with nothing AWS in its environment and only the
+    // system's own tools on PATH; `aws` is the venv's AWS CLI.
     const { stdout } = await promisify(execFile)('bash', ['-e', '-c', steps], {
-      cwd,
-      env: { PATH: `${dirname(venvBinary('aws'))}:${process.env.PATH}`, HOME: cwd, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+      cwd: elsewhere,
+      env: { PATH: `${dirname(venvBinary('aws'))}:/usr/local/bin:/usr/bin:/bin`, HOME: elsewhere },
       timeout: 60_000,
     });
     const identity = JSON.parse(stdout.slice(stdout.lastIndexOf('{\n'))) as { Arn: string; Account: string };
@@ -52,5 +55,23 @@ test('npm start, then the printed steps give `aws sts get-caller-identity` the a
     await new Promise((r) => (dev.exitCode !== null ? r(undefined) : dev.once('exit', r)));
     process.off('exit', killDev);
     rmSync(cwd, { recursive: true, force: true });
+    rmSync(elsewhere, { recursive: true, force: true });
+  }
+});
+
+test('dev token refuses a directory that holds no dev state, naming it', async () => {
+  const empty = mkdtempSync(join(tmpdir(), 'pod-identity-no-dev-'));
+  try {
+    const result = await promisify(execFile)(process.execPath, [CLI, 'dev', 'token', '--state-dir', empty, '--namespace', 'default', '--service-account', 'demo']).then(
+      () => assert.fail('dev token should have failed'),
+      (error: { code: number; stderr: string }) => error,
+    );
+    assert.equal(result.code, 1);
+    const lines = result.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, result.stderr);
+    assert.match(lines[0]!, new RegExp(`${empty} holds no dev state`));
+    assert.deepEqual(readdirSync(empty), [], 'nothing was written');
+  } finally {
+    rmSync(empty, { recursive: true, force: true });
   }
 });

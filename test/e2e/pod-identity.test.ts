@@ -177,7 +177,6 @@ describe('end to end: real kube-apiserver, moto STS, server and agent processes,
         AWS_CONFIG_FILE: '/dev/null',
         AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
         AWS_EC2_METADATA_DISABLED: 'true',
-        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
       },
     });
     await waitReady(server, `http://127.0.0.1:${metricsPort}/readyz`);
@@ -359,7 +358,6 @@ describe('end to end: real kube-apiserver, moto STS, server and agent processes,
       AWS_ENDPOINT_URL_STS: moto!.endpoint,
       AWS_CONFIG_FILE: '/dev/null',
       AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     };
     for (const name of CREDENTIAL_VARIABLES) assert.equal(env[name], undefined);
     const result = await runInPod(net!, { directory: tokenDir, mountPath: TOKEN_DIR }, [process.execPath, '--input-type=module', '-e', POD_PROGRAM], env, { cwd: process.cwd(), timeoutMs: 60_000 });

@@ -50,7 +50,7 @@ function inNs(command: string, args: string[], env: NodeJS.ProcessEnv = process.
 }
 
 function pod(tokenFile: string, uri: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return isolatedAwsEnv({ AWS_CONTAINER_CREDENTIALS_FULL_URI: uri, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: tokenFile, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...extra });
+  return isolatedAwsEnv({ AWS_CONTAINER_CREDENTIALS_FULL_URI: uri, AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: tokenFile, ...extra });
 }
 
 const JS_SDK_CLIENT = `

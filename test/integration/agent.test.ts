@@ -25,7 +25,6 @@ function podEnv(agentUrl: string, tokenFile: string, extra: Record<string, strin
     AWS_CONTAINER_CREDENTIALS_FULL_URI: agentUrl,
     AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: tokenFile,
     AWS_EC2_METADATA_DISABLED: 'true',
-    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     AWS_REGION: 'us-east-1',
     ...extra,
   };

@@ -102,7 +102,6 @@ describe('aws-sts issuer against moto', { skip, timeout: 180_000 }, () => {
       AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
       AWS_SESSION_TOKEN: credentials.sessionToken,
       STS_ENDPOINT: moto.endpoint,
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     });
     assert.equal(child.code, 0, child.stderr);
     const identity = JSON.parse(child.stdout) as { Arn: string; Account: string };
@@ -121,7 +120,6 @@ describe('aws-sts issuer against moto', { skip, timeout: 180_000 }, () => {
       AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey,
       AWS_SESSION_TOKEN: credentials.sessionToken,
       STS_ENDPOINT: moto.endpoint,
-      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
     });
     assert.equal(child.code, 0, child.stderr);
     assert.equal((JSON.parse(child.stdout) as { Arn: string }).Arn, assumedRoleUser.arn);

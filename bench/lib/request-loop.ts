@@ -19,10 +19,10 @@ import { Readable } from 'node:stream';
 import { Registry } from 'prom-client';
 import { AssociationService } from '../../src/associations/service.js';
 import { SqliteAssociationStore } from '../../src/associations/stores/sqlite.js';
-import { createEksAuth } from '../../src/auth/setup.js';
+import { createEksAuth } from '../../src/server/setup/eks-auth.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { createApiHandler } from '../../src/server/api.js';
-import { parseServerConfig } from '../../src/server/config.js';
+import { parseServerConfig } from '../../src/config/load.js';
 import { eksAuthRoutes } from '../../src/server/routes/eks-auth.js';
 
 export interface RequestLoopSpec {

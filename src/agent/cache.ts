@@ -17,9 +17,10 @@
 //   ExpiredToken and ResourceNotFound drop the entry at once.
 // - At most `maxSize` entries; the least recently used goes first.
 import { isWireError, WireError } from '../lib/errors.js';
-import type { CredentialSource, PodCredentials, PresentedToken } from './credentials.js';
+import type { PodCredentials } from '../api/credentials.js';
+import type { CredentialSource, PresentedToken } from './credentials.js';
 import { readTokenExpiry } from './token.js';
-import { TokenBucket } from './token-bucket.js';
+import { TokenBucket } from '../lib/token-bucket.js';
 
 export type EvictionReason = 'capacity' | 'idle' | 'token-expired' | 'upstream-denied';
 export type RefreshOutcome = 'ok' | 'error' | 'evicted';
@@ -112,7 +113,7 @@ export class CredentialCache implements CredentialSource {
     this.freshWaitMs = options.freshWaitMs ?? 500;
     this.retryMs = options.retryMs ?? 60_000;
     this.minValidMs = options.minValidMs ?? 15_000;
-    this.refreshBudget = new TokenBucket(options.maxRefreshQps, Math.max(1, options.maxRefreshQps), this.now);
+    this.refreshBudget = new TokenBucket({ rate: options.maxRefreshQps, burst: Math.max(1, options.maxRefreshQps) }, this.now());
     this.events = options.events ?? {};
     const interval = options.sweepIntervalMs ?? 1000;
     if (interval > 0) {
@@ -185,7 +186,7 @@ export class CredentialCache implements CredentialSource {
     due.sort((a, b) => a.refreshAt - b.refreshAt);
     const started: Promise<void>[] = [];
     for (const entry of due) {
-      if (!this.refreshBudget.take()) break;
+      if (!this.refreshBudget.take(now)) break;
       started.push(this.refreshInBackground(entry));
     }
     await Promise.all(started);

@@ -15,9 +15,10 @@ import { applyServerTimeouts, closeServer, formatUrlHost, listen } from '../lib/
 import type { Logger } from '../lib/logger.js';
 import { createMetricsServer, createRegistry } from '../lib/metrics.js';
 import { CredentialCache } from './cache.js';
-import { encodeCredentials, PresentedToken, type CredentialSource, type PodCredentials } from './credentials.js';
+import { encodeCredentials, encodeFailure, type PodCredentials } from '../api/credentials.js';
+import { PresentedToken, type CredentialSource } from './credentials.js';
 import { createAgentMetrics, type ResponseCounter } from './metrics.js';
-import { TokenBucket } from './token-bucket.js';
+import { TokenBucket } from '../lib/token-bucket.js';
 import { EksAuthUpstream } from './upstream.js';
 
 export const AGENT_IPV4 = '169.254.170.23';
@@ -57,8 +58,6 @@ export interface AgentDependencies {
   logger: Logger;
   /** keys that sign EKS Auth calls (the CLI passes the AWS default chain) */
   credentials: AwsCredentialIdentityProvider;
-  /** replaces EKS Auth (tests of the handler in isolation) */
-  source?: CredentialSource;
 }
 
 export interface RunningAgent {
@@ -117,7 +116,7 @@ interface EncodedResponse {
 }
 
 function encodeError(code: string, message: string, close = false): EncodedResponse {
-  const body = Buffer.from(JSON.stringify({ Code: code, Message: message }));
+  const body = encodeFailure(code, message);
   const headers = ['content-type', 'application/json', 'content-length', String(body.length)];
   if (close) headers.push('connection', 'close');
   return { body, headers };
@@ -183,7 +182,7 @@ export function createCredentialsHandler(options: CredentialsHandlerOptions): Re
       send(res, 405, METHOD_NOT_ALLOWED);
       return;
     }
-    if (!limiter.take()) {
+    if (!limiter.take(Date.now())) {
       send(res, 429, THROTTLED);
       return;
     }
@@ -229,8 +228,8 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
   }
   const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
   const message = status === 431 ? `Request headers exceed ${MAX_HEADER_BYTES} bytes.` : status === 408 ? 'The request took too long to arrive.' : 'Malformed HTTP request (header values must be one line).';
-  const body = JSON.stringify({ Code: status === 431 ? 'RequestHeaderFieldsTooLarge' : status === 408 ? 'RequestTimeout' : 'BadRequest', Message: message });
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  const body = encodeFailure(status === 431 ? 'RequestHeaderFieldsTooLarge' : status === 408 ? 'RequestTimeout' : 'BadRequest', message);
+  socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`), body]));
 }
 
 function isUnavailableIpv6(host: string, error: unknown): boolean {
@@ -261,36 +260,32 @@ export async function startAgent(options: AgentOptions, deps: AgentDependencies)
 
   const registry = createRegistry('pod_identity_agent_');
   const metrics = createAgentMetrics(registry);
-  const upstream =
-    deps.source === undefined
-      ? new EksAuthUpstream({
-          endpoint: options.endpoint,
-          clusterName: options.clusterName,
-          region: options.region,
-          credentials: deps.credentials,
-          nodeName: options.nodeName,
-          timeoutMs: options.upstreamTimeoutMs,
-          logger,
-          events: metrics.upstream,
-        })
-      : undefined;
-  const direct: CredentialSource = deps.source ?? upstream!;
-  const cache = maxCacheSize > 0 ? new CredentialCache({ upstream: direct, maxSize: maxCacheSize, maxRefreshQps: options.maxServiceQps ?? 3, events: metrics.cache }) : undefined;
+  const upstream = new EksAuthUpstream({
+    endpoint: options.endpoint,
+    clusterName: options.clusterName,
+    region: options.region,
+    credentials: deps.credentials,
+    nodeName: options.nodeName,
+    timeoutMs: options.upstreamTimeoutMs,
+    logger,
+    events: metrics.upstream,
+  });
+  const cache = maxCacheSize > 0 ? new CredentialCache({ upstream, maxSize: maxCacheSize, maxRefreshQps: options.maxServiceQps ?? 3, events: metrics.cache }) : undefined;
   if (cache) metrics.watchCacheSize(() => cache.size);
-  const source = cache ?? direct;
+  const source: CredentialSource = cache ?? upstream;
 
   const allowedHosts = new Set<string>();
   const listeners: { server: Server; host: string; port: number }[] = [];
   const stopAll = async () => {
     await Promise.all(listeners.map((l) => closeServer(l.server, 5000)));
     cache?.close();
-    upstream?.close();
+    upstream.close();
   };
   try {
     for (const host of bindHosts) {
       const server = createServer(
         { maxHeaderSize: MAX_HEADER_BYTES },
-        createCredentialsHandler({ source, allowedHosts, limiter: new TokenBucket(rateLimit, rateLimitBurst), responses: metrics.responses, logger }),
+        createCredentialsHandler({ source, allowedHosts, limiter: new TokenBucket({ rate: rateLimit, burst: rateLimitBurst }, Date.now()), responses: metrics.responses, logger }),
       );
       applyServerTimeouts(server, { headersTimeoutMs: 5000, requestTimeoutMs: 10_000, keepAliveTimeoutMs: 5000 });
       server.on('clientError', answerClientError);
@@ -334,7 +329,7 @@ export async function startAgent(options: AgentOptions, deps: AgentDependencies)
   const probeUrl = `http://${formatUrlHost(probeAddress.host)}:${probeAddress.port}`;
   const metricsUrl = `http://${formatUrlHost(metricsAddress.host === '0.0.0.0' ? '127.0.0.1' : metricsAddress.host)}:${metricsAddress.port}`;
   logger.info(
-    { listeners: credentialUrls, probes: probeUrl, metrics: metricsUrl, cluster: options.clusterName, endpoint: deps.source ? 'injected' : (options.endpoint ?? 'default'), cache: maxCacheSize },
+    { listeners: credentialUrls, probes: probeUrl, metrics: metricsUrl, cluster: options.clusterName, endpoint: options.endpoint ?? 'default', cache: maxCacheSize },
     'agent started',
   );
 

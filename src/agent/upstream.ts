@@ -7,10 +7,12 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
-import { WireError, type WireErrorCode } from '../lib/errors.js';
+import type { PodCredentials } from '../api/credentials.js';
+import { assumedRoleAccount, decodeAssumeRoleResponse, decodeErrorResponse } from '../api/eks-auth.js';
+import { WireError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { signRequest } from '../lib/sigv4.js';
-import type { CredentialSource, PodCredentials, PresentedToken } from './credentials.js';
+import type { CredentialSource, PresentedToken } from './credentials.js';
 import { readTokenExpiry } from './token.js';
 
 export interface UpstreamEvents {
@@ -41,23 +43,6 @@ export interface EksAuthUpstreamOptions {
   logger?: Logger;
   events?: UpstreamEvents;
 }
-
-/** Error codes of the EKS Auth model (and SigV4 failures), kept as the upstream said them. */
-const KNOWN_CODES = new Set<WireErrorCode>([
-  'AccessDeniedException',
-  'ExpiredTokenException',
-  'InvalidParameterException',
-  'InvalidRequestException',
-  'InvalidTokenException',
-  'ResourceNotFoundException',
-  'ThrottlingException',
-  'InternalServerException',
-  'ServiceUnavailableException',
-  'UnrecognizedClientException',
-  'InvalidSignatureException',
-  'IncompleteSignatureException',
-  'MissingAuthenticationTokenException',
-]);
 
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
@@ -141,7 +126,7 @@ export class EksAuthUpstream implements CredentialSource {
     try {
       const headers = await signRequest(
         // content-length is signed, as the AWS SDKs sign it; and the headers need no copy to add it
-        // (a literal that starts with a spread and adds fields is slow on Node 20's V8).
+        // (a literal that starts with a spread and adds fields was slow on Node 20's V8).
         { method: 'POST', url: this.url, headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }, body },
         { credentials: signingKeys, region: this.options.region, service: 'eks-auth' },
       );
@@ -157,11 +142,23 @@ export class EksAuthUpstream implements CredentialSource {
       };
     }
     if (response.status === 200) {
-      const credentials = parseAssumeRoleResponse(response.body);
-      if (credentials) return { ok: true, credentials };
+      const answer = decodeAssumeRoleResponse(response.body);
+      if (answer) {
+        const { credentials } = answer;
+        return {
+          ok: true,
+          credentials: {
+            accessKeyId: credentials.accessKeyId,
+            secretAccessKey: credentials.secretAccessKey,
+            sessionToken: credentials.sessionToken,
+            accountId: assumedRoleAccount(answer.assumedRoleUser.arn)!,
+            expiresAt: credentials.expiration * 1000,
+          },
+        };
+      }
       return { ok: false, retryable: false, outcome: 'malformed', error: new WireError('InternalServerException', 'EKS Auth returned a response the agent cannot read.') };
     }
-    const error = parseErrorResponse(response);
+    const error = decodeErrorResponse(response);
     return { ok: false, retryable: response.status === 429 || response.status >= 500, outcome: error.code, error };
   }
 
@@ -196,58 +193,4 @@ export class EksAuthUpstream implements CredentialSource {
       req.end(body);
     });
   }
-}
-
-/** Reads a 200 answer (DESIGN §3.2); undefined when a member is missing or malformed. */
-export function parseAssumeRoleResponse(body: Buffer): PodCredentials | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  const response = parsed as {
-    credentials?: { accessKeyId?: unknown; secretAccessKey?: unknown; sessionToken?: unknown; expiration?: unknown };
-    assumedRoleUser?: { arn?: unknown };
-  };
-  const c = response?.credentials;
-  const arn = response?.assumedRoleUser?.arn;
-  if (!c || typeof c.accessKeyId !== 'string' || typeof c.secretAccessKey !== 'string' || typeof c.sessionToken !== 'string' || typeof arn !== 'string') {
-    return undefined;
-  }
-  // restJson1 timestamps are epoch seconds; an ISO string is tolerated.
-  const expiresAt = typeof c.expiration === 'number' ? c.expiration * 1000 : typeof c.expiration === 'string' ? Date.parse(c.expiration) : NaN;
-  const accountId = arn.split(':')[4] ?? '';
-  if (!Number.isFinite(expiresAt) || !/^\d{12}$/.test(accountId)) return undefined;
-  return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken, accountId, expiresAt };
-}
-
-/** An EKS Auth error answer as a WireError with the upstream's status and code. */
-export function parseErrorResponse(response: RawResponse): WireError {
-  let code: string | undefined;
-  let message: string | undefined;
-  const header = response.headers['x-amzn-errortype'];
-  if (typeof header === 'string') code = header;
-  try {
-    const body = JSON.parse(response.body.toString('utf8')) as { __type?: unknown; code?: unknown; message?: unknown; Message?: unknown };
-    if (code === undefined && typeof body.__type === 'string') code = body.__type;
-    if (code === undefined && typeof body.code === 'string') code = body.code;
-    const m = body.message ?? body.Message;
-    if (typeof m === 'string') message = m;
-  } catch {
-    // not JSON: the status decides
-  }
-  // "aws.protocoltests#Name:http://…" → "Name"
-  const name = code?.split(':')[0]?.split('#').pop();
-  const known = name !== undefined && KNOWN_CODES.has(name as WireErrorCode) ? (name as WireErrorCode) : codeForStatus(response.status);
-  return new WireError(known, message ?? `EKS Auth answered HTTP ${response.status}.`, { status: response.status });
-}
-
-function codeForStatus(status: number): WireErrorCode {
-  if (status === 429) return 'ThrottlingException';
-  if (status === 503) return 'ServiceUnavailableException';
-  if (status >= 500) return 'InternalServerException';
-  if (status === 404) return 'ResourceNotFoundException';
-  if (status === 403) return 'AccessDeniedException';
-  return 'InvalidRequestException';
 }

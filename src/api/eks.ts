@@ -3,7 +3,30 @@
 // Association into the JSON the AWS SDKs parse (timestamps as epoch seconds).
 import { z } from 'zod';
 import { WireError } from '../lib/errors.js';
-import type { Association } from '../associations/types.js';
+
+/**
+ * An association as the EKS API describes it (PodIdentityAssociation), with its
+ * timestamps in epoch milliseconds: what the store keeps and every core reads.
+ */
+export interface Association {
+  clusterName: string;
+  namespace: string;
+  serviceAccount: string;
+  roleArn: string;
+  associationId: string;
+  associationArn: string;
+  tags: Record<string, string>;
+  /** epoch milliseconds */
+  createdAt: number;
+  /** epoch milliseconds */
+  modifiedAt: number;
+  ownerArn?: string;
+  disableSessionTags: boolean;
+  targetRoleArn?: string;
+  externalId?: string;
+  policy?: string;
+}
+
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;

@@ -5,9 +5,9 @@
 // different association in the target is reported, never overwritten.
 import { existsSync } from 'node:fs';
 import type { AssociationStore } from './store.js';
-import { PostgresAssociationStore } from './stores/postgres.js';
+import { PostgresAssociationStore } from './stores/postgres/store.js';
 import { SqliteAssociationStore } from './stores/sqlite.js';
-import type { Association } from './types.js';
+import type { Association } from '../api/eks.js';
 
 export type StoreLocation = { kind: 'sqlite'; path: string } | { kind: 'postgres'; url: string };
 

@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import type { Logger } from '../lib/logger.js';
 import type { AssociationStore } from './store.js';
-import { PostgresAssociationStore } from './stores/postgres.js';
+import { PostgresAssociationStore } from './stores/postgres/store.js';
 import { SqliteAssociationStore } from './stores/sqlite.js';
 
 export async function openStore(config: { databaseUrl?: string | undefined; dataDir: string }, logger?: Logger): Promise<AssociationStore> {

@@ -5,7 +5,8 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { WireError } from '../lib/errors.js';
 import type { CreateInput, ListInput, UpdateInput } from '../api/eks.js';
 import { SubjectTakenError, type AssociationStore } from './store.js';
-import type { Association, AssociationChanges } from './types.js';
+import type { Association } from '../api/eks.js';
+import type { AssociationChanges } from './types.js';
 
 export interface AssociationServiceOptions {
   store: AssociationStore;

@@ -1,7 +1,8 @@
 // The association store: the one interface every backend (SQLite, PostgreSQL)
 // implements, so callers never know which one they talk to. All methods are
 // async even where SQLite is synchronous, because PostgreSQL is not.
-import type { Association, AssociationChanges, Subject } from './types.js';
+import type { Association } from '../api/eks.js';
+import type { AssociationChanges, Subject } from './types.js';
 
 /** A create whose (cluster, namespace, serviceAccount) already has an association. */
 export class SubjectTakenError extends Error {

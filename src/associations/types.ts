@@ -1,23 +1,6 @@
-// What an association is, independent of any wire format or database.
-
-export interface Association {
-  clusterName: string;
-  namespace: string;
-  serviceAccount: string;
-  roleArn: string;
-  associationId: string;
-  associationArn: string;
-  tags: Record<string, string>;
-  /** epoch milliseconds */
-  createdAt: number;
-  /** epoch milliseconds */
-  modifiedAt: number;
-  ownerArn?: string;
-  disableSessionTags: boolean;
-  targetRoleArn?: string;
-  externalId?: string;
-  policy?: string;
-}
+// What changes an association and what it is keyed by. What an association is
+// comes from the EKS contract: api/eks.ts's Association.
+import type { Association } from '../api/eks.js';
 
 /** The fields an update may change. */
 export type AssociationChanges = Partial<Pick<Association, 'roleArn' | 'disableSessionTags' | 'targetRoleArn' | 'externalId' | 'policy' | 'tags'>> & {

@@ -1,23 +1,35 @@
-// How one configured cluster's tokens are verified: the mode follows from its
-// config (pure), and the verifier is assembled from keys, TokenReview and the
-// pod liveness check accordingly.
+// How one cluster's tokens are verified: the mode follows from where its keys
+// come from (pure), and the verifier is assembled from keys, TokenReview and
+// the pod liveness check accordingly.
 import type { Logger } from '../lib/logger.js';
-import type { ClusterConfig } from '../server/config.js';
 import { jwksFromApiServer, jwksFromDiscovery, jwksFromFile, jwksFromUri } from './jwks-sources.js';
 import { KeySet } from './keys.js';
-import { kubeClientFromKubeconfig, type KubeClient } from '../lib/kube-api.js';
+import { kubeClientFromKubeconfig, type KubeClient } from '../kube/client.js';
 import { podLivenessCheck } from './liveness.js';
 import { clusterArn } from './session.js';
 import { JwksTokenVerifier, TokenReviewVerifier, withRevocation, type TokenVerifier } from './verifier.js';
 
 export type VerificationMode = 'jwks-file' | 'jwks-uri' | 'api-server-jwks' | 'oidc-discovery' | 'token-review';
 
+/** One cluster, as far as verifying its tokens goes (the server passes a `clusters[]` entry of its config). */
+export interface ClusterVerification {
+  name: string;
+  /** expected `iss`; alone, the place of OIDC discovery */
+  issuer?: string;
+  jwksFile?: string;
+  jwksUri?: string;
+  /** a kubeconfig file, or `in-cluster`: TokenReview, or pod liveness checks in JWKS mode */
+  kubeconfig?: string;
+  tokenReview?: boolean;
+  requireNodeBinding: boolean;
+}
+
 /**
  * tokenReview: true → TokenReview; else the first of jwksFile, jwksUri; a
  * kubeconfig alone means TokenReview unless tokenReview is false (then the API
  * server's own JWKS); an issuer alone means OIDC discovery.
  */
-export function verificationMode(cluster: Pick<ClusterConfig, 'tokenReview' | 'jwksFile' | 'jwksUri' | 'kubeconfig' | 'issuer'>): VerificationMode {
+export function verificationMode(cluster: Omit<ClusterVerification, 'name' | 'requireNodeBinding'>): VerificationMode {
   if (cluster.tokenReview === true && cluster.kubeconfig) return 'token-review';
   if (cluster.jwksFile) return 'jwks-file';
   if (cluster.jwksUri) return 'jwks-uri';
@@ -48,7 +60,7 @@ export interface ClusterAuthOptions {
   revocationTtlMs?: number;
 }
 
-export function createClusterAuth(cluster: ClusterConfig, options: ClusterAuthOptions): ClusterAuth {
+export function createClusterAuth(cluster: ClusterVerification, options: ClusterAuthOptions): ClusterAuth {
   const mode = verificationMode(cluster);
   const logger = options.logger.child({ cluster: cluster.name });
   const kube: KubeClient | undefined = cluster.kubeconfig ? kubeClientFromKubeconfig(cluster.kubeconfig) : undefined;

@@ -3,7 +3,7 @@
 // the kubeconfig). Each is a fetcher for KeySet; all are bounded in time and
 // size.
 import { readFile } from 'node:fs/promises';
-import type { KubeClient } from '../lib/kube-api.js';
+import type { KubeClient } from '../kube/client.js';
 import type { JwksFetcher } from './keys.js';
 
 const FETCH_TIMEOUT_MS = 5_000;

@@ -7,7 +7,7 @@ import { ExpiringCache } from '../lib/bounded-cache.js';
 import { WireError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { invalidToken, type PodIdentityClaims } from './claims.js';
-import type { KubeClient } from '../lib/kube-api.js';
+import type { KubeClient } from '../kube/client.js';
 
 export interface PodLivenessOptions {
   kube: KubeClient;

@@ -3,7 +3,8 @@
 // change feed keeps current (so a delete takes effect at once) and a TTL as a
 // backstop.
 import type { AssociationStore } from '../associations/store.js';
-import type { Association, Subject } from '../associations/types.js';
+import type { Association } from '../api/eks.js';
+import type { Subject } from '../associations/types.js';
 import { ExpiringCache } from '../lib/bounded-cache.js';
 import { WireError } from '../lib/errors.js';
 

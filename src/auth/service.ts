@@ -3,7 +3,8 @@
 // association → credentials. Every decision is audited, allowed or not.
 import { randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
-import type { Association } from '../associations/types.js';
+import type { AssumeRoleResponse } from '../api/eks-auth.js';
+import type { Association } from '../api/eks.js';
 import { isWireError, WireError } from '../lib/errors.js';
 import { isoTime } from '../lib/iso-time.js';
 import { hotCounter, type HotCounter } from '../lib/metrics.js';
@@ -14,7 +15,8 @@ import type { CredentialIssuer, IssuedCredentials } from './issuers/issuer.js';
 import { checkNodeBinding } from './node-binding.js';
 import type { AssociationResolver } from './resolver.js';
 import { effectiveRoleArn, roleSessionName, sessionTags } from './session.js';
-import { KeyedBuckets, type RateLimit } from './throttle.js';
+import type { RateLimit } from '../lib/token-bucket.js';
+import { KeyedBuckets } from './throttle.js';
 
 export interface AssumeRoleInput {
   clusterName: string;
@@ -27,15 +29,6 @@ export interface AssumeRoleInput {
   requestId: string;
 }
 
-/** The 200 body of AssumeRoleForPodIdentity (DESIGN §3.2), every member present. */
-export interface AssumeRoleOutput {
-  subject: { namespace: string; serviceAccount: string };
-  audience: string;
-  podIdentityAssociation: { associationArn: string; associationId: string };
-  assumedRoleUser: { arn: string; assumeRoleId: string };
-  credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string; expiration: number };
-}
-
 export interface EksAuthServiceOptions {
   clusters: readonly ClusterAuth[];
   resolver: AssociationResolver;
@@ -46,7 +39,7 @@ export interface EksAuthServiceOptions {
   now?: () => number;
 }
 
-export function toAssumeRoleOutput(claims: PodIdentityClaims, association: Association, issued: IssuedCredentials): AssumeRoleOutput {
+export function toAssumeRoleResponse(claims: PodIdentityClaims, association: Association, issued: IssuedCredentials): AssumeRoleResponse {
   return {
     subject: { namespace: claims.namespace, serviceAccount: claims.serviceAccount },
     audience: POD_IDENTITY_AUDIENCE,
@@ -87,7 +80,7 @@ export class EksAuthService {
     }
   }
 
-  async assumeRole(input: AssumeRoleInput): Promise<AssumeRoleOutput> {
+  async assumeRole(input: AssumeRoleInput): Promise<AssumeRoleResponse> {
     const started = performance.now();
     // Every field is there from the start (undefined until known), so the record keeps one shape as it fills in.
     const record: AuditRecord = {
@@ -118,7 +111,7 @@ export class EksAuthService {
     }
   }
 
-  private async decide(input: AssumeRoleInput, record: AuditRecord): Promise<AssumeRoleOutput> {
+  private async decide(input: AssumeRoleInput, record: AuditRecord): Promise<AssumeRoleResponse> {
     if (input.caller.clusters && !input.caller.clusters.includes(input.clusterName)) {
       throw new WireError('AccessDeniedException', `This node key may not call AssumeRoleForPodIdentity for cluster ${input.clusterName}.`, { status: 400 });
     }
@@ -149,6 +142,6 @@ export class EksAuthService {
       sessionName: roleSessionName(cluster.name, claims.podName, randomUUID()),
       ...(this.options.issuer.usesSessionTags && !association.disableSessionTags && { tags: sessionTags(cluster.arn, cluster.name, claims) }),
     });
-    return toAssumeRoleOutput(claims, association, issued);
+    return toAssumeRoleResponse(claims, association, issued);
   }
 }

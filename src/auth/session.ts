@@ -1,7 +1,7 @@
 // What a role session looks like (DESIGN §3.6), as pure functions: the session
 // name STS accepts, the six transitive session tags, and the ARNs the agent
 // and the SDKs parse.
-import type { Association } from '../associations/types.js';
+import type { Association } from '../api/eks.js';
 import type { PodIdentityClaims } from './claims.js';
 
 export const MAX_SESSION_NAME = 64;

@@ -1,42 +1,8 @@
-// Throttling by token buckets: one per cluster and one per service account,
-// sized from config. The clock is injected; buckets of idle service accounts
-// are dropped first when the map is full (a full bucket holds no state worth
-// keeping).
+// Throttling EKS Auth by token buckets keyed by cluster or by service
+// account. Buckets of idle keys are dropped first when the map is full (a
+// full bucket holds no state worth keeping).
+import { TokenBucket, type RateLimit } from '../lib/token-bucket.js';
 
-export interface RateLimit {
-  /** sustained requests per second */
-  rate: number;
-  /** bucket size */
-  burst: number;
-}
-
-export class TokenBucket {
-  private tokens: number;
-  private updatedAt: number;
-
-  constructor(
-    private readonly limit: RateLimit,
-    now: number,
-  ) {
-    this.tokens = limit.burst;
-    this.updatedAt = now;
-  }
-
-  /** Takes one token when there is one; `now` in milliseconds. */
-  take(now: number): boolean {
-    const elapsed = Math.max(0, now - this.updatedAt) / 1000;
-    this.tokens = Math.min(this.limit.burst, this.tokens + elapsed * this.limit.rate);
-    this.updatedAt = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-
-  /** Whether the bucket would be full by `now` (nothing to remember). */
-  isFull(now: number): boolean {
-    return this.tokens + (Math.max(0, now - this.updatedAt) / 1000) * this.limit.rate >= this.limit.burst;
-  }
-}
 
 export class KeyedBuckets {
   private readonly buckets = new Map<string, TokenBucket>();

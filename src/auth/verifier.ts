@@ -9,7 +9,7 @@ import type { Logger } from '../lib/logger.js';
 import { checkClaims, checkStillValid, invalidToken, POD_IDENTITY_AUDIENCE, type PodIdentityClaims } from './claims.js';
 import { decodeJws, decodePayloadUnverified, verifyJwsSignature } from './jws.js';
 import type { KeySet } from './keys.js';
-import type { KubeClient } from '../lib/kube-api.js';
+import type { KubeClient } from '../kube/client.js';
 import { BoundedMap, ExpiringCache } from '../lib/bounded-cache.js';
 
 export interface TokenVerifier {

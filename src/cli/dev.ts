@@ -1,7 +1,7 @@
 // `pod-identity dev` and `pod-identity dev token`: wiring only; see src/dev/.
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { kubeClientFromKubeconfig } from '../lib/kube-api.js';
+import { kubeClientFromKubeconfig } from '../kube/client.js';
 import { DEFAULT_STATE_DIR, devInstructions, startDev, writeDevToken, type DevOptions } from '../dev/dev.js';
 import { POD_IDENTITY_AUDIENCE } from '../dev/token-signer.js';
 import { createLogger } from '../lib/logger.js';

@@ -2,7 +2,7 @@
 // association into a PostgreSQL store, idempotently, with progress on stderr.
 import type { Command } from 'commander';
 import { copyAssociations, openSourceStore, parseStoreLocation, type CopyCounts } from '../associations/migrate.js';
-import { PostgresAssociationStore, redactDatabaseUrl } from '../associations/stores/postgres.js';
+import { PostgresAssociationStore, redactDatabaseUrl } from '../associations/stores/postgres/store.js';
 
 function describeCounts(c: CopyCounts): string {
   return `${c.done}/${c.total} associations (created ${c.created}, updated ${c.updated}, unchanged ${c.unchanged}, conflicts ${c.conflicts})`;

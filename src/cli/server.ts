@@ -3,7 +3,7 @@
 import cluster from 'node:cluster';
 import type { Command } from 'commander';
 import { createLogger } from '../lib/logger.js';
-import { ConfigError, loadServerConfig } from '../server/config.js';
+import { ConfigError, loadServerConfig } from '../config/load.js';
 import { startServer } from '../server/server.js';
 import { runApiWorker } from '../server/workers.js';
 import { exitOnSignals } from './shutdown.js';

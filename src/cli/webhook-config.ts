@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { parseListen } from '../lib/http.js';
-import { ConfigError, loadServerConfig } from '../server/config.js';
+import { ConfigError, loadServerConfig } from '../config/load.js';
 import { certificateCovers, ensureGeneratedCertificates, servingHosts } from '../webhook/certs.js';
 import { buildWebhookConfiguration, type WebhookTarget } from '../webhook/registration.js';
 

@@ -7,7 +7,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { startAgent, type RunningAgent } from '../agent/server.js';
 import type { Logger } from '../lib/logger.js';
-import { parseServerConfig, type ServerConfig } from '../server/config.js';
+import { parseServerConfig } from '../config/load.js';
+import type { ServerConfig } from '../config/schema.js';
 import { startServer, type RunningServer } from '../server/server.js';
 import { DEV_ISSUER, openDevSigner } from './token-signer.js';
 

@@ -4,17 +4,17 @@
 // webhook listener and the metrics listener — and stops them in order:
 // listeners drain first, the store closes last.
 import { AggregatorRegistry, type Registry } from 'prom-client';
-import { startCrdSync } from '../associations/crd-sync.js';
+import { startCrdSync } from '../kube/crd/reconciler.js';
 import { openStore } from '../associations/open-store.js';
 import type { AssociationStore } from '../associations/store.js';
 import { loadOrCreateLocalIssuerKey } from '../auth/issuers/local.js';
-import { localIssuerKeyFile } from '../auth/setup.js';
+import { localIssuerKeyFile } from './setup/eks-auth.js';
 import { closeServer, formatUrlHost, listen, parseListen, applyServerTimeouts } from '../lib/http.js';
 import type { Logger } from '../lib/logger.js';
 import { createMetricsServer, createRegistry, type MetricsSource } from '../lib/metrics.js';
-import { createWebhookFromConfig } from '../webhook/server.js';
+import { createWebhookFromConfig } from './setup/webhook.js';
 import { startApiListener } from './api-listener.js';
-import type { ServerConfig } from './config.js';
+import type { ServerConfig } from '../config/schema.js';
 import { ApiWorkers, workerCount } from './workers.js';
 
 export interface RunningServer {

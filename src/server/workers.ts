@@ -21,7 +21,7 @@ import type { AssociationStore, StoreChange } from '../associations/store.js';
 import type { Logger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';
 import { startApiListener, type ApiListener } from './api-listener.js';
-import type { ServerConfig } from './config.js';
+import type { ServerConfig } from '../config/schema.js';
 
 type Metrics = MetricObjectWithValues<MetricValue<string>>[];
 

@@ -2,12 +2,9 @@
 // of ours: its `--watch-container-credentials-config` file lists the service
 // accounts to inject, as `{"identities":[{"namespace","serviceAccount"}]}`.
 // The same document is served read-only by the API listener
-// (`GET /clusters/{name}/identities`, admin SigV4) and printed by
-// `pod-identity identities`.
+// (`GET /clusters/{name}/identities`, server/routes/identities.ts) and printed
+// by `pod-identity identities`.
 import type { AssociationStore } from '../associations/store.js';
-import { WireError } from '../lib/errors.js';
-import { sigv4Authenticator, type KeyLookup } from '../server/authenticate.js';
-import type { Route } from '../server/router.js';
 
 export interface Identity {
   namespace: string;
@@ -42,23 +39,4 @@ export async function clusterIdentities(store: AssociationStore, clusterName: st
     afterId = page[page.length - 1]!.associationId;
   }
   return toIdentitiesFile(subjects);
-}
-
-const IDENTITIES = /^\/clusters\/(?<cluster>[^/]+)\/identities\/?$/;
-
-/** `GET /clusters/{name}/identities`: read-only, admin keys (SigV4 signing name `eks`). */
-export function identitiesRoutes(store: AssociationStore, clusters: () => readonly string[], admins: KeyLookup): Route[] {
-  return [
-    {
-      operation: 'GetContainerCredentialsIdentities',
-      method: 'GET',
-      pattern: IDENTITIES,
-      authenticate: sigv4Authenticator('eks', admins),
-      async handle(ctx) {
-        const cluster = ctx.params.cluster!;
-        if (!clusters().includes(cluster)) throw new WireError('ResourceNotFoundException', `No cluster found for name: ${cluster}.`);
-        return { status: 200, body: await clusterIdentities(store, cluster) };
-      },
-    },
-  ];
 }

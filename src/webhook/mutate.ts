@@ -4,7 +4,8 @@
 // mount in every container and initContainer, and the pod-identity label.
 // Nothing already in the pod is overwritten, so applying the patch twice (the
 // API server's reinvocation) changes nothing the second time.
-import type { Association } from '../associations/types.js';
+import type { Container, EnvVar, PatchOperation, Pod } from '../api/admission.js';
+import type { Association } from '../api/eks.js';
 
 export const TOKEN_AUDIENCE = 'pods.eks.amazonaws.com';
 export const VOLUME_NAME = 'eks-pod-identity-token';
@@ -28,45 +29,6 @@ export const DEFAULT_TOKEN_EXPIRATION_SECONDS = 86400;
 /** kube-apiserver refuses projected tokens shorter than 10 minutes. */
 export const MIN_TOKEN_EXPIRATION_SECONDS = 600;
 
-// Only the parts of a Pod the decision reads; everything else passes through untouched.
-export interface EnvVar {
-  name: string;
-  [field: string]: unknown;
-}
-export interface VolumeMount {
-  name: string;
-  mountPath?: string;
-  [field: string]: unknown;
-}
-export interface Container {
-  name: string;
-  env?: EnvVar[] | null;
-  volumeMounts?: VolumeMount[] | null;
-  [field: string]: unknown;
-}
-export interface Pod {
-  metadata?: {
-    name?: string;
-    generateName?: string;
-    namespace?: string;
-    labels?: Record<string, string> | null;
-    annotations?: Record<string, string> | null;
-    [field: string]: unknown;
-  } | null;
-  spec?: {
-    serviceAccountName?: string;
-    /** deprecated alias of serviceAccountName */
-    serviceAccount?: string;
-    nodeSelector?: Record<string, string> | null;
-    containers?: Container[] | null;
-    initContainers?: Container[] | null;
-    volumes?: { name: string; [field: string]: unknown }[] | null;
-    [field: string]: unknown;
-  } | null;
-  [field: string]: unknown;
-}
-
-export type PatchOperation = { op: 'add'; path: string; value: unknown };
 
 export interface MutationOptions {
   /** IPv6 cluster: inject the fd00:ec2::23 URI */

@@ -1,95 +1,108 @@
-// AdmissionReview decode and encode, pure. A review we cannot read still gets a
-// well-formed answer that admits the pod: the webhook never blocks a pod
-// because of its own trouble.
-import type { PatchOperation, Pod } from './mutate.js';
+// One admission review, without HTTP: decode the AdmissionReview, decide (one
+// indexed store read, plus a cached ServiceAccount read when the
+// token-expiration annotation may matter), encode the answer. Every path ends
+// in `allowed: true`: a review we cannot read or a store that fails admits the
+// pod unmutated, with a warning, exactly as failurePolicy Ignore would.
+import { decodeReview, encodeAnswer, notForUs, podOf, type AdmissionAnswer, type Pod } from '../api/admission.js';
+import type { AssociationStore } from '../associations/store.js';
+import type { Logger } from '../lib/logger.js';
+import { ANNOTATION_TOKEN_EXPIRATION, hasSkipLabel, mutatePod, podServiceAccount, type MutationResult } from './mutate.js';
+import type { ServiceAccountExpirationLookup } from './service-accounts.js';
 
-export const REVIEW_API_VERSION = 'admission.k8s.io/v1';
-export const REVIEW_KIND = 'AdmissionReview';
-
-export interface AdmissionRequest {
-  uid: string;
-  namespace?: string;
-  operation?: string;
-  kind?: { group?: string; version?: string; kind?: string };
-  resource?: { group?: string; version?: string; resource?: string };
-  subResource?: string;
-  dryRun?: boolean;
-  object?: unknown;
+export interface ReviewOptions {
+  store: AssociationStore;
+  /** the cluster this webhook serves; undefined means mutate nothing */
+  clusterName: string | undefined;
+  ipv6: boolean;
+  /** injected as AWS_REGION / AWS_DEFAULT_REGION when set */
+  region?: string;
+  serviceAccountExpiration?: ServiceAccountExpirationLookup;
+  logger: Logger;
+  /** answer without a patch when the decision takes longer than this (default 2 s, well inside the API server's timeout) */
+  decisionTimeoutMs?: number;
 }
 
-/** The parts of a review echoed in its answer. */
-export interface ReviewEnvelope {
-  apiVersion: string;
-  kind: string;
-  uid: string;
+export type Outcome = 'mutated' | 'skipped' | 'error';
+
+export interface Decision {
+  outcome: Outcome;
+  result?: MutationResult;
+  warnings?: string[];
+  reason: string;
 }
 
-export type DecodedReview =
-  | { ok: true; envelope: ReviewEnvelope; request: AdmissionRequest }
-  | { ok: false; envelope: ReviewEnvelope; problem: string };
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+/** Which pod an admission was for, in its log lines. */
+export interface AdmissionSubject {
+  namespace: string;
+  serviceAccount: string;
+  pod: string;
 }
 
-export function decodeReview(body: Buffer): DecodedReview {
-  const fallback: ReviewEnvelope = { apiVersion: REVIEW_API_VERSION, kind: REVIEW_KIND, uid: '' };
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    return { ok: false, envelope: fallback, problem: 'the body is not JSON' };
+export interface Reviewed {
+  answer: AdmissionAnswer;
+  decision: Decision;
+  subject?: AdmissionSubject;
+}
+
+function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no decision within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The log fields of one admission, written out rather than `{ ...subject, uid }`:
+ * a literal that starts with a spread and then adds fields built a new hidden
+ * class on every call on V8 (measured on Node 20's, ~2 µs a field).
+ */
+export function admissionLog(subject: AdmissionSubject | undefined, uid: string, extra: { err?: string; reason?: string } = {}) {
+  return { namespace: subject?.namespace, serviceAccount: subject?.serviceAccount, pod: subject?.pod, uid, err: extra.err, reason: extra.reason };
+}
+
+/** The review function of one webhook: body in, answer (and what was decided) out; never throws. */
+export function createReviewer(options: ReviewOptions): (body: Buffer) => Promise<Reviewed> {
+  const { store, clusterName, logger } = options;
+  const decisionTimeoutMs = options.decisionTimeoutMs ?? 2_000;
+
+  async function decide(pod: Pod, namespace: string): Promise<Decision> {
+    if (hasSkipLabel(pod)) return { outcome: 'skipped', result: { mutated: false, reason: 'skip-label' }, reason: 'skip-label' };
+    if (!clusterName) return { outcome: 'skipped', reason: 'no cluster configured for the webhook' };
+    const serviceAccount = podServiceAccount(pod);
+    const association = await store.findBySubject({ clusterName, namespace, serviceAccount });
+    let serviceAccountTokenExpiration: string | undefined;
+    if (association && options.serviceAccountExpiration && pod.metadata?.annotations?.[ANNOTATION_TOKEN_EXPIRATION] === undefined) {
+      serviceAccountTokenExpiration = await options.serviceAccountExpiration(namespace, serviceAccount);
+    }
+    const result = mutatePod(pod, association, { ipv6: options.ipv6, region: options.region, serviceAccountTokenExpiration });
+    return { outcome: result.mutated ? 'mutated' : 'skipped', result, reason: result.mutated ? 'mutated' : result.reason };
   }
-  if (!isObject(parsed)) return { ok: false, envelope: fallback, problem: 'the body is not an AdmissionReview object' };
-  const request = parsed.request;
-  const envelope: ReviewEnvelope = {
-    apiVersion: typeof parsed.apiVersion === 'string' && parsed.apiVersion ? parsed.apiVersion : REVIEW_API_VERSION,
-    kind: typeof parsed.kind === 'string' && parsed.kind ? parsed.kind : REVIEW_KIND,
-    uid: isObject(request) && typeof request.uid === 'string' ? request.uid : '',
-  };
-  if (!isObject(request)) return { ok: false, envelope, problem: 'the review has no request' };
-  if (!envelope.uid) return { ok: false, envelope, problem: 'the request has no uid' };
-  return { ok: true, envelope, request: request as unknown as AdmissionRequest };
-}
 
-/** Why a request is not one we mutate (not a pod CREATE), or undefined when it is. */
-export function notForUs(request: AdmissionRequest): string | undefined {
-  if (request.operation !== undefined && request.operation !== 'CREATE') return `operation ${request.operation}`;
-  const kind = request.kind?.kind;
-  if (kind !== undefined && kind !== 'Pod') return `kind ${kind}`;
-  if (request.subResource) return `subresource ${request.subResource}`;
-  return undefined;
-}
-
-/** The admitted pod, when the request's object looks like one. */
-export function podOf(request: AdmissionRequest): Pod | undefined {
-  const object = request.object;
-  if (!isObject(object) || !isObject(object.spec)) return undefined;
-  return object as Pod;
-}
-
-export interface AdmissionAnswer {
-  apiVersion: string;
-  kind: string;
-  response: {
-    uid: string;
-    allowed: true;
-    patchType?: 'JSONPatch';
-    patch?: string;
-    warnings?: string[];
-  };
-}
-
-/** Always `allowed: true`; a patch when there is one, warnings when something went wrong. */
-export function encodeAnswer(envelope: ReviewEnvelope, patch?: PatchOperation[], warnings?: string[]): AdmissionAnswer {
-  return {
-    apiVersion: envelope.apiVersion,
-    kind: envelope.kind,
-    response: {
-      uid: envelope.uid,
-      allowed: true,
-      ...(patch && patch.length > 0 && { patchType: 'JSONPatch' as const, patch: Buffer.from(JSON.stringify(patch)).toString('base64') }),
-      ...(warnings && warnings.length > 0 && { warnings }),
-    },
+  return async function review(body) {
+    const decoded = decodeReview(body);
+    if (!decoded.ok) {
+      const decision: Decision = { outcome: 'error', reason: decoded.problem, warnings: [`pod-identity webhook: ${decoded.problem}; admitted without changes`] };
+      return { answer: encodeAnswer(decoded.envelope, undefined, decision.warnings), decision };
+    }
+    const { envelope, request } = decoded;
+    const other = notForUs(request);
+    if (other) return { answer: encodeAnswer(envelope), decision: { outcome: 'skipped', reason: other } };
+    const pod = podOf(request);
+    if (!pod) {
+      const decision: Decision = { outcome: 'error', reason: 'no pod in the request', warnings: ['pod-identity webhook: the review carries no pod; admitted without changes'] };
+      return { answer: encodeAnswer(envelope, undefined, decision.warnings), decision };
+    }
+    const namespace = request.namespace || pod.metadata?.namespace || 'default';
+    const subject: AdmissionSubject = { namespace, serviceAccount: podServiceAccount(pod), pod: pod.metadata?.name || pod.metadata?.generateName || '' };
+    try {
+      const decision = await withDeadline(decide(pod, namespace), decisionTimeoutMs);
+      const patch = decision.result?.mutated ? decision.result.patch : undefined;
+      return { answer: encodeAnswer(envelope, patch), decision, subject };
+    } catch (error) {
+      logger.error(admissionLog(subject, envelope.uid, { err: (error as Error).message }), 'admission decision failed; pod admitted without pod identity');
+      const decision: Decision = { outcome: 'error', reason: 'decision failed', warnings: ['pod-identity webhook: could not look up the pod identity association; admitted without AWS credentials'] };
+      return { answer: encodeAnswer(envelope, undefined, decision.warnings), decision, subject };
+    }
   };
 }

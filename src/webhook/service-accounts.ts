@@ -5,7 +5,7 @@
 // annotation is treated as absent (the default expiration applies).
 import { BoundedMap } from '../lib/bounded-cache.js';
 import type { Logger } from '../lib/logger.js';
-import { kubeClientFromKubeconfig } from '../lib/kube-api.js';
+import { kubeClientFromKubeconfig } from '../kube/client.js';
 import { ANNOTATION_TOKEN_EXPIRATION } from './mutate.js';
 
 /** Returns the annotation's value, or undefined when absent or unknown. Never throws. */

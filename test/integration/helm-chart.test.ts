@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { Command } from 'commander';
 import { parseAllDocuments } from 'yaml';
 import { registerAgentCommand } from '../../src/cli/agent.js';
-import { parseServerConfig } from '../../src/server/config.js';
+import { parseServerConfig } from '../../src/config/load.js';
 import { createNamespace, runKubeTool } from '../peers/kube-api.js';
 import { helmMissingReason, kubeBinary, kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
 import { requirePeer } from '../peers/require.js';

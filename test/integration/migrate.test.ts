@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { associationArn, newAssociationId } from '../../src/associations/service.js';
 import type { AssociationStore } from '../../src/associations/store.js';
-import { PostgresAssociationStore } from '../../src/associations/stores/postgres.js';
+import { PostgresAssociationStore } from '../../src/associations/stores/postgres/store.js';
 import { SqliteAssociationStore } from '../../src/associations/stores/sqlite.js';
-import type { Association } from '../../src/associations/types.js';
+import type { Association } from '../../src/api/eks.js';
 import { CLI } from '../helpers/server-process.js';
 import { postgresSkip, startPostgres, type PostgresPeer } from '../peers/postgres.js';
 

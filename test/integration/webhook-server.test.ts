@@ -9,14 +9,15 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import jsonpatch from 'fast-json-patch';
 import { SqliteAssociationStore } from '../../src/associations/stores/sqlite.js';
-import type { Association } from '../../src/associations/types.js';
+import type { Association } from '../../src/api/eks.js';
 import { closeServer, listen } from '../../src/lib/http.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { createRegistry } from '../../src/lib/metrics.js';
-import { parseServerConfig } from '../../src/server/config.js';
+import { parseServerConfig } from '../../src/config/load.js';
 import { ensureGeneratedCertificates, generatedCertificates, generatedPaths } from '../../src/webhook/certs.js';
-import type { Pod } from '../../src/webhook/mutate.js';
-import { createWebhookFromConfig, createWebhookServer } from '../../src/webhook/server.js';
+import type { Pod } from '../../src/api/admission.js';
+import { createWebhookServer } from '../../src/server/webhook-listener.js';
+import { createWebhookFromConfig } from '../../src/server/setup/webhook.js';
 
 interface Answer {
   status: number;

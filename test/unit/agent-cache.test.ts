@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { CredentialCache, schedule, type CacheEvents } from '../../src/agent/cache.js';
-import { PresentedToken, type CredentialSource, type PodCredentials } from '../../src/agent/credentials.js';
+import type { PodCredentials } from '../../src/api/credentials.js';
+import { PresentedToken, type CredentialSource } from '../../src/agent/credentials.js';
 import { WireError } from '../../src/lib/errors.js';
 
 const MIN = 60_000;

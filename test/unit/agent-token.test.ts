@@ -4,11 +4,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createHash } from 'node:crypto';
-import { encodeCredentials, formatExpiration, PresentedToken } from '../../src/agent/credentials.js';
+import { PresentedToken } from '../../src/agent/credentials.js';
+import { encodeCredentials, formatExpiration } from '../../src/api/credentials.js';
 import { allowedHostHeaders, normalizeBindHosts } from '../../src/agent/server.js';
 import { readTokenExpiry } from '../../src/agent/token.js';
-import { TokenBucket } from '../../src/agent/token-bucket.js';
-import { parseAssumeRoleResponse, parseErrorResponse } from '../../src/agent/upstream.js';
+import { TokenBucket } from '../../src/lib/token-bucket.js';
+import { decodeAssumeRoleResponse, decodeErrorResponse } from '../../src/api/eks-auth.js';
 import type { WireError } from '../../src/lib/errors.js';
 
 const NOW = Date.UTC(2025, 5, 1, 12, 0, 0);
@@ -54,13 +55,14 @@ test('Expiration is RFC 3339 UTC with Z and whole seconds; the body has exactly 
 
 test('token bucket: burst, then rate', () => {
   let now = 0;
-  const bucket = new TokenBucket(10, 3, () => now);
-  assert.deepEqual([bucket.take(), bucket.take(), bucket.take(), bucket.take()], [true, true, true, false]);
+  const bucket = new TokenBucket({ rate: 10, burst: 3 }, now);
+  const take = () => bucket.take(now);
+  assert.deepEqual([take(), take(), take(), take()], [true, true, true, false]);
   now += 100; // one token a 100 ms
-  assert.deepEqual([bucket.take(), bucket.take()], [true, false]);
+  assert.deepEqual([take(), take()], [true, false]);
   now += 10_000; // refills only up to the burst
-  assert.deepEqual([bucket.take(), bucket.take(), bucket.take(), bucket.take()], [true, true, true, false]);
-  assert.throws(() => new TokenBucket(0, 1));
+  assert.deepEqual([take(), take(), take(), take()], [true, true, true, false]);
+  assert.throws(() => new TokenBucket({ rate: 0, burst: 1 }, now));
 });
 
 test('Host must name a served address; port 80 may be omitted; loopback adds localhost', () => {
@@ -83,7 +85,7 @@ test('bind hosts: IP literals, brackets stripped, loopback only when allowed, no
   assert.throws(() => normalizeBindHosts([], true), /no bind hosts/);
 });
 
-test('an EKS Auth 200 answer becomes credentials with the account from the assumed-role ARN', () => {
+test('an EKS Auth 200 answer decodes to the shape the server answers; what the agent needs must be there', () => {
   const answer = {
     subject: { namespace: 'shop', serviceAccount: 'checkout' },
     audience: 'pods.eks.amazonaws.com',
@@ -91,20 +93,16 @@ test('an EKS Auth 200 answer becomes credentials with the account from the assum
     assumedRoleUser: { arn: 'arn:aws:sts::111122223333:assumed-role/checkout/eks-demo-pod-1', assumeRoleId: 'AROA:eks' },
     credentials: { accessKeyId: 'ASIA1', secretAccessKey: 'sk', sessionToken: 'st', expiration: 1767225600.5 },
   };
-  assert.deepEqual(parseAssumeRoleResponse(Buffer.from(JSON.stringify(answer))), {
-    accessKeyId: 'ASIA1',
-    secretAccessKey: 'sk',
-    sessionToken: 'st',
-    accountId: '111122223333',
-    expiresAt: 1767225600500,
-  });
-  assert.equal(parseAssumeRoleResponse(Buffer.from('{"credentials":{}}')), undefined);
-  assert.equal(parseAssumeRoleResponse(Buffer.from(JSON.stringify({ ...answer, assumedRoleUser: { arn: 'not-an-arn' } }))), undefined);
-  assert.equal(parseAssumeRoleResponse(Buffer.from('<html>')), undefined);
+  assert.deepEqual(decodeAssumeRoleResponse(Buffer.from(JSON.stringify(answer))), answer);
+  const iso = { ...answer, credentials: { ...answer.credentials, expiration: '2026-01-01T00:00:00Z' } };
+  assert.equal(decodeAssumeRoleResponse(Buffer.from(JSON.stringify(iso)))?.credentials.expiration, 1767225600);
+  assert.equal(decodeAssumeRoleResponse(Buffer.from('{"credentials":{}}')), undefined);
+  assert.equal(decodeAssumeRoleResponse(Buffer.from(JSON.stringify({ ...answer, assumedRoleUser: { arn: 'not-an-arn' } }))), undefined);
+  assert.equal(decodeAssumeRoleResponse(Buffer.from('<html>')), undefined);
 });
 
 test('EKS Auth errors keep their status and code, whatever the code is spelled like', () => {
-  const error = (status: number, body: string, headers: Record<string, string> = {}) => parseErrorResponse({ status, headers, body: Buffer.from(body) });
+  const error = (status: number, body: string, headers: Record<string, string> = {}) => decodeErrorResponse({ status, headers, body: Buffer.from(body) });
   let e = error(404, '{"__type":"ResourceNotFoundException","message":"no association for shop/checkout"}');
   assert.deepEqual([e.status, e.code, e.message], [404, 'ResourceNotFoundException', 'no association for shop/checkout']);
   e = error(400, '{"message":"expired"}', { 'x-amzn-errortype': 'ExpiredTokenException:http://internal.amazon.com/' });

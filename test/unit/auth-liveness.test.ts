@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { PodIdentityClaims } from '../../src/auth/claims.js';
-import type { KubeClient, KubeResponse } from '../../src/lib/kube-api.js';
+import type { KubeClient, KubeResponse } from '../../src/kube/client.js';
 import { podLivenessCheck } from '../../src/auth/liveness.js';
 import { WireError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/logger.js';

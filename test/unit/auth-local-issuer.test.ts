@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { LocalIssuer, loadOrCreateLocalIssuerKey, localRoleId } from '../../src/auth/issuers/local.js';
-import type { Association } from '../../src/associations/types.js';
+import type { Association } from '../../src/api/eks.js';
 import { WireError } from '../../src/lib/errors.js';
 
 const association: Association = {

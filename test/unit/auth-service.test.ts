@@ -16,7 +16,7 @@ import { AssociationResolver } from '../../src/auth/resolver.js';
 import { EksAuthService } from '../../src/auth/service.js';
 import { WireError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/logger.js';
-import { parseServerConfig } from '../../src/server/config.js';
+import { parseServerConfig } from '../../src/config/load.js';
 import { jwksOf, podClaims, TEST_ISSUER, testSigner, type TestSigner } from '../helpers/sa-tokens.js';
 
 describe('EksAuthService', () => {

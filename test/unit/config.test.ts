@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { ConfigError, configFromEnv, envName, loadServerConfig, parseServerConfig } from '../../src/server/config.js';
+import { ConfigError, configFromEnv, envName, loadServerConfig, parseServerConfig } from '../../src/config/load.js';
 
 test('defaults follow DESIGN §4', () => {
   const config = parseServerConfig({});

@@ -2,8 +2,8 @@
 // the update that brings an association in line, and the status it reports.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { changesFor, desiredFromSpec, nextStatus, ownerArnOf, type PodIdentityAssociationResource } from '../../src/associations/crd-sync.js';
-import type { Association } from '../../src/associations/types.js';
+import { changesFor, desiredFromSpec, nextStatus, ownerArnOf, type PodIdentityAssociationResource } from '../../src/kube/crd/resource.js';
+import type { Association } from '../../src/api/eks.js';
 
 const ROLE = 'arn:aws:iam::111122223333:role/app';
 const TARGET = 'arn:aws:iam::444455556666:role/target';

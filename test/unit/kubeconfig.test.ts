@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
-import { loadKubeAccess } from '../../src/lib/kubeconfig.js';
+import { loadKubeAccess } from '../../src/kube/kubeconfig.js';
 
 function kubeconfig(dir: string, user: Record<string, unknown>, cluster: Record<string, unknown> = { server: 'https://127.0.0.1:6443', 'certificate-authority-data': Buffer.from('CA PEM').toString('base64') }): string {
   const path = join(dir, `kubeconfig-${Math.random().toString(36).slice(2)}`);

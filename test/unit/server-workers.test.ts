@@ -6,7 +6,7 @@ import { relayChanges } from '../../src/associations/change-relay.js';
 import { AssociationService } from '../../src/associations/service.js';
 import type { StoreChange } from '../../src/associations/store.js';
 import { SqliteAssociationStore } from '../../src/associations/stores/sqlite.js';
-import { parseServerConfig } from '../../src/server/config.js';
+import { parseServerConfig } from '../../src/config/load.js';
 import { workerConfig, workerCount } from '../../src/server/workers.js';
 
 test('workers: a number from 1 to 64 (flags give strings), or auto for one per core', () => {

@@ -7,15 +7,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import jsonpatch from 'fast-json-patch';
 import { parse as parseYaml } from 'yaml';
-import type { Association } from '../../src/associations/types.js';
-import {
-  mutatePod,
-  tokenExpirationSeconds,
-  type Container,
-  type MutationOptions,
-  type MutationResult,
-  type Pod,
-} from '../../src/webhook/mutate.js';
+import type { Association } from '../../src/api/eks.js';
+import type { Container, Pod } from '../../src/api/admission.js';
+import { mutatePod, tokenExpirationSeconds, type MutationOptions, type MutationResult } from '../../src/webhook/mutate.js';
 
 const ASSOCIATION: Association = {
   clusterName: 'demo',

@@ -3,11 +3,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parse as parseYaml, stringify } from 'yaml';
-import { parseServerConfig } from '../../src/server/config.js';
+import { parseServerConfig } from '../../src/config/load.js';
 import { formatIdentitiesFile, toIdentitiesFile } from '../../src/webhook/identities.js';
 import { buildWebhookConfiguration } from '../../src/webhook/registration.js';
-import { decodeReview, encodeAnswer, notForUs, podOf } from '../../src/webhook/review.js';
-import { webhookCluster } from '../../src/webhook/server.js';
+import { decodeReview, encodeAnswer, notForUs, podOf } from '../../src/api/admission.js';
+import { webhookCluster } from '../../src/server/setup/webhook.js';
 
 const review = (request: unknown, envelope: Record<string, unknown> = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }) =>
   Buffer.from(JSON.stringify({ ...envelope, request }));

@@ -6,7 +6,8 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { AssociationStore, ListQuery, RequestTokenRecord, StoreChange } from '../store.js';
 import { SubjectTakenError } from '../store.js';
-import type { Association, AssociationChanges, Subject } from '../types.js';
+import type { Association } from '../../api/eks.js';
+import type { AssociationChanges, Subject } from '../types.js';
 
 /** Versioned migrations; a version is applied once, in order, in its own transaction. */
 const MIGRATIONS: { version: number; sql: string }[] = [

@@ -2,7 +2,7 @@
 // verified and its association found, and what comes back. Implementations:
 // sts.ts (real AWS STS AssumeRole, or moto/LocalStack) and local.ts (minted
 // here, for development).
-import type { Association } from '../../associations/types.js';
+import type { Association } from '../../api/eks.js';
 import type { SessionTag } from '../session.js';
 
 export interface IssueRequest {

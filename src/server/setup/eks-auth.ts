@@ -4,16 +4,16 @@
 // what this returns.
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
-import type { AssociationStore } from '../associations/store.js';
-import type { Logger } from '../lib/logger.js';
-import type { ServerConfig } from '../server/config.js';
-import { AuditLog } from './audit.js';
-import { createClusterAuth, type ClusterAuth } from './cluster.js';
-import type { CredentialIssuer } from './issuers/issuer.js';
-import { LocalIssuer, loadOrCreateLocalIssuerKey } from './issuers/local.js';
-import { StsIssuer } from './issuers/sts.js';
-import { AssociationResolver } from './resolver.js';
-import { EksAuthService } from './service.js';
+import type { AssociationStore } from '../../associations/store.js';
+import type { Logger } from '../../lib/logger.js';
+import type { ServerConfig } from '../../config/schema.js';
+import { AuditLog } from '../../auth/audit.js';
+import { createClusterAuth, type ClusterAuth } from '../../auth/cluster.js';
+import type { CredentialIssuer } from '../../auth/issuers/issuer.js';
+import { LocalIssuer, loadOrCreateLocalIssuerKey } from '../../auth/issuers/local.js';
+import { StsIssuer } from '../../auth/issuers/sts.js';
+import { AssociationResolver } from '../../auth/resolver.js';
+import { EksAuthService } from '../../auth/service.js';
 
 export interface EksAuth {
   service: EksAuthService;

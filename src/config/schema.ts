@@ -1,8 +1,6 @@
-// The server's configuration: one zod schema (DESIGN §4), one loader.
-// Precedence: YAML file < POD_IDENTITY_* environment < command-line flags.
-// A bad value is one error naming the key.
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+// The server's configuration file, as one zod schema (DESIGN §4): every key,
+// its default and the rules that span keys. Only the processes (server/,
+// dev/, cli/) read it; the cores take options of their own.
 import { z } from 'zod';
 
 const listenAddress = z.string().regex(/^(\[[^\]]+\]|[^:]*):\d{1,5}$/, 'expected host:port');
@@ -122,72 +120,3 @@ export const serverConfigSchema = z
 
 export type ServerConfig = z.infer<typeof serverConfigSchema>;
 export type ClusterConfig = ServerConfig['clusters'][number];
-
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
-
-const ENV_PREFIX = 'POD_IDENTITY_';
-
-/** camelCase key → POD_IDENTITY_SNAKE_CASE variable. */
-export function envName(key: string): string {
-  return ENV_PREFIX + key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase();
-}
-
-/** Top-level keys found in the environment; values are YAML so lists and numbers work. */
-export function configFromEnv(env: NodeJS.ProcessEnv): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(serverConfigSchema.shape)) {
-    const raw = env[envName(key)];
-    if (raw === undefined) continue;
-    try {
-      out[key] = parseYaml(raw);
-    } catch (error) {
-      throw new ConfigError(`${envName(key)}: not valid YAML/JSON (${(error as Error).message})`);
-    }
-  }
-  return out;
-}
-
-function describeIssue(issue: z.core.$ZodIssue): string {
-  const key = issue.path.length ? issue.path.map(String).join('.') : '(root)';
-  return `${key}: ${issue.message}`;
-}
-
-/** Validates merged input; pure. */
-export function parseServerConfig(input: unknown): ServerConfig {
-  const result = serverConfigSchema.safeParse(input ?? {});
-  if (!result.success) {
-    throw new ConfigError(`invalid configuration: ${result.error.issues.map(describeIssue).join('; ')}`);
-  }
-  return result.data;
-}
-
-export interface LoadOptions {
-  file?: string;
-  env?: NodeJS.ProcessEnv;
-  /** already-typed overrides from flags, only keys that were given */
-  overrides?: Record<string, unknown>;
-}
-
-export function loadServerConfig(options: LoadOptions): ServerConfig {
-  let fromFile: Record<string, unknown> = {};
-  if (options.file) {
-    let text: string;
-    try {
-      text = readFileSync(options.file, 'utf8');
-    } catch (error) {
-      throw new ConfigError(`cannot read config file ${options.file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-    }
-    try {
-      const parsed: unknown = parseYaml(text);
-      if (parsed !== null && parsed !== undefined && (typeof parsed !== 'object' || Array.isArray(parsed))) {
-        throw new Error('top level must be a mapping');
-      }
-      fromFile = (parsed ?? {}) as Record<string, unknown>;
-    } catch (error) {
-      throw new ConfigError(`config file ${options.file} is not valid YAML: ${(error as Error).message}`);
-    }
-  }
-  return parseServerConfig({ ...fromFile, ...configFromEnv(options.env ?? {}), ...(options.overrides ?? {}) });
-}

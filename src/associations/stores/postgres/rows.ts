@@ -1,0 +1,73 @@
+// An association as a row of the `associations` table, and back: the column
+// list, the parameters of an insert, and what a row (or its to_jsonb record in
+// a change) becomes.
+import type { Association } from '../../../api/eks.js';
+
+/** The unique constraint on (cluster, namespace, serviceAccount). */
+export const SUBJECT_CONSTRAINT = 'associations_subject_key';
+
+export const COLUMNS =
+  'cluster_name, association_id, namespace, service_account, role_arn, association_arn, tags, created_at, modified_at, owner_arn, disable_session_tags, target_role_arn, external_id, policy';
+
+/** A row as `pg` returns it, and as `to_jsonb(row)` records it in a change. */
+export interface Row {
+  cluster_name: string;
+  association_id: string;
+  namespace: string;
+  service_account: string;
+  role_arn: string;
+  association_arn: string;
+  tags: Record<string, string>;
+  created_at: number;
+  modified_at: number;
+  owner_arn: string | null;
+  disable_session_tags: boolean;
+  target_role_arn: string | null;
+  external_id: string | null;
+  policy: string | null;
+}
+
+export function fromRow(row: Row): Association {
+  const association: Association = {
+    clusterName: row.cluster_name,
+    namespace: row.namespace,
+    serviceAccount: row.service_account,
+    roleArn: row.role_arn,
+    associationId: row.association_id,
+    associationArn: row.association_arn,
+    tags: row.tags,
+    createdAt: Number(row.created_at),
+    modifiedAt: Number(row.modified_at),
+    disableSessionTags: row.disable_session_tags,
+  };
+  if (row.owner_arn !== null) association.ownerArn = row.owner_arn;
+  if (row.target_role_arn !== null) association.targetRoleArn = row.target_role_arn;
+  if (row.external_id !== null) association.externalId = row.external_id;
+  if (row.policy !== null) association.policy = row.policy;
+  return association;
+}
+
+/** Parameters $1…$14 in COLUMNS order. */
+export function toParams(a: Association): unknown[] {
+  return [
+    a.clusterName,
+    a.associationId,
+    a.namespace,
+    a.serviceAccount,
+    a.roleArn,
+    a.associationArn,
+    JSON.stringify(a.tags),
+    a.createdAt,
+    a.modifiedAt,
+    a.ownerArn ?? null,
+    a.disableSessionTags,
+    a.targetRoleArn ?? null,
+    a.externalId ?? null,
+    a.policy ?? null,
+  ];
+}
+
+export function isSubjectViolation(error: unknown): boolean {
+  const e = error as { code?: string; constraint?: string };
+  return e.code === '23505' && e.constraint === SUBJECT_CONSTRAINT;
+}

@@ -1,0 +1,26 @@
+// `GET /clusters/{name}/identities`: the associations of a cluster as the
+// identities file of AWS's own pod identity webhook (webhook/identities.ts),
+// read-only, admin keys (SigV4 signing name `eks`).
+import type { AssociationStore } from '../../associations/store.js';
+import { WireError } from '../../lib/errors.js';
+import { clusterIdentities } from '../../webhook/identities.js';
+import { sigv4Authenticator, type KeyLookup } from '../authenticate.js';
+import type { Route } from '../router.js';
+
+const IDENTITIES = /^\/clusters\/(?<cluster>[^/]+)\/identities\/?$/;
+
+export function identitiesRoutes(store: AssociationStore, clusters: () => readonly string[], admins: KeyLookup): Route[] {
+  return [
+    {
+      operation: 'GetContainerCredentialsIdentities',
+      method: 'GET',
+      pattern: IDENTITIES,
+      authenticate: sigv4Authenticator('eks', admins),
+      async handle(ctx) {
+        const cluster = ctx.params.cluster!;
+        if (!clusters().includes(cluster)) throw new WireError('ResourceNotFoundException', `No cluster found for name: ${cluster}.`);
+        return { status: 200, body: await clusterIdentities(store, cluster) };
+      },
+    },
+  ];
+}

@@ -1,0 +1,62 @@
+// The admission webhook's listener built from the server configuration: which
+// cluster it serves, where its certificate comes from (the operator's files,
+// watched, or a CA and certificate generated into the data directory) and how
+// ServiceAccounts are read.
+import type { Server } from 'node:https';
+import type { Registry } from 'prom-client';
+import type { AssociationStore } from '../../associations/store.js';
+import type { ClusterConfig, ServerConfig } from '../../config/schema.js';
+import { parseListen } from '../../lib/http.js';
+import type { Logger } from '../../lib/logger.js';
+import { generatedCertificates, servingHosts, watchedCertificateFiles, type KeyPair, type TlsSource } from '../../webhook/certs.js';
+import { kubeServiceAccountLookup } from '../../webhook/service-accounts.js';
+import { createWebhookServer } from '../webhook-listener.js';
+
+/** The cluster a listener serves: the configured one, else the only cluster there is. */
+export function webhookCluster(config: ServerConfig): ClusterConfig | undefined {
+  if (config.webhook.clusterName) return config.clusters.find((c) => c.name === config.webhook.clusterName);
+  return config.clusters.length === 1 ? config.clusters[0] : undefined;
+}
+
+export interface StartedWebhook {
+  server: Server;
+  tls: TlsSource;
+  /** stop the certificate timers (the listener is closed by its owner) */
+  close(): void;
+}
+
+export interface WebhookDeps {
+  store: AssociationStore;
+  logger: Logger;
+  registry: Registry;
+  /** test hook: how often configured certificate files are checked */
+  certPollMs?: number;
+}
+
+/** Builds the webhook listener from the server configuration (not yet listening). */
+export function createWebhookFromConfig(config: ServerConfig, deps: WebhookDeps): StartedWebhook {
+  const logger = deps.logger.child({ component: 'webhook' });
+  const cluster = webhookCluster(config);
+  // The secure context is swapped on the server made below, once it exists.
+  const target: { server?: Server } = {};
+  const onChange = (pair: KeyPair) => target.server?.setSecureContext({ ...pair, minVersion: 'TLSv1.2' });
+  const tls =
+    config.webhook.certFile && config.webhook.keyFile
+      ? watchedCertificateFiles(config.webhook.certFile, config.webhook.keyFile, { logger, onChange, pollMs: deps.certPollMs })
+      : generatedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts), { logger, onChange });
+  const serviceAccountExpiration = cluster?.kubeconfig ? kubeServiceAccountLookup({ kubeconfigPath: cluster.kubeconfig, logger }) : undefined;
+  const server = createWebhookServer(
+    {
+      store: deps.store,
+      clusterName: cluster?.name,
+      ipv6: cluster?.ipv6 ?? false,
+      region: config.webhook.injectRegion ? config.region : undefined,
+      serviceAccountExpiration,
+      logger,
+      registry: deps.registry,
+    },
+    tls,
+  );
+  target.server = server;
+  return { server, tls, close: () => tls.close() };
+}

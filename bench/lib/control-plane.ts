@@ -10,7 +10,7 @@ import { freePort } from '../../test/helpers/server-process.js';
 import { CLI, startProcess } from './processes.js';
 import { BENCH_SERVICE_ACCOUNTS } from './tokens.js';
 
-export const BENCH_ADMIN = { accessKeyId: 'AKIABENCHADMIN', secretAccessKey: 'bench-admin-secret' };
+const BENCH_ADMIN = { accessKeyId: 'AKIABENCHADMIN', secretAccessKey: 'bench-admin-secret' };
 export const BENCH_NODE = { accessKeyId: 'AKIABENCHNODE', secretAccessKey: 'bench-node-secret' };
 
 /**
@@ -61,7 +61,7 @@ export async function startBenchServer(dir: string, cluster: { issuer: string; j
 }
 
 /** The role the benchmarks associate with a service account of namespace `bench`. */
-export function benchRoleArn(serviceAccount: string): string {
+function benchRoleArn(serviceAccount: string): string {
   return `arn:aws:iam::111122223333:role/bench-${serviceAccount}`;
 }
 

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export interface PacedLoadSpec {
+interface PacedLoadSpec {
   host: string;
   port: number;
   rate: number;

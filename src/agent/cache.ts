@@ -23,7 +23,7 @@ import { readTokenExpiry } from './token.js';
 import { TokenBucket } from '../lib/token-bucket.js';
 
 export type EvictionReason = 'capacity' | 'idle' | 'token-expired' | 'upstream-denied';
-export type RefreshOutcome = 'ok' | 'error' | 'evicted';
+type RefreshOutcome = 'ok' | 'error' | 'evicted';
 
 export interface CacheEvents {
   hit?(): void;
@@ -59,7 +59,7 @@ export interface CredentialCacheOptions {
 const EVICTING_CODES = new Set(['AccessDeniedException', 'InvalidTokenException', 'ExpiredTokenException', 'ResourceNotFoundException']);
 
 /** Upstream answers that mean "these credentials must not be served again". */
-export function isEvictingError(error: unknown): boolean {
+function isEvictingError(error: unknown): boolean {
   return isWireError(error) && EVICTING_CODES.has(error.code);
 }
 

@@ -30,7 +30,7 @@ export interface LinkState {
   ipv6RouteDevices: string[] | undefined;
 }
 
-export interface Step {
+interface Step {
   /** arguments of `ip` */
   args: string[];
   /** tried when `args` fails: kernels built without the dummy driver get an empty bridge, which serves the same */
@@ -103,9 +103,9 @@ export class IpCommandError extends Error {
   }
 }
 
-export type IpRunner = (args: string[]) => Promise<string>;
+type IpRunner = (args: string[]) => Promise<string>;
 
-export const runIp: IpRunner = (args) =>
+const runIp: IpRunner = (args) =>
   new Promise((resolve, reject) => {
     execFile('ip', args, { timeout: 10_000 }, (error, stdout, stderr) => {
       if (error) {
@@ -135,7 +135,7 @@ async function routeDevices(run: IpRunner, family: '-4' | '-6', cidr: string): P
   return parseJson<{ dev?: string }>(await run(['-j', family, 'route', 'show', 'table', 'main', 'exact', cidr])).map((r) => r.dev ?? '?');
 }
 
-export async function readLinkState(run: IpRunner = runIp): Promise<LinkState> {
+async function readLinkState(run: IpRunner = runIp): Promise<LinkState> {
   const link = parseJson<IpLink>(await run(['-j', 'link', 'show'])).find((l) => l.ifname === AGENT_LINK);
   let addresses: string[] = [];
   if (link) {

@@ -23,7 +23,7 @@ import { EksAuthUpstream } from './upstream.js';
 
 export const AGENT_IPV4 = '169.254.170.23';
 export const AGENT_IPV6 = 'fd00:ec2::23';
-export const CREDENTIALS_PATH = '/v1/credentials';
+const CREDENTIALS_PATH = '/v1/credentials';
 
 export interface AgentOptions {
   clusterName: string;
@@ -70,14 +70,14 @@ export interface RunningAgent {
 }
 
 /** Limits of what a credentials request may carry. */
-export const MAX_HEADER_BYTES = 16 * 1024;
-export const MAX_BODY_BYTES = 1024;
+const MAX_HEADER_BYTES = 16 * 1024;
+const MAX_BODY_BYTES = 1024;
 
 function stripBrackets(host: string): string {
   return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
 }
 
-export function isLoopback(host: string): boolean {
+function isLoopback(host: string): boolean {
   return host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
@@ -128,7 +128,7 @@ const THROTTLED = encodeError('ThrottlingException', 'Too many requests to the a
 const NO_TOKEN = encodeError('InvalidParameterException', 'Service account token cannot be empty: send it as the Authorization header.');
 const BODY_TOO_LARGE = encodeError('RequestEntityTooLargeException', `A credentials request carries no body (at most ${MAX_BODY_BYTES} bytes).`, true);
 
-export interface CredentialsHandlerOptions {
+interface CredentialsHandlerOptions {
   source: CredentialSource;
   /** Host header values accepted (shared by all listeners; filled once they are bound) */
   allowedHosts: ReadonlySet<string>;
@@ -138,7 +138,7 @@ export interface CredentialsHandlerOptions {
 }
 
 /** The GET /v1/credentials handler of one listener. */
-export function createCredentialsHandler(options: CredentialsHandlerOptions): RequestListener {
+function createCredentialsHandler(options: CredentialsHandlerOptions): RequestListener {
   const { source, allowedHosts, limiter, logger } = options;
   const responses = options.responses ?? { count() {} };
   // Encoded once per credentials object: a cache hit writes the same bytes.

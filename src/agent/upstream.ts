@@ -56,7 +56,7 @@ interface RawResponse {
   body: Buffer;
 }
 
-export function defaultEndpoint(region: string): string {
+function defaultEndpoint(region: string): string {
   return `https://eks-auth.${region}.api.aws`;
 }
 

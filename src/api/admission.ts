@@ -7,7 +7,7 @@ export interface EnvVar {
   name: string;
   [field: string]: unknown;
 }
-export interface VolumeMount {
+interface VolumeMount {
   name: string;
   mountPath?: string;
   [field: string]: unknown;
@@ -42,8 +42,8 @@ export interface Pod {
 
 export type PatchOperation = { op: 'add'; path: string; value: unknown };
 
-export const REVIEW_API_VERSION = 'admission.k8s.io/v1';
-export const REVIEW_KIND = 'AdmissionReview';
+const REVIEW_API_VERSION = 'admission.k8s.io/v1';
+const REVIEW_KIND = 'AdmissionReview';
 
 export interface AdmissionRequest {
   uid: string;

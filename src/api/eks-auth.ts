@@ -25,7 +25,7 @@ export interface AssumeRoleResponse {
 
 const CLUSTER_NAME = /^[0-9A-Za-z][A-Za-z0-9\-_]{0,99}$/;
 /** Projected tokens are a few KB; anything far larger is not one. */
-export const MAX_TOKEN_LENGTH = 16 * 1024;
+const MAX_TOKEN_LENGTH = 16 * 1024;
 const OPTIONAL_STRINGS = ['eksNodeName', 'instanceId', 'zone'] as const;
 
 /** Validates the path parameter and JSON body; bad input is InvalidParameterException / InvalidRequestException. */

@@ -31,7 +31,7 @@ export interface Association {
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 /** arn:<partition>:iam::<account>:role/<optional path/><name> */
-export const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/(?:[\x21-\x7e]+\/)?[\w+=,.@-]{1,64}$/;
+const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/(?:[\x21-\x7e]+\/)?[\w+=,.@-]{1,64}$/;
 
 const namespace = z.string().max(63, 'must be at most 63 characters').regex(DNS1123_LABEL, 'must be a DNS-1123 label (lowercase alphanumerics and -)');
 const serviceAccount = z

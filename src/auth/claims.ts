@@ -6,7 +6,7 @@ import { WireError } from '../lib/errors.js';
 
 export const POD_IDENTITY_AUDIENCE = 'pods.eks.amazonaws.com';
 /** Clock leeway for exp, nbf and iat; the same minute Kubernetes allows itself. */
-export const CLOCK_LEEWAY_SECONDS = 60;
+const CLOCK_LEEWAY_SECONDS = 60;
 
 /** What a verified token proves: which pod of which service account, on which node. */
 export interface PodIdentityClaims {
@@ -35,7 +35,7 @@ export function invalidToken(check: string): WireError {
   return new WireError('InvalidTokenException', `The service account token failed verification: ${check}.`);
 }
 
-export function expiredToken(): WireError {
+function expiredToken(): WireError {
   return new WireError('ExpiredTokenException', 'The service account token has expired.');
 }
 

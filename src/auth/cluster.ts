@@ -9,7 +9,7 @@ import { podLivenessCheck } from './liveness.js';
 import { clusterArn } from './session.js';
 import { JwksTokenVerifier, TokenReviewVerifier, withRevocation, type TokenVerifier } from './verifier.js';
 
-export type VerificationMode = 'jwks-file' | 'jwks-uri' | 'api-server-jwks' | 'oidc-discovery' | 'token-review';
+type VerificationMode = 'jwks-file' | 'jwks-uri' | 'api-server-jwks' | 'oidc-discovery' | 'token-review';
 
 /** One cluster, as far as verifying its tokens goes (the server passes a `clusters[]` entry of its config). */
 export interface ClusterVerification {
@@ -29,7 +29,7 @@ export interface ClusterVerification {
  * kubeconfig alone means TokenReview unless tokenReview is false (then the API
  * server's own JWKS); an issuer alone means OIDC discovery.
  */
-export function verificationMode(cluster: Omit<ClusterVerification, 'name' | 'requireNodeBinding'>): VerificationMode {
+function verificationMode(cluster: Omit<ClusterVerification, 'name' | 'requireNodeBinding'>): VerificationMode {
   if (cluster.tokenReview === true && cluster.kubeconfig) return 'token-review';
   if (cluster.jwksFile) return 'jwks-file';
   if (cluster.jwksUri) return 'jwks-uri';

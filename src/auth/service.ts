@@ -39,7 +39,7 @@ export interface EksAuthServiceOptions {
   now?: () => number;
 }
 
-export function toAssumeRoleResponse(claims: PodIdentityClaims, association: Association, issued: IssuedCredentials): AssumeRoleResponse {
+function toAssumeRoleResponse(claims: PodIdentityClaims, association: Association, issued: IssuedCredentials): AssumeRoleResponse {
   return {
     subject: { namespace: claims.namespace, serviceAccount: claims.serviceAccount },
     audience: POD_IDENTITY_AUDIENCE,

@@ -4,7 +4,7 @@
 import type { Association } from '../api/eks.js';
 import type { PodIdentityClaims } from './claims.js';
 
-export const MAX_SESSION_NAME = 64;
+const MAX_SESSION_NAME = 64;
 /** Chained role sessions (role → targetRole) last at most one hour. */
 export const MAX_CHAINED_SECONDS = 3600;
 

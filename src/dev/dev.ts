@@ -12,7 +12,7 @@ import type { ServerConfig } from '../config/schema.js';
 import { startServer, type RunningServer } from '../server/server.js';
 import { DEV_ISSUER, openDevSigner } from './token-signer.js';
 
-export const DEV_CLUSTER = 'dev';
+const DEV_CLUSTER = 'dev';
 export const DEFAULT_STATE_DIR = '.pod-identity';
 
 interface DevKeys {
@@ -21,7 +21,7 @@ interface DevKeys {
 }
 
 /** What `dev` leaves in its state directory for `dev token` and for a restart. */
-export interface DevState {
+interface DevState {
   keys: DevKeys;
   /** set when dev runs against a real cluster */
   kubeconfig?: string;
@@ -32,7 +32,7 @@ function newKey(prefix: string) {
   return { accessKeyId: `${prefix}${randomBytes(8).toString('hex').toUpperCase()}`, secretAccessKey: randomBytes(24).toString('base64url') };
 }
 
-export function readDevState(stateDir: string): DevState | undefined {
+function readDevState(stateDir: string): DevState | undefined {
   const file = join(stateDir, 'dev-state.json');
   return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as DevState) : undefined;
 }
@@ -65,7 +65,7 @@ export interface RunningDev {
 }
 
 /** The server configuration dev mode runs with (pure apart from the signer's JWKS path). */
-export function devServerConfig(options: DevOptions, keys: DevKeys, jwksFile: string | undefined): ServerConfig {
+function devServerConfig(options: DevOptions, keys: DevKeys, jwksFile: string | undefined): ServerConfig {
   const cluster = options.kubeconfig
     ? { name: DEV_CLUSTER, kubeconfig: resolve(options.kubeconfig) }
     : { name: DEV_CLUSTER, issuer: DEV_ISSUER, jwksFile };

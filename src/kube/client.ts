@@ -16,7 +16,7 @@ export interface KubeResponse {
   body: unknown;
 }
 
-export interface KubeRequestOptions {
+interface KubeRequestOptions {
   /** sent as JSON */
   body?: unknown;
   /** of the body; default application/json (a status patch: application/merge-patch+json) */
@@ -44,7 +44,7 @@ export function kubeClientFromKubeconfig(path: string): KubeClient {
   return kubeClient(loadKubeAccess(path));
 }
 
-export function kubeClient(access: KubeAccess): KubeClient {
+function kubeClient(access: KubeAccess): KubeClient {
   const { server } = access;
   const https = server.protocol !== 'http:';
   const agent = https

@@ -33,7 +33,7 @@ function toBuffer(data: SourceData): Buffer {
   return Buffer.from(data);
 }
 
-export const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
+const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 /** What the verifier needs of an incoming request. `path` is the raw (still URI-encoded) path. */
 export interface SignedRequest {

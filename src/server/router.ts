@@ -20,7 +20,7 @@ export interface RequestContext {
 }
 
 /** The answer of a handler; api.ts writes it (handlers may also write `res` themselves and return undefined). */
-export interface RouteResult {
+interface RouteResult {
   status: number;
   body?: unknown;
   headers?: Record<string, string>;

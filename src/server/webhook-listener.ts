@@ -10,7 +10,7 @@ import type { TlsSource } from '../webhook/certs.js';
 import { admissionLog, createReviewer, type Outcome, type ReviewOptions } from '../webhook/review.js';
 
 /** Pods are bounded by etcd's ~1.5 MiB object limit; the review wraps one pod (oldObject is null on CREATE). */
-export const WEBHOOK_BODY_LIMIT = 3 * 1024 * 1024;
+const WEBHOOK_BODY_LIMIT = 3 * 1024 * 1024;
 
 export interface WebhookListenerOptions extends ReviewOptions {
   registry: Registry;
@@ -23,8 +23,8 @@ function isJson(contentType: string | undefined): boolean {
   return type === 'application/json';
 }
 
-/** The request handler, separate from the listener so tests and the bench can drive it over any server. */
-export function createWebhookHandler(options: WebhookListenerOptions): (req: IncomingMessage, res: ServerResponse) => void {
+/** The request handler of the listener. */
+function createWebhookHandler(options: WebhookListenerOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { logger } = options;
   const bodyLimit = options.bodyLimit ?? WEBHOOK_BODY_LIMIT;
   const review = createReviewer(options);

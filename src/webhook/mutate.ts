@@ -7,27 +7,27 @@
 import type { Container, EnvVar, PatchOperation, Pod } from '../api/admission.js';
 import type { Association } from '../api/eks.js';
 
-export const TOKEN_AUDIENCE = 'pods.eks.amazonaws.com';
-export const VOLUME_NAME = 'eks-pod-identity-token';
-export const TOKEN_PATH = 'eks-pod-identity-token';
-export const MOUNT_PATH = '/var/run/secrets/pods.eks.amazonaws.com/serviceaccount';
-export const TOKEN_FILE = `${MOUNT_PATH}/${TOKEN_PATH}`;
+const TOKEN_AUDIENCE = 'pods.eks.amazonaws.com';
+const VOLUME_NAME = 'eks-pod-identity-token';
+const TOKEN_PATH = 'eks-pod-identity-token';
+const MOUNT_PATH = '/var/run/secrets/pods.eks.amazonaws.com/serviceaccount';
+const TOKEN_FILE = `${MOUNT_PATH}/${TOKEN_PATH}`;
 /** What AWS's webhook injects for Windows pods: the same path, drive-qualified, with backslashes. */
-export const WINDOWS_TOKEN_FILE = `C:${TOKEN_FILE.replaceAll('/', '\\')}`;
-export const FULL_URI_IPV4 = 'http://169.254.170.23/v1/credentials';
-export const FULL_URI_IPV6 = 'http://[fd00:ec2::23]/v1/credentials';
+const WINDOWS_TOKEN_FILE = `C:${TOKEN_FILE.replaceAll('/', '\\')}`;
+const FULL_URI_IPV4 = 'http://169.254.170.23/v1/credentials';
+const FULL_URI_IPV6 = 'http://[fd00:ec2::23]/v1/credentials';
 
-export const ENV_FULL_URI = 'AWS_CONTAINER_CREDENTIALS_FULL_URI';
-export const ENV_TOKEN_FILE = 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE';
+const ENV_FULL_URI = 'AWS_CONTAINER_CREDENTIALS_FULL_URI';
+const ENV_TOKEN_FILE = 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE';
 
-export const LABEL_POD_IDENTITY = 'eks.amazonaws.com/pod-identity';
+const LABEL_POD_IDENTITY = 'eks.amazonaws.com/pod-identity';
 export const LABEL_SKIP = 'eks.amazonaws.com/skip-pod-identity-webhook';
-export const ANNOTATION_SKIP_CONTAINERS = 'eks.amazonaws.com/skip-containers';
+const ANNOTATION_SKIP_CONTAINERS = 'eks.amazonaws.com/skip-containers';
 export const ANNOTATION_TOKEN_EXPIRATION = 'eks.amazonaws.com/token-expiration';
 
-export const DEFAULT_TOKEN_EXPIRATION_SECONDS = 86400;
+const DEFAULT_TOKEN_EXPIRATION_SECONDS = 86400;
 /** kube-apiserver refuses projected tokens shorter than 10 minutes. */
-export const MIN_TOKEN_EXPIRATION_SECONDS = 600;
+const MIN_TOKEN_EXPIRATION_SECONDS = 600;
 
 
 export interface MutationOptions {
@@ -39,7 +39,7 @@ export interface MutationOptions {
   serviceAccountTokenExpiration?: string;
 }
 
-export type SkipReason = 'no-association' | 'skip-label' | 'already-injected' | 'not-a-pod';
+type SkipReason = 'no-association' | 'skip-label' | 'already-injected' | 'not-a-pod';
 
 export type MutationResult = { mutated: true; patch: PatchOperation[] } | { mutated: false; reason: SkipReason };
 
@@ -68,7 +68,7 @@ export function tokenExpirationSeconds(pod: Pod, serviceAccountAnnotation?: stri
 }
 
 /** Names listed in the comma-separated `skip-containers` annotation. */
-export function containersToSkip(pod: Pod): Set<string> {
+function containersToSkip(pod: Pod): Set<string> {
   const value = pod.metadata?.annotations?.[ANNOTATION_SKIP_CONTAINERS];
   if (!value) return new Set();
   return new Set(value.split(',').map((name) => name.trim().replace(/^"|"$/g, '')).filter(Boolean));

@@ -24,7 +24,7 @@ export interface ReviewOptions {
 
 export type Outcome = 'mutated' | 'skipped' | 'error';
 
-export interface Decision {
+interface Decision {
   outcome: Outcome;
   result?: MutationResult;
   warnings?: string[];

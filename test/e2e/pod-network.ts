@@ -46,7 +46,7 @@ function fromInt(n: number): string {
 }
 
 /** Whether two IPv4 prefixes (a.b.c.d/len) share any address. Pure. */
-export function prefixesOverlap(a: string, b: string): boolean {
+function prefixesOverlap(a: string, b: string): boolean {
   const range = (cidr: string): [number, number] => {
     const [address, bits = '32'] = cidr.split('/');
     const size = 2 ** (32 - Number(bits));

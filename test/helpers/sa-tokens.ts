@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload } from 'jose';
 
 export const TEST_ISSUER = 'https://kubernetes.default.svc.cluster.local';
-export const AUDIENCE = 'pods.eks.amazonaws.com';
+const AUDIENCE = 'pods.eks.amazonaws.com';
 
 export interface TestSigner {
   alg: string;

@@ -16,7 +16,7 @@ import type {
 import { httpsJson } from './https.js';
 import { EKS_AUDIENCE, kubeBinary, type KubeConnection } from './kube.js';
 
-export class KubeApiError extends Error {
+class KubeApiError extends Error {
   constructor(
     readonly method: string,
     readonly path: string,

@@ -11,7 +11,7 @@ import { isolatedAwsEnv, pythonPeersMissingReason, venvBinary } from './python.j
 
 /** moto's default account */
 export const MOTO_ACCOUNT_ID = '123456789012';
-export const MOTO_REGION = 'us-east-1';
+const MOTO_REGION = 'us-east-1';
 
 export interface AwsCredentials {
   accessKeyId: string;
@@ -109,7 +109,7 @@ function toBuffer(data: SourceData): Buffer {
   return Buffer.from(data);
 }
 
-export class AwsQueryError extends Error {
+class AwsQueryError extends Error {
   constructor(
     readonly service: string,
     readonly action: string,
@@ -156,7 +156,7 @@ export async function awsQuery(
 }
 
 /** The text of the first <tag>…</tag> in `xml`, entities decoded. */
-export function xmlValue(xml: string, tag: string): string | undefined {
+function xmlValue(xml: string, tag: string): string | undefined {
   const match = new RegExp(`<${tag}>([^<]*)</${tag}>`).exec(xml);
   if (!match) return undefined;
   return match[1]
@@ -195,16 +195,6 @@ export async function createRole(
   const roleId = xmlValue(xml, 'RoleId');
   if (!arn || !roleId) throw new Error(`CreateRole answered no Arn/RoleId: ${xml.slice(0, 300)}`);
   return { roleName: options.roleName, arn, roleId };
-}
-
-/** An inline policy on a role. */
-export async function putRolePolicy(
-  moto: Pick<MotoServer, 'endpoint' | 'region' | 'credentials'>,
-  roleName: string,
-  policyName: string,
-  policy: Record<string, unknown>,
-): Promise<void> {
-  await awsQuery(moto, 'iam', 'PutRolePolicy', { RoleName: roleName, PolicyName: policyName, PolicyDocument: JSON.stringify(policy) });
 }
 
 /** An IAM user with an access key: an AWS principal (for example the server's own) that moto knows. */

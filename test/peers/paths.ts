@@ -11,12 +11,12 @@ export const INSTALL_K8S = 'scripts/install-k8s.sh';
 export const INSTALL_PYTHON_PEERS = 'scripts/install-python-peers.sh';
 
 /** ${POD_IDENTITY_PEERS_CACHE:-~/.cache/pod-identity} */
-export function peersCacheDir(): string {
+function peersCacheDir(): string {
   return process.env.POD_IDENTITY_PEERS_CACHE || join(homedir(), '.cache', 'pod-identity');
 }
 
 /** The default `NAME="${NAME:-x.y.z}"` of an install script, overridable by the same env var. */
-export function pinnedVersion(script: string, variable: string): string {
+function pinnedVersion(script: string, variable: string): string {
   const fromEnv = process.env[variable];
   if (fromEnv) return fromEnv;
   const text = readFileSync(join(repoRoot, script), 'utf8');

@@ -62,7 +62,7 @@ function postgresUser(): { uid: number; gid: number } | undefined {
 }
 
 /** Why a PostgreSQL peer cannot be started here, or undefined when it can. */
-export function postgresMissingReason(): string | undefined {
+function postgresMissingReason(): string | undefined {
   if (!findBinaries()) return 'PostgreSQL server binaries (initdb, postgres) not found; run scripts/install-postgres.sh';
   if (process.getuid?.() === 0 && !postgresUser()) return 'running as root and there is no `postgres` user to run the server as; run scripts/install-postgres.sh';
   return undefined;

@@ -19,7 +19,7 @@ export const CRD_PLURAL = 'podidentityassociations';
 
 // ---------------------------------------------------------------- shapes
 
-export interface Condition {
+interface Condition {
   type: string;
   status: 'True' | 'False' | 'Unknown';
   reason: string;

@@ -21,7 +21,7 @@ function escapeXml(text: string): string {
   return text.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]!);
 }
 
-export function getCallerIdentityXml(session: Pick<LocalSession, 'arn' | 'userId' | 'accountId'>, requestId: string): string {
+function getCallerIdentityXml(session: Pick<LocalSession, 'arn' | 'userId' | 'accountId'>, requestId: string): string {
   return (
     `<GetCallerIdentityResponse xmlns="${STS_NAMESPACE}">\n` +
     '  <GetCallerIdentityResult>\n' +

@@ -5,7 +5,7 @@ import type { PoolClient } from 'pg';
 import type { Association } from '../../../api/eks.js';
 import { COLUMNS, toParams } from './rows.js';
 
-export type ImportOutcome = 'created' | 'updated' | 'unchanged';
+type ImportOutcome = 'created' | 'updated' | 'unchanged';
 
 export interface ImportResult {
   outcomes: Map<string, ImportOutcome>;

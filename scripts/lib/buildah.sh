@@ -1,0 +1,14 @@
+# shellcheck shell=bash
+# Sourced by scripts/install-node-peers.sh and scripts/build-image.sh: one
+# buildah storage for the project's images, under the peers cache, so builds
+# never touch the machine's /var/lib/containers and a second build reuses the
+# layers of the first. Needs CACHE set by the caller.
+BUILDAH_STORE="$CACHE/images/buildah"
+
+# bh ARGS...: buildah with the project's storage (overlay, rootful).
+bh() {
+  buildah --root "$BUILDAH_STORE/storage" --runroot "$BUILDAH_STORE/run" --storage-driver overlay "$@"
+}
+
+# bh_has_image NAME: the image is in the project's storage.
+bh_has_image() { bh inspect --type image "$1" >/dev/null 2>&1; }

@@ -46,7 +46,7 @@ done
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 # npm reads /usr/local/etc/npmrc (its global config) in the official node image layout
-printf 'cafile=%s\n' "$CA_BUNDLE" >"$work/npmrc"
+printf 'cafile=%s\nupdate-notifier=false\n' "$CA_BUNDLE" >"$work/npmrc"
 
 t0=$(date +%s)
 log "building $tag from $dockerfile (buildah bud, chroot isolation, local base images only)"
@@ -58,4 +58,9 @@ bh bud --pull=never --isolation chroot --layers --network host \
 mkdir -p "$(dirname "$archive")"
 rm -f "$archive"
 bh push -q "$tag" "docker-archive:$archive:$tag" >/dev/null || die "cannot write $archive"
+# earlier builds of the same repository go (their layers stay cached while used)
+repository="${tag%:*}"
+for old in $(bh images --format '{{.Repository}}:{{.Tag}}' | grep -F "$repository:" | grep -vxF "$tag" || true); do
+  [ "${old%:*}" = "$repository" ] && bh rmi "$old" >/dev/null 2>&1 || true
+done
 log "built $tag in $(($(date +%s) - t0)) s: $(bh images --format '{{.Size}}' "$tag" | head -1) unpacked, archive $(du -m "$archive" | cut -f1) MB ($archive)"

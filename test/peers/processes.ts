@@ -5,9 +5,9 @@
 //   2. an 'exit' hook SIGKILLs every group still registered (a failed test,
 //      an uncaught error, process.exit);
 //   3. a detached watchdog shell polls this process once a second and, when it
-//      is gone (SIGKILL, a runner time-out), kills the registered groups,
-//      removes the registered temp dirs and deletes the registered network
-//      namespaces.
+//      is gone (SIGKILL, a runner time-out), kills the registered groups, runs
+//      the registered cleanup scripts, removes the registered temp dirs and
+//      deletes the registered network namespaces.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,12 +35,18 @@ const LOG_CAP = 256 * 1024;
 const groups = new Set<number>();
 const dirs = new Set<string>();
 const namespaces = new Set<string>();
+const scripts = new Set<string>();
 const registryFile = join(tmpdir(), `pod-identity-peers-${process.pid}.list`);
 let watchdogStarted = false;
 let exitHookInstalled = false;
 
 function writeRegistry(): void {
-  const lines = [...[...groups].map((pgid) => `pgid ${pgid}`), ...[...dirs].map((dir) => `dir ${dir}`), ...[...namespaces].map((name) => `netns ${name}`)];
+  const lines = [
+    ...[...groups].map((pgid) => `pgid ${pgid}`),
+    ...[...scripts].map((path) => `script ${path}`),
+    ...[...dirs].map((dir) => `dir ${dir}`),
+    ...[...namespaces].map((name) => `netns ${name}`),
+  ];
   if (lines.length === 0) {
     rmSync(registryFile, { force: true });
     return;
@@ -58,6 +64,8 @@ function killGroup(pgid: number, signal: NodeJS.Signals): void {
 
 function onExit(): void {
   for (const pgid of groups) killGroup(pgid, 'SIGKILL');
+  for (const path of scripts) runCleanupScript(path);
+  scripts.clear();
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   for (const name of namespaces) deleteNetns(name);
   namespaces.clear();
@@ -80,6 +88,7 @@ function ensureGuards(): void {
     'while read -r kind value; do',
     '  case "$kind" in',
     '    pgid) kill -s KILL -- "-$value" 2>/dev/null ;;',
+    '    script) sleep 0.2; sh "$value" >/dev/null 2>&1 ;;',
     '    dir) sleep 0.2; rm -rf -- "$value" ;;',
     '    netns) sleep 0.2; ip netns del "$value" 2>/dev/null ;;',
     '  esac',
@@ -99,6 +108,30 @@ export function registerTempDir(dir: string): () => void {
     dirs.delete(dir);
     writeRegistry();
     rmSync(dir, { recursive: true, force: true });
+  };
+}
+
+function runCleanupScript(path: string): void {
+  try {
+    execFileSync('sh', [path], { stdio: 'ignore', timeout: 60_000 });
+  } catch {
+    // best effort: the script's owner checks what is left
+  }
+}
+
+/**
+ * Registers a shell script that undoes what a fixture set up (for what a
+ * process group, a temp dir or a network namespace cannot express), run when
+ * this process ends without cleaning up; the answer forgets it (the owner runs
+ * it itself).
+ */
+export function registerCleanupScript(path: string): () => void {
+  ensureGuards();
+  scripts.add(path);
+  writeRegistry();
+  return () => {
+    scripts.delete(path);
+    writeRegistry();
   };
 }
 

@@ -60,7 +60,7 @@ rm -f "$archive"
 bh push -q "$tag" "docker-archive:$archive:$tag" >/dev/null || die "cannot write $archive"
 # earlier builds of the same repository go (their layers stay cached while used)
 repository="${tag%:*}"
-for old in $(bh images --format '{{.Repository}}:{{.Tag}}' | grep -F "$repository:" | grep -vxF "$tag" || true); do
+for old in $(bh images --format '{{.Name}}:{{.Tag}}' | grep -F "$repository:" | grep -vxF "$tag" || true); do
   [ "${old%:*}" = "$repository" ] && bh rmi "$old" >/dev/null 2>&1 || true
 done
 log "built $tag in $(($(date +%s) - t0)) s: $(bh images --format '{{.Size}}' "$tag" | head -1) unpacked, archive $(du -m "$archive" | cut -f1) MB ($archive)"

@@ -224,7 +224,7 @@ CFG
     --label org.opencontainers.image.description="Node.js $NODE_VERSION and npm $NPM_VERSION on $DEBIAN_IMAGE (pod-identity's local stand-in)" "$ctr"
   bh commit --rm -q "$ctr" "$NODE_IMAGE" >/dev/null
   check=$(bh from --pull=never "$NODE_IMAGE")
-  got=$(bh run --isolation chroot "$check" -- sh -c 'node --version && npm --version' 2>&1 | tr '\n' ' ') || true
+  got=$(bh run --isolation chroot --network host "$check" -- sh -c 'node --version && npm --version' 2>&1 | tr '\n' ' ') || true
   bh rm "$check" >/dev/null
   [ "$got" = "v$NODE_VERSION $NPM_VERSION " ] || die "the new $NODE_IMAGE does not run node and npm (got: $got)"
   printf '%s\n' "$base_want" >"$IMAGES/.base.stamp"

@@ -10,5 +10,11 @@ bh() {
   buildah --root "$BUILDAH_STORE/storage" --runroot "$BUILDAH_STORE/run" --storage-driver overlay "$@"
 }
 
+# buildah's network state (a CNI lock file, made even for --network host)
+# stays in the project's storage instead of the machine's /etc/cni/net.d
+mkdir -p "$BUILDAH_STORE"
+printf '[network]\nnetwork_config_dir = "%s/cni"\n' "$BUILDAH_STORE" >"$BUILDAH_STORE/containers.conf"
+export CONTAINERS_CONF="$BUILDAH_STORE/containers.conf"
+
 # bh_has_image NAME: the image is in the project's storage.
 bh_has_image() { bh inspect --type image "$1" >/dev/null 2>&1; }

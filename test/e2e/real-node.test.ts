@@ -129,7 +129,6 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
     product = await buildImage(PRODUCT_IMAGE);
     sdk = await buildImage(SDK_IMAGE);
     timings.push(`images ${product.built || sdk.built ? 'built' : 'reused'} in ${Date.now() - t} ms (${[product.summary, sdk.summary].filter(Boolean).join('; ') || 'cached archives'})`);
-    t = Date.now();
     cluster = await startNodeCluster();
     timings.push(`node Ready in ${cluster.startMs} ms`);
     t = Date.now();

@@ -36,7 +36,7 @@ import { kubeBinDir } from './paths.js';
 import { registerCleanupScript, spawnPeer, tail, waitUntil, type PeerProcess } from './processes.js';
 import { createCertificateAuthority, issueCertificate } from './tls.js';
 
-export const INSTALL_NODE_PEERS = 'scripts/install-node-peers.sh';
+const INSTALL_NODE_PEERS = 'scripts/install-node-peers.sh';
 const HERE = dirname(fileURLToPath(import.meta.url));
 
 /** Inside the node's network namespace only. */
@@ -44,8 +44,8 @@ export const NODE_IP = '10.241.0.2';
 const POD_SUBNET = '10.244.0.0/24';
 const SERVICE_CIDR = '10.96.0.0/16';
 const KUBERNETES_SERVICE_IP = '10.96.0.1';
-export const CLUSTER_DOMAIN = 'cluster.local';
-export const SERVICE_ACCOUNT_ISSUER = `https://kubernetes.default.svc.${CLUSTER_DOMAIN}`;
+const CLUSTER_DOMAIN = 'cluster.local';
+const SERVICE_ACCOUNT_ISSUER = `https://kubernetes.default.svc.${CLUSTER_DOMAIN}`;
 const API_PORT = 6443;
 
 /** Paths the node's programs write, each replaced by a per-run directory in the node's mount namespace. */
@@ -72,7 +72,7 @@ const HOST_SYSCTLS = [
 
 const PAUSE_IMAGE = 'localhost/pod-identity/pause:1';
 
-export interface NodeCommandResult {
+interface NodeCommandResult {
   code: number;
   stdout: string;
   stderr: string;
@@ -266,8 +266,10 @@ export async function startNodeCluster(options: { nodeName?: string; readyTimeou
   const leftovers = (): string[] => {
     const found: string[] = [];
     if (sh('ip netns list').split('\n').some((line) => line.startsWith(`${name} `) || line === name)) found.push(`network namespace ${name}`);
+    // links the node's programs make (bridges, pod veths, the agent's link), should one reach the machine's namespace;
+    // other new links on a shared machine are someone else's
     const linksAfter = sh('ip -o link show | cut -d: -f2').split('\n').map((l) => l.trim()).filter(Boolean).sort();
-    const newLinks = linksAfter.filter((l) => !linksBefore.includes(l));
+    const newLinks = linksAfter.filter((l) => !linksBefore.includes(l) && /^(veth|cni|node0|pod-id-link)/.test(l));
     if (newLinks.length > 0) found.push(`links on the machine: ${newLinks.join(', ')}`);
     for (const h of hierarchies) if (existsSync(join(h, cgroupName))) found.push(`cgroup ${join(h, cgroupName)}`);
     const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((line) => line.includes(dir) || PRIVATE_PATHS.some((p) => line.split(' ')[1] === p));

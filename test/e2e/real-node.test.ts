@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreatePodIdentityAssociationCommand, DeletePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
-import type { V1DaemonSet, V1Pod, V1PodList, V1Service } from '@kubernetes/client-node';
+import type { V1DaemonSet, V1Deployment, V1Pod, V1PodList, V1Service } from '@kubernetes/client-node';
 import { signRequest } from '../../src/lib/sigv4.js';
 import { buildImage, PRODUCT_IMAGE, type BuiltImage } from '../peers/images.js';
 import { createPod, getPod, kubeRequest, runKubeTool } from '../peers/kube-api.js';
@@ -56,6 +56,11 @@ interface ProgramLine {
   tokenSha256?: string;
 }
 
+/** Thrown inside `eventually` to stop waiting: the state cannot become good. */
+class GiveUp extends Error {
+  override name = 'GiveUp';
+}
+
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -92,6 +97,7 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
         const value = await check();
         if (value !== undefined) return value;
       } catch (error) {
+        if (error instanceof GiveUp) assert.fail(error.message);
         last = error;
       }
       if (Date.now() > deadline) {
@@ -178,13 +184,27 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
       `server.admins[0].secretAccessKey=${ADMIN.secretAccessKey}`,
     ];
     try {
-      await runKubeTool('helm', cluster, ['install', RELEASE, CHART, '-n', SYSTEM_NAMESPACE, '--wait', '--timeout', '5m', ...values.flatMap((v) => ['--set', v])], { timeoutMs: 330_000 });
+      await runKubeTool('helm', cluster, ['install', RELEASE, CHART, '-n', SYSTEM_NAMESPACE, ...values.flatMap((v) => ['--set', v])], { timeoutMs: 120_000 });
     } catch (error) {
-      const pods = await kubectl(['get', 'pods', '-A', '-o', 'wide']).catch(() => '');
-      const events = await kubectl(['get', 'events', '-A', '--sort-by=.lastTimestamp']).catch(() => '');
-      assert.fail(`helm install failed: ${(error as Error).message}\n${pods}\n${events.split('\n').slice(-25).join('\n')}\n${componentLogs(cluster, ['kubelet', 'containerd'], 20)}`);
+      assert.fail(`helm install failed: ${(error as Error).message}`);
     }
-    t.diagnostic(`helm install --wait: ${Date.now() - started} ms`);
+    // ready, or failing at once with the reason when a pod of the release cannot start
+    await eventually('the server Deployment available and the agent DaemonSet ready', 240_000, async () => {
+      for (const pod of await podsOf(SYSTEM_NAMESPACE, `app.kubernetes.io/instance=${RELEASE}`)) {
+        for (const status of [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])]) {
+          const waiting = status.state?.waiting;
+          const failed = status.lastState?.terminated ?? (status.state?.terminated?.exitCode ? status.state.terminated : undefined);
+          if ((waiting && waiting.reason !== 'ContainerCreating' && waiting.reason !== 'PodInitializing') || failed) {
+            const logs = await kubectl(['logs', '-n', SYSTEM_NAMESPACE, pod.metadata!.name!, '-c', status.name, ...(status.lastState?.terminated ? ['--previous'] : []), '--tail=20']).catch((e: Error) => e.message);
+            throw new GiveUp(`pod ${pod.metadata!.name} container ${status.name} cannot run: ${JSON.stringify(waiting ?? failed)}\n${logs}`);
+          }
+        }
+      }
+      const deployment = await kubeRequest<V1Deployment>(cluster!, 'GET', `/apis/apps/v1/namespaces/${SYSTEM_NAMESPACE}/deployments/${FULLNAME}-server`);
+      const daemonSet = await kubeRequest<V1DaemonSet>(cluster!, 'GET', `/apis/apps/v1/namespaces/${SYSTEM_NAMESPACE}/daemonsets/${FULLNAME}-agent`);
+      return (deployment.status?.availableReplicas ?? 0) >= 1 && (daemonSet.status?.numberReady ?? 0) >= 1 ? true : undefined;
+    });
+    t.diagnostic(`helm install until ready: ${Date.now() - started} ms`);
     timings.push(`helm install ${Date.now() - started} ms`);
 
     // the agent: the chart's DaemonSet pod, on the host network, after its init container succeeded

@@ -118,6 +118,10 @@ export function nodeClusterMissingReason(): string | undefined {
   for (const path of ['/usr/bin/containerd', '/usr/bin/ctr', '/usr/sbin/runc', '/usr/lib/cni/bridge', '/usr/lib/cni/host-local', '/usr/bin/buildah', '/usr/sbin/iptables', '/usr/bin/nsenter']) {
     if (!existsSync(path)) missing.push(path);
   }
+  // cgroup v1 (kubelet's failCgroupV1: false), with the freezer hierarchy the teardown uses
+  if (!existsSync('/sys/fs/cgroup/freezer/freezer.state') && !existsSync('/sys/fs/cgroup/freezer/tasks')) {
+    return 'the real node needs cgroup v1 with the freezer hierarchy (/sys/fs/cgroup/freezer); this machine has none';
+  }
   const images = join(process.env.POD_IDENTITY_PEERS_CACHE || join(process.env.HOME ?? '/root', '.cache', 'pod-identity'), 'images');
   if (!existsSync(join(images, 'pause.tar'))) missing.push(join(images, 'pause.tar'));
   if (missing.length > 0) return `${missing.join(', ')} not found; run ${INSTALL_NODE_PEERS}`;
@@ -196,8 +200,8 @@ export async function startNodeCluster(options: { nodeName?: string; readyTimeou
   const sysctlsBefore = readSysctls();
   const linksBefore = sh('ip -o link show | cut -d: -f2').split('\n').map((l) => l.trim()).filter(Boolean).sort();
   const hierarchies = cgroupHierarchies();
-  if (!hierarchies.some((h) => h.endsWith('/freezer'))) throw new Error('no freezer cgroup hierarchy: the node needs cgroup v1 with freezer (cgroup v2 is not handled yet)');
-  const freezer = hierarchies.find((h) => h.endsWith('/freezer'))!;
+  const freezer = hierarchies.find((h) => h.endsWith('/freezer'));
+  if (!freezer) throw new Error('no freezer cgroup hierarchy: the node needs cgroup v1 with freezer (cgroup v2 is not handled)');
 
   // mount points the host lacks are made for the run and removed after it
   const createdDirs: string[] = [];

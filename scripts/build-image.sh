@@ -50,7 +50,7 @@ printf 'cafile=%s\nupdate-notifier=false\n' "$CA_BUNDLE" >"$work/npmrc"
 
 t0=$(date +%s)
 log "building $tag from $dockerfile (buildah bud, chroot isolation, local base images only)"
-bh bud --pull=never --isolation chroot --layers --network host \
+bh bud --pull=never --isolation chroot --layers --force-rm --network host \
   --volume "$CA_BUNDLE:/etc/ssl/certs/ca-certificates.crt:ro" \
   --volume "$work/npmrc:/usr/local/etc/npmrc:ro" \
   -f "$dockerfile" -t "$tag" "$context" >"$work/build.log" 2>&1 \

@@ -5,9 +5,12 @@
 # layers of the first. Needs CACHE set by the caller.
 BUILDAH_STORE="$CACHE/images/buildah"
 
-# bh ARGS...: buildah with the project's storage (overlay, rootful).
+# bh ARGS...: buildah with the project's storage (overlay, rootful), in a
+# private mount namespace of its own: the storage's bind mount and every
+# layer it mounts are gone when the command ends, never left on the machine.
 bh() {
-  buildah --root "$BUILDAH_STORE/storage" --runroot "$BUILDAH_STORE/run" --storage-driver overlay "$@"
+  unshare --mount --propagation private -- \
+    buildah --root "$BUILDAH_STORE/storage" --runroot "$BUILDAH_STORE/run" --storage-driver overlay "$@"
 }
 
 # buildah's network state (a CNI lock file, made even for --network host)

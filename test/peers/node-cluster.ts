@@ -9,10 +9,13 @@
 //   added to the machine's own interfaces and nothing routes out of it: the
 //   namespace has no default route. The test process reaches the node through
 //   a relay (node-relay.ts) on a unix socket, as 127.0.0.1:<port>.
-// - a private mount namespace shared by the node's processes, where per-run
-//   directories are bind-mounted over /var/lib/kubelet, /var/lib/containerd,
-//   /run/containerd, /var/lib/cni, /etc/cni/net.d, /var/log/pods and
-//   /var/log/containers: the machine's own copies are never written.
+// - a private mount namespace shared by the node's processes, where /var/lib,
+//   /var/log and /run are overlays whose writes land in the run's directory
+//   (kubelet's /var/log/pods, containerd's shim sockets under /run/containerd,
+//   the CNI cache and leases under /var/lib/cni), with /var/lib/kubelet and
+//   /var/lib/containerd bind-mounted from it on a real file system (overlay
+//   snapshots cannot sit on an overlay): the machine's own directories are
+//   never written, and no mount point is made on them.
 // - one cgroup tree (`pi-node-<id>` in every hierarchy; kubelet's cgroupRoot),
 //   holding every process of the node, containerd's shims and the pods'
 //   containers included, so teardown finds and kills them all.
@@ -20,8 +23,8 @@
 // Teardown (stop(), or processes.ts' watchdog when the test process dies) runs
 // one generated script: freeze and kill the cgroup tree, remove it, delete the
 // network namespace (its bridges and iptables rules go with it), restore the
-// machine-wide sysctls kubelet and kube-proxy change, remove the mount points
-// it had to create and the run's directory. stop() then checks that nothing
+// machine-wide sysctls kubelet and kube-proxy change, remove the run's
+// directory (the mount namespace went with its last process). stop() then checks that nothing
 // is left and answers what is.
 import { execFile, execFileSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -48,8 +51,10 @@ const CLUSTER_DOMAIN = 'cluster.local';
 const SERVICE_ACCOUNT_ISSUER = `https://kubernetes.default.svc.${CLUSTER_DOMAIN}`;
 const API_PORT = 6443;
 
-/** Paths the node's programs write, each replaced by a per-run directory in the node's mount namespace. */
-const PRIVATE_PATHS = ['/var/lib/kubelet', '/var/lib/containerd', '/run/containerd', '/var/lib/cni', '/etc/cni/net.d', '/var/log/pods', '/var/log/containers'];
+/** Directories the node's programs write below, overlaid in the node's mount namespace (writes go to the run's directory). */
+const OVERLAID = ['/var/lib', '/var/log', '/run'];
+/** Below those, directories that must be a real file system (containerd's overlay snapshots, kubelet's volumes). */
+const BOUND = ['/var/lib/kubelet', '/var/lib/containerd'];
 
 /**
  * Machine-wide sysctls the node's programs change (kubelet's kernel tunables;
@@ -170,12 +175,20 @@ function listenForward(relaySocket: string, host: string, port: number): Promise
   });
 }
 
-/** Run as the node's mount-namespace holder: bind the run's directories over the private paths, then wait. */
+/**
+ * Run as the node's mount-namespace holder ($1 the run's fs directory, $2 the
+ * overlays' name, $3 the overlaid directories, $4 the bound ones): overlay,
+ * bind, then wait.
+ */
 const HOLDER = `set -eu
-root=$1; shift
-for path in "$@"; do
-  mkdir -p "$root$path"
-  mount --bind "$root$path" "$path"
+root=$1 name=$2
+for d in $3; do
+  mkdir -p "$root/overlay$d/upper" "$root/overlay$d/work"
+  mount -t overlay "$name" -o "lowerdir=$d,upperdir=$root/overlay$d/upper,workdir=$root/overlay$d/work" "$d"
+done
+for d in $4; do
+  mkdir -p "$root/real$d" "$d"
+  mount --bind "$root/real$d" "$d"
 done
 echo "node mount namespace ready"
 exec sleep infinity
@@ -203,20 +216,6 @@ export async function startNodeCluster(options: { nodeName?: string; readyTimeou
   const freezer = hierarchies.find((h) => h.endsWith('/freezer'));
   if (!freezer) throw new Error('no freezer cgroup hierarchy: the node needs cgroup v1 with freezer (cgroup v2 is not handled)');
 
-  // mount points the host lacks are made for the run and removed after it
-  const createdDirs: string[] = [];
-  for (const path of PRIVATE_PATHS) {
-    let top: string | undefined;
-    for (let p = path; p !== '/' && !existsSync(p); p = dirname(p)) top = p;
-    if (top) {
-      mkdirSync(path, { recursive: true });
-      for (let p = path; ; p = dirname(p)) {
-        createdDirs.push(p);
-        if (p === top) break;
-      }
-    }
-  }
-
   // one teardown, used by stop() and by the watchdog of a test process that died
   const teardownPath = join('/tmp', `${name}.teardown.sh`);
   const restore = [...sysctlsBefore].map(([key, value]) => `sysctl -qw ${key}=${JSON.stringify(value)} 2>/dev/null || true`);
@@ -239,7 +238,6 @@ export async function startNodeCluster(options: { nodeName?: string; readyTimeou
       ...hierarchies.map((h) => `[ -d ${h}/${cgroupName} ] && find ${h}/${cgroupName} -depth -type d -exec rmdir {} + 2>/dev/null`),
       `ip netns del ${name} 2>/dev/null`,
       ...restore,
-      ...createdDirs.map((d) => `rmdir ${d} 2>/dev/null`),
       `rm -rf ${dir}`,
       `rm -f ${teardownPath}`,
       'exit 0',
@@ -276,13 +274,12 @@ export async function startNodeCluster(options: { nodeName?: string; readyTimeou
     const newLinks = linksAfter.filter((l) => !linksBefore.includes(l) && /^(veth|cni|node0|pod-id-link)/.test(l));
     if (newLinks.length > 0) found.push(`links on the machine: ${newLinks.join(', ')}`);
     for (const h of hierarchies) if (existsSync(join(h, cgroupName))) found.push(`cgroup ${join(h, cgroupName)}`);
-    const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((line) => line.includes(dir) || PRIVATE_PATHS.some((p) => line.split(' ')[1] === p));
+    const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((line) => line.includes(dir) || line.startsWith(`${cgroupName} `) || [...OVERLAID, ...BOUND].includes(line.split(' ')[1]!));
     if (mounts.length > 0) found.push(`mounts: ${mounts.join('; ')}`);
     const processes = sh(`ps -eo pid=,args= | grep -F -e ${dir} -e ${cgroupName} | grep -v grep || true`).trim();
     if (processes) found.push(`processes: ${processes}`);
     const sysctlsAfter = readSysctls();
     for (const [key, value] of sysctlsBefore) if (sysctlsAfter.get(key) !== value) found.push(`sysctl ${key} is ${sysctlsAfter.get(key)}, was ${value}`);
-    for (const d of createdDirs) if (existsSync(d)) found.push(`directory ${d}`);
     if (existsSync(dir)) found.push(`directory ${dir}`);
     return found;
   };
@@ -319,7 +316,7 @@ export async function startNodeCluster(options: { nodeName?: string; readyTimeou
     // --- the mount namespace holder
     const holderScript = join(dir, 'holder.sh');
     writeFileSync(holderScript, HOLDER);
-    const holder = spawnPeer('node mount namespace', 'sh', ['-c', 'for f in $1; do echo $$ >"$f"; done; shift; exec unshare --mount --propagation private -- sh "$@"', 'sh', procsFiles, holderScript, fsRoot, ...PRIVATE_PATHS]);
+    const holder = spawnPeer('node mount namespace', 'sh', ['-c', 'for f in $1; do echo $$ >"$f"; done; shift; exec unshare --mount --propagation private -- sh "$@"', 'sh', procsFiles, holderScript, fsRoot, cgroupName, OVERLAID.join(' '), BOUND.join(' ')]);
     components.set('holder', holder);
     await waitUntil(holder, 'its mounts', 10_000, async () => holder.logs().includes('node mount namespace ready'));
     // the holder's shell execs sleep: its pid is the process in the namespace
@@ -452,8 +449,9 @@ export async function startNodeCluster(options: { nodeName?: string; readyTimeou
         },
       ],
     };
-    mkdirSync(join(fsRoot, 'etc/cni/net.d'), { recursive: true });
-    writeFileSync(join(fsRoot, 'etc/cni/net.d/10-pod-identity-test.conflist'), JSON.stringify(cniConf, null, 2));
+    const cniConfDir = join(dir, 'cni-net.d');
+    mkdirSync(cniConfDir);
+    writeFileSync(join(cniConfDir, '10-pod-identity-test.conflist'), JSON.stringify(cniConf, null, 2));
     const containerdConfig = join(dir, 'containerd.toml');
     writeFileSync(
       containerdConfig,
@@ -487,7 +485,7 @@ export async function startNodeCluster(options: { nodeName?: string; readyTimeou
         '        SystemdCgroup = false',
         '  [plugins."io.containerd.grpc.v1.cri".cni]',
         '    bin_dir = "/usr/lib/cni"',
-        '    conf_dir = "/etc/cni/net.d"',
+        `    conf_dir = "${cniConfDir}"`,
         '',
       ].join('\n'),
     );

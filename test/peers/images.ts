@@ -6,8 +6,8 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
+import { imagesDir } from './paths.js';
 
 const REPO = resolve(import.meta.dirname, '..', '..');
 
@@ -61,10 +61,6 @@ function inputsHash(recipe: ImageRecipe): string {
   return hash.digest('hex').slice(0, 12);
 }
 
-function imagesDir(): string {
-  return join(process.env.POD_IDENTITY_PEERS_CACHE || join(homedir(), '.cache', 'pod-identity'), 'images');
-}
-
 export async function buildImage(recipe: ImageRecipe): Promise<BuiltImage> {
   const started = Date.now();
   const tag = inputsHash(recipe);
@@ -87,6 +83,6 @@ export async function buildImage(recipe: ImageRecipe): Promise<BuiltImage> {
   // only a complete archive gets the name that marks it reusable; older builds of the image go
   for (const old of readdirSync(dir).filter((f) => f.startsWith(`${recipe.name}-`) && f.endsWith('.tar'))) rmSync(join(dir, old), { force: true });
   await new Promise<void>((resolvePromise, reject) => execFile('mv', [`${archive}.partial`, archive], (error) => (error ? reject(error) : resolvePromise())));
-  const summary = output.trim().split('\n').pop();
+  const summary = output.trim().split('\n').pop()?.replace(`${archive}.partial`, archive);
   return { ref, repository, tag, archive, built: true, ms: Date.now() - started, summary };
 }

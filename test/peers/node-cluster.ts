@@ -35,7 +35,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { httpsJson } from './https.js';
 import type { KubeConnection } from './kube.js';
-import { kubeBinDir } from './paths.js';
+import { imagesDir, kubeBinDir } from './paths.js';
 import { registerCleanupScript, spawnPeer, tail, waitUntil, type PeerProcess } from './processes.js';
 import { createCertificateAuthority, issueCertificate } from './tls.js';
 
@@ -117,9 +117,9 @@ function binary(name: string): string {
 /** Why the node cannot start here, or undefined when it can. */
 export function nodeClusterMissingReason(): string | undefined {
   if (process.getuid?.() !== 0) return 'the real node needs root (namespaces, cgroups, mounts)';
-  const missing = ['etcd', 'kube-apiserver', 'kubectl', 'helm', 'kubelet', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy']
-    .map(binary)
-    .filter((path) => !existsSync(path));
+  const controlPlane = ['etcd', 'kube-apiserver', 'kubectl', 'helm'].filter((name) => !existsSync(binary(name)));
+  if (controlPlane.length > 0) return `${controlPlane.join(', ')} not found in ${kubeBinDir()}; run scripts/install-k8s.sh, then ${INSTALL_NODE_PEERS}`;
+  const missing = ['kubelet', 'kube-controller-manager', 'kube-scheduler', 'kube-proxy'].filter((name) => !existsSync(binary(name)));
   for (const path of ['/usr/bin/containerd', '/usr/bin/ctr', '/usr/sbin/runc', '/usr/lib/cni/bridge', '/usr/lib/cni/host-local', '/usr/bin/buildah', '/usr/sbin/iptables', '/usr/bin/nsenter']) {
     if (!existsSync(path)) missing.push(path);
   }
@@ -127,8 +127,7 @@ export function nodeClusterMissingReason(): string | undefined {
   if (!existsSync('/sys/fs/cgroup/freezer/freezer.state') && !existsSync('/sys/fs/cgroup/freezer/tasks')) {
     return 'the real node needs cgroup v1 with the freezer hierarchy (/sys/fs/cgroup/freezer); this machine has none';
   }
-  const images = join(process.env.POD_IDENTITY_PEERS_CACHE || join(process.env.HOME ?? '/root', '.cache', 'pod-identity'), 'images');
-  if (!existsSync(join(images, 'pause.tar'))) missing.push(join(images, 'pause.tar'));
+  if (!existsSync(join(imagesDir(), 'pause.tar'))) missing.push('the pause image');
   if (missing.length > 0) return `${missing.join(', ')} not found; run ${INSTALL_NODE_PEERS}`;
   return undefined;
 }
@@ -494,8 +493,7 @@ export async function startNodeCluster(options: { nodeName?: string; readyTimeou
     const importImage = async (archive: string) => {
       await mustExec(['ctr', '--address', '/run/containerd/containerd.sock', '-n', 'k8s.io', 'images', 'import', '--no-unpack=false', archive], 300_000);
     };
-    const pauseArchive = join(process.env.POD_IDENTITY_PEERS_CACHE || join(process.env.HOME ?? '/root', '.cache', 'pod-identity'), 'images', 'pause.tar');
-    await importImage(pauseArchive);
+    await importImage(join(imagesDir(), 'pause.tar'));
 
     // --- kubelet
     const resolvConf = join(dir, 'resolv.conf');

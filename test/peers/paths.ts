@@ -32,3 +32,8 @@ export function kubeBinDir(): string {
 export function venvDir(): string {
   return join(peersCacheDir(), 'venv');
 }
+
+/** scripts/install-node-peers.sh's images (the pause archive) and the test images' archives */
+export function imagesDir(): string {
+  return join(peersCacheDir(), 'images');
+}

@@ -148,3 +148,29 @@ export function toWireSummary(a: Association) {
     ...(a.ownerArn !== undefined && { ownerArn: a.ownerArn }),
   };
 }
+
+export const listClustersInput = z.object({
+  maxResults: z.coerce.number().int('must be an integer').min(1, 'must be between 1 and 100').max(100, 'must be between 1 and 100').default(100),
+  nextToken: z.string().min(1).max(1024).optional(),
+  include: z.string().optional(),
+});
+
+/** A cluster this server serves, as far as DescribeCluster tells it. */
+export interface ClusterRecord {
+  name: string;
+  arn: string;
+  /** the service-account issuer, when configured */
+  issuer?: string;
+}
+
+/** The Cluster shape of DescribeCluster: what cluster discovery tools read (status, ARN, the OIDC issuer). */
+export function toWireCluster(c: ClusterRecord) {
+  return {
+    name: c.name,
+    arn: c.arn,
+    status: 'ACTIVE',
+    ...(c.issuer !== undefined && { identity: { oidc: { issuer: c.issuer } } }),
+    tags: {},
+  };
+}
+

@@ -37,6 +37,10 @@ export interface WebhookDeps {
 export function createWebhookFromConfig(config: ServerConfig, deps: WebhookDeps): StartedWebhook {
   const logger = deps.logger.child({ component: 'webhook' });
   const cluster = webhookCluster(config);
+  if (!cluster) {
+    const why = config.clusters.length === 0 ? 'no cluster is configured' : `${config.clusters.length} clusters are configured and webhook.clusterName is unset`;
+    logger.warn(`the admission webhook serves no cluster (${why}): pods are admitted unmutated`);
+  }
   // The secure context is swapped on the server made below, once it exists.
   const target: { server?: Server } = {};
   const onChange = (pair: KeyPair) => target.server?.setSecureContext({ ...pair, minVersion: 'TLSv1.2' });

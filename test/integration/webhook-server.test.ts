@@ -90,7 +90,7 @@ describe('webhook listener', () => {
   let ca: string;
 
   before(async () => {
-    const tls = generatedCertificates(dir, ['localhost', '127.0.0.1'], { logger: silentLogger(), onChange: () => {} });
+    const tls = await generatedCertificates(dir, ['localhost', '127.0.0.1'], { logger: silentLogger(), onChange: () => {} });
     ca = tls.caCert!;
     server = createWebhookServer({ store, clusterName: 'demo', ipv6: false, region: 'eu-west-1', logger: silentLogger(), registry, bodyLimit: 256 * 1024 }, tls);
     port = (await listen(server, { host: '127.0.0.1', port: 0 })).port;
@@ -182,11 +182,11 @@ describe('webhook listener', () => {
 });
 
 describe('webhook certificates', () => {
-  test('generated once and kept: a restart reuses the CA and the serving certificate', () => {
+  test('generated once and kept: a restart reuses the CA and the serving certificate', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pi-certs-'));
-    const first = ensureGeneratedCertificates(dir, ['localhost', '127.0.0.1', 'pod-identity.pod-identity.svc']);
+    const first = await ensureGeneratedCertificates(dir, ['localhost', '127.0.0.1', 'pod-identity.pod-identity.svc']);
     assert.deepEqual(first.issued, { ca: true, serving: true });
-    const again = ensureGeneratedCertificates(dir, ['localhost', '127.0.0.1', 'pod-identity.pod-identity.svc']);
+    const again = await ensureGeneratedCertificates(dir, ['localhost', '127.0.0.1', 'pod-identity.pod-identity.svc']);
     assert.deepEqual(again.issued, { ca: false, serving: false });
     assert.equal(again.cert, first.cert);
     const cert = new X509Certificate(first.cert);
@@ -194,22 +194,22 @@ describe('webhook certificates', () => {
     assert.ok(cert.checkHost('pod-identity.pod-identity.svc'));
     assert.ok(cert.checkIP('127.0.0.1'));
     // A new host renews the serving certificate under the same CA (caBundle stays valid).
-    const widened = ensureGeneratedCertificates(dir, ['localhost', 'webhook.example.com']);
+    const widened = await ensureGeneratedCertificates(dir, ['localhost', 'webhook.example.com']);
     assert.deepEqual(widened.issued, { ca: false, serving: true });
     assert.equal(widened.caCert, first.caCert);
     // An expired (or nearly expired) serving certificate is renewed: pretend it is 2 years from now.
-    const later = ensureGeneratedCertificates(dir, ['localhost', 'webhook.example.com'], Date.now() + 2 * 365 * 86_400_000);
+    const later = await ensureGeneratedCertificates(dir, ['localhost', 'webhook.example.com'], Date.now() + 2 * 365 * 86_400_000);
     assert.deepEqual(later.issued, { ca: false, serving: true });
     // Private keys are not readable by others.
     assert.equal(statSync(generatedPaths(dir).key).mode & 0o077, 0);
     assert.equal(statSync(generatedPaths(dir).caKey).mode & 0o077, 0);
-    assert.throws(() => ensureGeneratedCertificates(dir, ['bad host\nname']), /not a DNS name/);
+    await assert.rejects(ensureGeneratedCertificates(dir, ['bad host\nname']), /not a DNS name/);
   });
 
   test('configured certificate files are reloaded when they change on disk', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pi-reload-'));
-    const a = ensureGeneratedCertificates(join(dir, 'a'), ['127.0.0.1']);
-    const b = ensureGeneratedCertificates(join(dir, 'b'), ['127.0.0.1']);
+    const a = await ensureGeneratedCertificates(join(dir, 'a'), ['127.0.0.1']);
+    const b = await ensureGeneratedCertificates(join(dir, 'b'), ['127.0.0.1']);
     const certFile = join(dir, 'tls.crt');
     const keyFile = join(dir, 'tls.key');
     writeFileSync(certFile, a.cert);
@@ -221,7 +221,7 @@ describe('webhook certificates', () => {
       webhook: { certFile, keyFile },
     });
     const store = new SqliteAssociationStore(':memory:');
-    const webhook = createWebhookFromConfig(config, { store, logger: silentLogger(), registry: createRegistry('pod_identity_'), certPollMs: 50 });
+    const webhook = await createWebhookFromConfig(config, { store, logger: silentLogger(), registry: createRegistry('pod_identity_'), certPollMs: 50 });
     const { port } = await listen(webhook.server, { host: '127.0.0.1', port: 0 });
     try {
       const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;

@@ -191,6 +191,7 @@ async function issueServing(ca: SigningCa, hosts: readonly string[], now: number
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      // keyid only: the SHA-1 of the CA's key, which is what its subjectKeyIdentifier holds
       await x509.AuthorityKeyIdentifierExtension.create(issuer.publicKey),
       new x509.SubjectAlternativeNameExtension(hosts.map((h) => ({ type: isIP(h) ? 'ip' : 'dns', value: h }))),
     ],

@@ -68,7 +68,7 @@ export function registerWebhookConfigCommand(program: Command): void {
     'pod-identity webhook-config --config config.yaml --service pod-identity/pod-identity-server | kubectl apply -f -',
     'pod-identity webhook-config --config config.yaml --url https://10.0.0.5:9443 --ca-file ca.pem > webhook.yaml',
   )
-    .action((flags: Flags) => {
+    .action(async (flags: Flags) => {
       let config;
       try {
         config = loadServerConfig({ file: flags.config, env: process.env });
@@ -89,7 +89,7 @@ export function registerWebhookConfigCommand(program: Command): void {
         console.error('pod-identity webhook-config: caBundle is webhook.certFile; if it was issued by a CA, pass that CA with --ca-file');
       } else {
         // Same CA the server uses (made now if the server has not run yet).
-        const generated = ensureGeneratedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts));
+        const generated = await ensureGeneratedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts));
         caBundle = generated.caCert;
         servingCert = generated.cert;
       }

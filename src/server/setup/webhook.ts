@@ -31,10 +31,12 @@ export interface WebhookDeps {
   registry: Registry;
   /** test hook: how often configured certificate files are checked */
   certPollMs?: number;
+  /** test hook: the clock generated certificates are issued and checked by */
+  now?: () => number;
 }
 
 /** Builds the webhook listener from the server configuration (not yet listening). */
-export function createWebhookFromConfig(config: ServerConfig, deps: WebhookDeps): StartedWebhook {
+export async function createWebhookFromConfig(config: ServerConfig, deps: WebhookDeps): Promise<StartedWebhook> {
   const logger = deps.logger.child({ component: 'webhook' });
   const cluster = webhookCluster(config);
   if (!cluster) {
@@ -47,7 +49,7 @@ export function createWebhookFromConfig(config: ServerConfig, deps: WebhookDeps)
   const tls =
     config.webhook.certFile && config.webhook.keyFile
       ? watchedCertificateFiles(config.webhook.certFile, config.webhook.keyFile, { logger, onChange, pollMs: deps.certPollMs })
-      : generatedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts), { logger, onChange });
+      : await generatedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts), { logger, onChange, now: deps.now });
   const serviceAccountExpiration = cluster?.kubeconfig ? kubeServiceAccountLookup({ kubeconfigPath: cluster.kubeconfig, logger }) : undefined;
   const server = createWebhookServer(
     {

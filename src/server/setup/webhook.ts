@@ -50,14 +50,16 @@ export async function createWebhookFromConfig(config: ServerConfig, deps: Webhoo
     config.webhook.certFile && config.webhook.keyFile
       ? watchedCertificateFiles(config.webhook.certFile, config.webhook.keyFile, { logger, onChange, pollMs: deps.certPollMs })
       : await generatedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts), { logger, onChange, now: deps.now });
-  const serviceAccountExpiration = cluster?.kubeconfig ? kubeServiceAccountLookup({ kubeconfigPath: cluster.kubeconfig, logger }) : undefined;
+  const serviceAccounts = cluster?.kubeconfig ? kubeServiceAccountLookup({ kubeconfigPath: cluster.kubeconfig, logger }) : undefined;
   const server = createWebhookServer(
     {
       store: deps.store,
       clusterName: cluster?.name,
       ipv6: cluster?.ipv6 ?? false,
       region: config.webhook.injectRegion ? config.region : undefined,
-      serviceAccountExpiration,
+      serviceAccounts,
+      defaultTokenExpirationSeconds: config.webhook.tokenExpirationSeconds,
+      stsRegionalEndpoints: config.webhook.stsRegionalEndpoints,
       logger,
       registry: deps.registry,
     },

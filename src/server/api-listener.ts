@@ -18,6 +18,7 @@ import type { ServerConfig } from '../config/schema.js';
 import type { Route } from './router.js';
 import { associationRoutes } from './routes/associations.js';
 import { clusterRoutes } from './routes/clusters.js';
+import { tagRoutes } from './routes/tags.js';
 import { eksAuthRoutes } from './routes/eks-auth.js';
 import { stsRoutes } from './routes/sts.js';
 
@@ -35,6 +36,7 @@ export async function startApiListener(config: ServerConfig, deps: { store: Asso
   const eksAuth = createEksAuth(config, { store, logger, registry });
   const routes: Route[] = [
     ...associationRoutes(associations, staticKeys(config.admins)),
+    ...tagRoutes(associations, staticKeys(config.admins)),
     ...clusterRoutes(
       config.clusters.map((c) => ({ name: c.name, arn: clusterArn(config.region, config.accountId, c.name), ...(c.issuer !== undefined && { issuer: c.issuer }) })),
       staticKeys(config.admins),

@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 /** The built CLI the scenarios run (`npm run build` first); BENCH_CLI overrides. */
-export const CLI = resolve(process.env.BENCH_CLI ?? 'dist/cli/main.js');
+const CLI = resolve(process.env.BENCH_CLI ?? 'dist/cli/main.js');
 
 /** The node binary the product processes (server, agent) run on; BENCH_NODE overrides (e.g. another major). */
-export const NODE = process.env.BENCH_NODE || process.execPath;
+const NODE = process.env.BENCH_NODE || process.execPath;
 
 /** A build of the product to run: its CLI and the node that runs it. */
 export interface Build {

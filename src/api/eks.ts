@@ -39,7 +39,8 @@ const serviceAccount = z
   .max(253, 'must be at most 253 characters')
   .regex(DNS1123_SUBDOMAIN, 'must be a DNS-1123 subdomain (lowercase alphanumerics, - and .)');
 const roleArn = z.string().max(2048).regex(ROLE_ARN, 'must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)');
-const clientRequestToken = z.string().min(1).max(64);
+/** The EKS model leaves it a plain string; SDKs send a UUID. 1-64 printable ASCII characters keep the store's key sane. */
+const clientRequestToken = z.string().min(1, 'must be 1-64 characters').max(64, 'must be 1-64 characters').regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
 const policy = z
   .string()
   .max(2048, 'must be at most 2048 characters')
@@ -52,16 +53,41 @@ const policy = z
     }
   }, 'must be a JSON policy document');
 
-const tags = z
-  .record(z.string(), z.string())
-  .superRefine((value, ctx) => {
-    const entries = Object.entries(value);
-    if (entries.length < 1 || entries.length > 50) ctx.addIssue({ code: 'custom', message: 'must have between 1 and 50 tags' });
-    for (const [key, val] of entries) {
-      if (key.length < 1 || key.length > 128) ctx.addIssue({ code: 'custom', message: `tag key "${key.slice(0, 20)}" must be 1-128 characters` });
-      if (key.toLowerCase().startsWith('aws:')) ctx.addIssue({ code: 'custom', message: 'tag keys must not start with "aws:"' });
-      if (val.length > 256) ctx.addIssue({ code: 'custom', message: `tag value of "${key.slice(0, 20)}" must be at most 256 characters` });
-    }
+/** EKS's limits on a resource's tags. */
+export const MAX_TAGS = 50;
+/** Letters, digits and spaces of any script, and _ . : / = + - @ (EKS's tag character set). */
+const TAG_CHARACTERS = /^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$/u;
+
+/** Why a tag key is not one EKS takes, or undefined. Lengths count characters, as EKS does (UTF-16 units for astral ones). */
+function tagKeyProblem(key: string): string | undefined {
+  const shown = JSON.stringify(key.slice(0, 20));
+  if (key.length < 1 || key.length > 128) return `tag key ${shown} must be 1-128 characters`;
+  if (!TAG_CHARACTERS.test(key)) return `tag key ${shown} may hold only letters, digits, spaces and _ . : / = + - @`;
+  if (key.toLowerCase().startsWith('aws:')) return 'tag keys must not start with "aws:"';
+  return undefined;
+}
+
+function tagValueProblem(key: string, value: string): string | undefined {
+  const shown = JSON.stringify(key.slice(0, 20));
+  if (value.length > 256) return `tag value of ${shown} must be at most 256 characters`;
+  if (!TAG_CHARACTERS.test(value)) return `tag value of ${shown} may hold only letters, digits, spaces and _ . : / = + - @`;
+  return undefined;
+}
+
+const tags = z.record(z.string(), z.string()).superRefine((value, ctx) => {
+  const entries = Object.entries(value);
+  if (entries.length < 1 || entries.length > MAX_TAGS) ctx.addIssue({ code: 'custom', message: `must have between 1 and ${MAX_TAGS} tags` });
+  for (const [key, val] of entries) {
+    const problem = tagKeyProblem(key) ?? tagValueProblem(key, val);
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }
+});
+const tagKeys = z
+  .array(z.string())
+  .min(1, `must name between 1 and ${MAX_TAGS} keys`)
+  .max(MAX_TAGS, `must name between 1 and ${MAX_TAGS} keys`)
+  .superRefine((keys, ctx) => {
+    for (const key of keys) if (key.length < 1 || key.length > 128) ctx.addIssue({ code: 'custom', message: `tag key ${JSON.stringify(key.slice(0, 20))} must be 1-128 characters` });
   });
 
 export const createInput = z.object({
@@ -95,14 +121,42 @@ export const listInput = z.object({
 });
 export type ListInput = z.infer<typeof listInput>;
 
-/** Validates `input` with `schema`; the first problem becomes InvalidParameterException naming the field. */
-export function validate<T>(schema: z.ZodType<T>, input: unknown): T {
+/** TagResource's body and UntagResource's query (the tag operations answer BadRequestException, as EKS's model says). */
+export const tagResourceInput = z.object({ tags });
+export const untagResourceInput = z.object({ tagKeys });
+
+/**
+ * Validates `input` with `schema`; the first problem becomes a WireError
+ * naming the field: InvalidParameterException, or the operation's own code.
+ */
+export function validate<T>(schema: z.ZodType<T>, input: unknown, code: 'InvalidParameterException' | 'BadRequestException' = 'InvalidParameterException'): T {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
   const field = issue.path.length ? issue.path.map(String).join('.') : 'request';
   const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
-  throw new WireError('InvalidParameterException', `${field} ${message}`);
+  throw new WireError(code, `${field} ${message}`);
+}
+
+/** An association's ARN: arn:<partition>:eks:<region>:<account>:podidentityassociation/<cluster>/<associationId>. */
+export interface AssociationArnParts {
+  region: string;
+  accountId: string;
+  clusterName: string;
+  associationId: string;
+}
+
+const ASSOCIATION_ARN = /^arn:aws[a-z-]*:eks:([a-z0-9-]+):(\d{12}):podidentityassociation\/([0-9A-Za-z][A-Za-z0-9\-_]{0,99})\/(a-[a-z0-9]{17})$/;
+
+/** The parts of an association ARN; undefined for any other ARN (or text). */
+export function parseAssociationArn(arn: string): AssociationArnParts | undefined {
+  const m = ASSOCIATION_ARN.exec(arn);
+  return m ? { region: m[1]!, accountId: m[2]!, clusterName: m[3]!, associationId: m[4]! } : undefined;
+}
+
+/** Whether the text looks like an ARN at all (arn:partition:service:region:account:resource). */
+export function looksLikeArn(text: string): boolean {
+  return /^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{0,12}:.+$/.test(text);
 }
 
 /** Parses a JSON request body; an empty body is `{}`. */
@@ -148,3 +202,29 @@ export function toWireSummary(a: Association) {
     ...(a.ownerArn !== undefined && { ownerArn: a.ownerArn }),
   };
 }
+
+export const listClustersInput = z.object({
+  maxResults: z.coerce.number().int('must be an integer').min(1, 'must be between 1 and 100').max(100, 'must be between 1 and 100').default(100),
+  nextToken: z.string().min(1).max(1024).optional(),
+  include: z.string().optional(),
+});
+
+/** A cluster this server serves, as far as DescribeCluster tells it. */
+export interface ClusterRecord {
+  name: string;
+  arn: string;
+  /** the service-account issuer, when configured */
+  issuer?: string;
+}
+
+/** The Cluster shape of DescribeCluster: what cluster discovery tools read (status, ARN, the OIDC issuer). */
+export function toWireCluster(c: ClusterRecord) {
+  return {
+    name: c.name,
+    arn: c.arn,
+    status: 'ACTIVE',
+    ...(c.issuer !== undefined && { identity: { oidc: { issuer: c.issuer } } }),
+    tags: {},
+  };
+}
+

@@ -3,7 +3,7 @@
 // arrive validated by src/api/eks.ts; errors leave as WireErrors.
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { WireError } from '../lib/errors.js';
-import type { CreateInput, ListInput, UpdateInput } from '../api/eks.js';
+import { looksLikeArn, parseAssociationArn, type CreateInput, type ListInput, type UpdateInput } from '../api/eks.js';
 import { SubjectTakenError, type AssociationStore } from './store.js';
 import type { Association } from '../api/eks.js';
 import type { AssociationChanges } from './types.js';
@@ -189,5 +189,41 @@ export class AssociationService {
     const deleted = await this.store.delete(clusterName, associationId);
     if (!deleted) throw this.notFound(clusterName, associationId);
     return deleted;
+  }
+
+  /** TagResource: sets these tags on the association the ARN names; its other tags stay. */
+  async tagResource(resourceArn: string, tags: Readonly<Record<string, string>>): Promise<Association> {
+    const { clusterName, associationId } = this.locate(resourceArn);
+    const updated = await this.store.update(clusterName, associationId, { tagEdits: { set: tags } });
+    if (!updated) throw this.unknownResource(resourceArn);
+    return updated;
+  }
+
+  /** UntagResource: removes these keys (absent ones are no error). */
+  async untagResource(resourceArn: string, keys: readonly string[]): Promise<Association> {
+    const { clusterName, associationId } = this.locate(resourceArn);
+    const updated = await this.store.update(clusterName, associationId, { tagEdits: { remove: keys } });
+    if (!updated) throw this.unknownResource(resourceArn);
+    return updated;
+  }
+
+  async listTagsForResource(resourceArn: string): Promise<Record<string, string>> {
+    const { clusterName, associationId } = this.locate(resourceArn);
+    const found = await this.store.get(clusterName, associationId);
+    if (!found) throw this.unknownResource(resourceArn);
+    return found.tags;
+  }
+
+  /** Which association a tag operation's ARN names: not an ARN is BadRequestException; an ARN this server does not hold is NotFoundException. */
+  private locate(resourceArn: string): { clusterName: string; associationId: string } {
+    if (!looksLikeArn(resourceArn)) throw new WireError('BadRequestException', `${JSON.stringify(resourceArn.slice(0, 100))} is not a valid ARN.`);
+    const parts = parseAssociationArn(resourceArn);
+    if (!parts || parts.region !== this.options.region || parts.accountId !== this.options.accountId) throw this.unknownResource(resourceArn);
+    for (const name of this.options.clusters()) if (name === parts.clusterName) return parts;
+    throw this.unknownResource(resourceArn);
+  }
+
+  private unknownResource(resourceArn: string): WireError {
+    return new WireError('NotFoundException', `No resource found for ${resourceArn.slice(0, 300)}.`);
   }
 }

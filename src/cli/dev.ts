@@ -1,17 +1,12 @@
 // `pod-identity dev` and `pod-identity dev token`: wiring only; see src/dev/.
 import { fileURLToPath } from 'node:url';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { kubeClientFromKubeconfig } from '../kube/client.js';
 import { DEFAULT_STATE_DIR, devInstructions, startDev, writeDevToken, type DevOptions } from '../dev/dev.js';
 import { POD_IDENTITY_AUDIENCE } from '../dev/token-signer.js';
 import { createLogger } from '../lib/logger.js';
+import { existingFile, integer, port, withExamples } from './options.js';
 import { exitOnSignals } from './shutdown.js';
-
-function port(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port from 0 to 65535');
-  return n;
-}
 
 /** TokenRequest bound to a pod, as the kubelet asks for the projected volume. */
 async function requestPodToken(kubeconfig: string, namespace: string, serviceAccount: string, podName: string, expirationSeconds: number): Promise<string> {
@@ -36,9 +31,13 @@ async function requestPodToken(kubeconfig: string, namespace: string, serviceAcc
 }
 
 export function registerDevCommand(program: Command): void {
-  const dev = program
-    .command('dev')
-    .description('run everything on loopback for a laptop: server (SQLite, local issuer), agent and a development token signer')
+  const dev = withExamples(
+    program
+      .command('dev')
+      .description('run everything on loopback for a laptop: server (SQLite, local issuer), agent and a development token signer'),
+    'pod-identity dev',
+    'pod-identity dev --state-dir /tmp/pi --kubeconfig ~/.kube/config --issuer aws-sts --sts-endpoint http://127.0.0.1:5000',
+  )
     .addOption(new Option('--state-dir <dir>', 'where the store, keys and tokens live').default(DEFAULT_STATE_DIR))
     .option('--listen <host:port>', 'EKS API, EKS Auth and STS listener', '127.0.0.1:8080')
     .option('--webhook-listen <host:port>', 'admission webhook listener (TLS)', '127.0.0.1:9443')
@@ -48,7 +47,7 @@ export function registerDevCommand(program: Command): void {
     .option('--account-id <id>', 'account id of ARNs', '000000000000')
     .addOption(new Option('--issuer <type>', 'credential issuer').choices(['local', 'aws-sts']).default('local'))
     .option('--sts-endpoint <url>', 'STS endpoint for --issuer aws-sts (default: AWS)')
-    .option('--kubeconfig <file>', "verify a real cluster's tokens (TokenReview) instead of the development signer")
+    .option('--kubeconfig <file>', "verify a real cluster's tokens (TokenReview) instead of the development signer", existingFile)
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent', 'warn')
     .action(
       async (flags: DevOptions) => {
@@ -59,14 +58,17 @@ export function registerDevCommand(program: Command): void {
       },
     );
 
-  dev
-    .command('token')
-    .description('write a pod-bound service-account token for a service account (for the environment `dev` prints)')
-    .requiredOption('-n, --namespace <ns>', 'namespace of the service account')
-    .requiredOption('-s, --service-account <name>', 'service account')
-    .option('--pod <name>', 'pod the token is bound to (required when dev runs against a cluster)')
-    .option('--expiration-seconds <n>', 'token lifetime', (v) => Number(v), 86400)
-    .addOption(new Option('--state-dir <dir>', 'state directory of the running dev').default(DEFAULT_STATE_DIR))
+  withExamples(
+    dev
+      .command('token')
+      .description('write a pod-bound service-account token for a service account (for the environment `dev` prints)')
+      .requiredOption('-n, --namespace <ns>', 'namespace of the service account')
+      .requiredOption('-s, --service-account <name>', 'service account')
+      .option('--pod <name>', 'pod the token is bound to (required when dev runs against a cluster)')
+      .option('--expiration-seconds <n>', 'token lifetime', integer(600, 2 ** 32), 86400)
+      .addOption(new Option('--state-dir <dir>', 'state directory of the running dev').default(DEFAULT_STATE_DIR)),
+    'pod-identity dev token --state-dir ./.pod-identity -n default -s demo',
+  )
     .action(async (flags: { namespace: string; serviceAccount: string; pod?: string; expirationSeconds: number; stateDir: string }) => {
       const file = await writeDevToken(flags.stateDir, flags, (kubeconfig) =>
         requestPodToken(kubeconfig, flags.namespace, flags.serviceAccount, flags.pod!, flags.expirationSeconds),

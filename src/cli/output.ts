@@ -1,11 +1,14 @@
 // How CLI commands print results: JSON by default (for scripts), or an
 // aligned table for people (`--output table`).
+import { InvalidArgumentError, Option } from 'commander';
 
 export type OutputFormat = 'json' | 'table';
 
-export function parseOutputFormat(value: string): OutputFormat {
-  if (value !== 'json' && value !== 'table') throw new Error(`--output must be json or table, not "${value}"`);
-  return value;
+export function outputOption(): Option {
+  return new Option('-o, --output <format>', 'json or table').default('json').argParser((value): OutputFormat => {
+    if (value !== 'json' && value !== 'table') throw new InvalidArgumentError('expected json or table');
+    return value;
+  });
 }
 
 function cell(value: unknown): string {
@@ -20,6 +23,16 @@ export function renderTable(rows: Record<string, unknown>[], columns: string[]):
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
   const line = (values: string[]) => values.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
   return [line(columns.map((c) => c.toUpperCase())), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join('\n');
+}
+
+/** How long ago, as kubectl says it: 45s, 12m, 5h, 3d. */
+export function age(since: Date | undefined, now = Date.now()): string {
+  if (!since) return '';
+  const seconds = Math.max(0, Math.floor((now - since.getTime()) / 1000));
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.floor(seconds / 60)}m`;
+  if (seconds < 172_800) return `${Math.floor(seconds / 3600)}h`;
+  return `${Math.floor(seconds / 86_400)}d`;
 }
 
 export function printResult(format: OutputFormat, value: unknown, table: () => string): void {

@@ -8,17 +8,19 @@ import { parseListen } from '../lib/http.js';
 import { ConfigError, loadServerConfig } from '../config/load.js';
 import { certificateCovers, ensureGeneratedCertificates, servingHosts } from '../webhook/certs.js';
 import { buildWebhookConfiguration, type WebhookTarget } from '../webhook/registration.js';
+import { CliError } from './fail.js';
+import { defaultNote, existingFile, integer, withExamples } from './options.js';
 
 interface Flags {
   config?: string;
   caFile?: string;
   service?: string;
-  servicePort: string;
+  servicePort: number;
   url?: string;
   path: string;
   name: string;
   webhookName: string;
-  timeoutSeconds?: string;
+  timeoutSeconds?: number;
 }
 
 function parseTarget(flags: Flags): WebhookTarget {
@@ -32,9 +34,7 @@ function parseTarget(flags: Flags): WebhookTarget {
   if (flags.service) {
     const [namespace, name, extra] = flags.service.split('/');
     if (!namespace || !name || extra !== undefined) throw new Error('--service expects <namespace>/<name>');
-    const port = Number(flags.servicePort);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error('--service-port expects a port number');
-    return { service: { namespace, name, port, path: flags.path } };
+    return { service: { namespace, name, port: flags.servicePort, path: flags.path } };
   }
   throw new Error('give --service <namespace>/<name> (in-cluster) or --url https://host:port (outside the cluster)');
 }
@@ -45,39 +45,39 @@ function targetHost(target: WebhookTarget): string {
 }
 
 export function registerWebhookConfigCommand(program: Command): void {
-  program
-    .command('webhook-config')
-    .description('print the MutatingWebhookConfiguration for the server’s admission webhook (pipe it to kubectl apply -f -)')
-    .option('-c, --config <file>', 'the server’s YAML configuration (for dataDir, webhook certificates and timeoutSeconds)')
-    .option('--service <namespace/name>', 'the Kubernetes Service in front of the server’s webhook listener')
-    .option('--service-port <port>', 'port of that Service', '443')
-    .option('--url <https-url>', 'call the webhook at this URL instead of a Service (server outside the cluster)')
-    .option('--path <path>', 'request path of the webhook', '/mutate')
-    .option('--ca-file <file>', 'PEM bundle the API server trusts for the webhook (default: the CA generated in dataDir, or webhook.certFile)')
-    .option('--name <name>', 'name of the MutatingWebhookConfiguration object', 'pod-identity-webhook')
-    .option('--webhook-name <name>', 'name of the webhook inside it (a DNS name with three or more labels)', 'pod-identity-webhook.podidentity.dev')
-    .option('--timeout-seconds <n>', 'how long the API server waits for the webhook, 1-30 (default: webhook.timeoutSeconds, 10)')
-    .addHelpText(
-      'after',
-      '\nThe configuration uses failurePolicy Ignore (a webhook outage never blocks pods), sideEffects None,\n' +
-        'reinvocationPolicy IfNeeded, CREATE on pods, admissionReviewVersions [v1], and an objectSelector that\n' +
-        'leaves out pods labelled eks.amazonaws.com/skip-pod-identity-webhook.\n' +
-        'With a generated certificate, list the Service name (<name>.<namespace>.svc) in webhook.certHosts.',
-    )
-    .action((flags: Flags) => {
+  withExamples(
+    program
+      .command('webhook-config')
+      .description('print the MutatingWebhookConfiguration for the server’s admission webhook (pipe it to kubectl apply -f -)')
+      .option('--config <file>', 'the server’s YAML configuration (for dataDir, webhook certificates and timeoutSeconds)')
+      .option('--service <namespace/name>', 'the Kubernetes Service in front of the server’s webhook listener')
+      .option('--service-port <port>', 'port of that Service', integer(1, 65535), 443)
+      .option('--url <https-url>', 'call the webhook at this URL instead of a Service (server outside the cluster)')
+      .option('--path <path>', 'request path of the webhook', '/mutate')
+      .option('--ca-file <file>', `PEM bundle the API server trusts for the webhook ${defaultNote('the CA generated in dataDir, or webhook.certFile')}`, existingFile)
+      .option('--name <name>', 'name of the MutatingWebhookConfiguration object', 'pod-identity-webhook')
+      .option('--webhook-name <name>', 'name of the webhook inside it (a DNS name with three or more labels)', 'pod-identity-webhook.podidentity.dev')
+      .option('--timeout-seconds <n>', `how long the API server waits for the webhook, 1-30 ${defaultNote('webhook.timeoutSeconds, 10')}`, integer(1, 30))
+      .addHelpText(
+        'after',
+        '\nThe configuration uses failurePolicy Ignore (a webhook outage never blocks pods), sideEffects None,\n' +
+          'reinvocationPolicy IfNeeded, CREATE on pods, admissionReviewVersions [v1], and an objectSelector that\n' +
+          'leaves out pods labelled eks.amazonaws.com/skip-pod-identity-webhook.\n' +
+          'With a generated certificate, list the Service name (<name>.<namespace>.svc) in webhook.certHosts.',
+      ),
+    'pod-identity webhook-config --config config.yaml --service pod-identity/pod-identity-server | kubectl apply -f -',
+    'pod-identity webhook-config --config config.yaml --url https://10.0.0.5:9443 --ca-file ca.pem > webhook.yaml',
+  )
+    .action(async (flags: Flags) => {
       let config;
       try {
         config = loadServerConfig({ file: flags.config, env: process.env });
       } catch (error) {
-        if (error instanceof ConfigError) {
-          console.error(`pod-identity webhook-config: ${error.message}`);
-          process.exit(2);
-        }
+        if (error instanceof ConfigError) throw new CliError(error.message, 2);
         throw error;
       }
       const target = parseTarget(flags);
-      const timeoutSeconds = flags.timeoutSeconds === undefined ? config.webhook.timeoutSeconds : Number(flags.timeoutSeconds);
-      if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < 1 || timeoutSeconds > 30) throw new Error('--timeout-seconds expects 1-30');
+      const timeoutSeconds = flags.timeoutSeconds ?? config.webhook.timeoutSeconds;
 
       let caBundle: string;
       let servingCert: string | undefined;
@@ -89,7 +89,7 @@ export function registerWebhookConfigCommand(program: Command): void {
         console.error('pod-identity webhook-config: caBundle is webhook.certFile; if it was issued by a CA, pass that CA with --ca-file');
       } else {
         // Same CA the server uses (made now if the server has not run yet).
-        const generated = ensureGeneratedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts));
+        const generated = await ensureGeneratedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts));
         caBundle = generated.caCert;
         servingCert = generated.cert;
       }

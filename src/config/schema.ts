@@ -86,9 +86,13 @@ export const serverConfigSchema = z
         clusterName: clusterName.optional(),
         /** extra DNS names / IPs for the generated serving certificate (e.g. pod-identity.pod-identity.svc) */
         certHosts: z.array(z.string().min(1)).default([]),
+        /** inject AWS_STS_REGIONAL_ENDPOINTS=regional (a ServiceAccount's eks.amazonaws.com/sts-regional-endpoints annotation decides for its pods) */
+        stsRegionalEndpoints: z.boolean().default(false),
+        /** lifetime of the projected token when no pod or ServiceAccount annotation sets one; 86400 is jittered down to 79200-86400 as AWS does */
+        tokenExpirationSeconds: z.number().int().min(600).max(2 ** 32).default(86400),
       })
       .strict()
-      .default({ injectRegion: true, timeoutSeconds: 10, certHosts: [] }),
+      .default({ injectRegion: true, timeoutSeconds: 10, certHosts: [], stsRegionalEndpoints: false, tokenExpirationSeconds: 86400 }),
     throttle: z
       .object({
         perCluster: rateLimit.optional(),

@@ -3,7 +3,7 @@
 // otherwise) and the agent (on 127.0.0.1), and, when no cluster is given, a
 // development token signer that plays the cluster's service-account issuer.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { startAgent, type RunningAgent } from '../agent/server.js';
 import type { Logger } from '../lib/logger.js';
@@ -39,6 +39,47 @@ function readDevState(stateDir: string): DevState | undefined {
 
 function writeDevState(stateDir: string, state: DevState): void {
   writeFileSync(join(stateDir, 'dev-state.json'), JSON.stringify(state, null, 2), { mode: 0o600 });
+}
+
+function isRunningDev(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  // A pid can be reused after a crash: on Linux, the process must still be a dev.
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('dev');
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * One dev per state directory: `dev.lock` names the process that holds it. A
+ * lock whose process is gone (a crashed run) is taken over; a live one is
+ * refused. Answers the release.
+ */
+function lockStateDir(stateDir: string): () => void {
+  const file = join(stateDir, 'dev.lock');
+  for (;;) {
+    try {
+      writeFileSync(file, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      return () => {
+        try {
+          if (readFileSync(file, 'utf8').trim() === String(process.pid)) unlinkSync(file);
+        } catch {
+          // already gone
+        }
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = Number(readFileSync(file, 'utf8').trim());
+    if (isRunningDev(holder)) throw new Error(`another pod-identity dev (pid ${holder}) is running on ${stateDir}: stop it, or give this one another --state-dir`);
+    unlinkSync(file);
+  }
 }
 
 export interface DevOptions {
@@ -87,10 +128,21 @@ function devServerConfig(options: DevOptions, keys: DevKeys, jwksFile: string | 
 export async function startDev(options: DevOptions, logger: Logger): Promise<RunningDev> {
   const stateDir = resolve(options.stateDir);
   mkdirSync(stateDir, { recursive: true });
+  const unlock = lockStateDir(stateDir);
+  try {
+    return await startLocked({ ...options, stateDir }, logger, unlock);
+  } catch (error) {
+    unlock();
+    throw error;
+  }
+}
+
+async function startLocked(options: DevOptions, logger: Logger, unlock: () => void): Promise<RunningDev> {
+  const { stateDir } = options;
   const previous = readDevState(stateDir);
   const keys = previous?.keys ?? { admin: newKey('AKIADEVADMIN'), node: newKey('AKIADEVNODE') };
   const signer = options.kubeconfig ? undefined : await openDevSigner(stateDir);
-  const config = devServerConfig({ ...options, stateDir }, keys, signer?.jwksFile);
+  const config = devServerConfig(options, keys, signer?.jwksFile);
 
   const server = await startServer(config, { logger: logger.child({ component: 'server' }) });
   let agent: RunningAgent;
@@ -124,6 +176,7 @@ export async function startDev(options: DevOptions, logger: Logger): Promise<Run
     async close() {
       await agent.close();
       await server.close();
+      unlock();
     },
   };
 }
@@ -140,6 +193,7 @@ export function devInstructions(dev: RunningDev, cliPath: string, region: string
     'pod-identity dev is running:',
     `  EKS API, EKS Auth and STS  ${dev.server.apiUrl}`,
     `  agent                      ${dev.credentialsUrl}`,
+    `  agent metrics and probes   ${dev.agent.metricsUrl}/metrics, ${dev.agent.probeUrl}/readyz`,
     `  admission webhook          ${dev.server.webhookUrl}/mutate`,
     `  metrics                    ${dev.server.metricsUrl}/metrics`,
     `  state                      ${dev.stateDir}`,

@@ -17,6 +17,8 @@ export type WireErrorCode =
   | 'ResourceInUseException'
   | 'ResourceLimitExceededException'
   | 'ServerException'
+  | 'NotFoundException'
+  | 'BadRequestException'
   // EKS Auth API
   | 'ExpiredTokenException'
   | 'InvalidTokenException'
@@ -40,6 +42,8 @@ const DEFAULT_STATUS: Record<WireErrorCode, number> = {
   ResourceInUseException: 409,
   ResourceLimitExceededException: 400,
   ServerException: 500,
+  NotFoundException: 404,
+  BadRequestException: 400,
   ExpiredTokenException: 400,
   InvalidTokenException: 400,
   ThrottlingException: 429,

@@ -7,6 +7,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { Registry } from 'prom-client';
 import { AssociationService } from '../associations/service.js';
 import type { AssociationStore } from '../associations/store.js';
+import { clusterArn } from '../auth/session.js';
 import { createEksAuth } from './setup/eks-auth.js';
 import { applyServerTimeouts, closeServer, formatUrlHost, listen, parseListen } from '../lib/http.js';
 import type { Logger } from '../lib/logger.js';
@@ -16,6 +17,8 @@ import { staticKeys } from './authenticate.js';
 import type { ServerConfig } from '../config/schema.js';
 import type { Route } from './router.js';
 import { associationRoutes } from './routes/associations.js';
+import { clusterRoutes } from './routes/clusters.js';
+import { tagRoutes } from './routes/tags.js';
 import { eksAuthRoutes } from './routes/eks-auth.js';
 import { stsRoutes } from './routes/sts.js';
 
@@ -33,6 +36,11 @@ export async function startApiListener(config: ServerConfig, deps: { store: Asso
   const eksAuth = createEksAuth(config, { store, logger, registry });
   const routes: Route[] = [
     ...associationRoutes(associations, staticKeys(config.admins)),
+    ...tagRoutes(associations, staticKeys(config.admins)),
+    ...clusterRoutes(
+      config.clusters.map((c) => ({ name: c.name, arn: clusterArn(config.region, config.accountId, c.name), ...(c.issuer !== undefined && { issuer: c.issuer }) })),
+      staticKeys(config.admins),
+    ),
     ...identitiesRoutes(store, () => clusterNames, staticKeys(config.admins)),
     ...eksAuthRoutes(eksAuth.service, config.nodes),
     ...(eksAuth.localIssuer ? stsRoutes(eksAuth.localIssuer) : []),

@@ -75,7 +75,7 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   const api = await startApiSide(config, opened, logger, registry);
   const { store } = api;
 
-  const webhook = createWebhookFromConfig(config, { store, logger, registry });
+  const webhook = await createWebhookFromConfig(config, { store, logger, registry });
   const webhookAddress = await listen(webhook.server, parseListen(config.webhookListen));
 
   // PodIdentityAssociation resources of clusters with syncCrds, reconciled into the store in the background.

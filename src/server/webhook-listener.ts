@@ -42,7 +42,6 @@ function createWebhookHandler(options: WebhookListenerOptions): (req: IncomingMe
     registers: [options.registry],
   });
   for (const outcome of ['mutated', 'skipped', 'error'] as const) admissions.inc({ outcome }, 0);
-  if (!options.clusterName) logger.warn('the admission webhook serves no cluster (several are configured and webhook.clusterName is unset): pods are admitted unmutated');
 
   return function handleWebhookRequest(req, res) {
     const started = process.hrtime.bigint();

@@ -3,10 +3,16 @@
 // they change on disk, e.g. a cert-manager Secret rotation), or a CA and a
 // serving certificate generated once and kept in the data directory, so the
 // caBundle printed by `webhook-config` stays valid across restarts.
-// node:crypto cannot issue X.509 certificates; the `openssl` CLI does.
-import { execFileSync } from 'node:child_process';
-import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+// node:crypto cannot issue X.509 certificates; @peculiar/x509 builds them over
+// WebCrypto, whose key generation and signing run on libuv's thread pool, so a
+// renewal never blocks the event loop.
+// @peculiar/x509 resolves its algorithms through tsyringe, which needs the
+// Reflect metadata API at import: the polyfill must be evaluated first.
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { createPrivateKey, KeyObject, randomBytes, X509Certificate, type webcrypto } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
@@ -30,6 +36,9 @@ const CA_DAYS = 3650;
 const SERVING_DAYS = 365;
 /** regenerate before the API server starts refusing the certificate */
 const RENEW_BEFORE_MS = 30 * DAY_MS;
+const CA_NAME = 'pod-identity webhook CA';
+const KEY_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+const SIGNING_ALGORITHM = { name: 'ECDSA', hash: 'SHA-256' } as const;
 
 export function generatedPaths(dataDir: string): GeneratedPaths {
   const dir = join(dataDir, 'webhook-tls');
@@ -51,113 +60,143 @@ function validateHost(host: string): void {
   }
 }
 
-function openssl(args: string[]): void {
-  try {
-    execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 });
-  } catch (error) {
-    const e = error as NodeJS.ErrnoException & { stderr?: Buffer };
-    if (e.code === 'ENOENT') {
-      throw new Error(
-        'the admission webhook needs a TLS certificate and the `openssl` command was not found to generate one: ' +
-          'install openssl, or configure webhook.certFile and webhook.keyFile',
-        { cause: error },
-      );
-    }
-    throw new Error(`openssl ${args[0]} failed: ${e.stderr?.toString().trim() || e.message}`, { cause: error });
-  }
+export function certificateCovers(cert: X509Certificate, host: string): boolean {
+  return isIP(host) ? cert.checkIP(host) !== undefined : cert.checkHost(host, { wildcards: true }) !== undefined;
 }
 
-function newKeyPem(): string {
-  return generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+/** A pair read back: its key matches its certificate, which is not yet due for renewal. */
+interface UsablePair extends KeyPair {
+  parsed: X509Certificate;
 }
 
-function usable(certPem: string, keyPem: string, now: number): X509Certificate | undefined {
+function usable(pair: Partial<KeyPair>, now: number): UsablePair | undefined {
+  const { cert, key } = pair;
+  if (!cert || !key) return undefined;
   try {
-    const cert = new X509Certificate(certPem);
-    if (!cert.checkPrivateKey(createPrivateKey(keyPem))) return undefined;
-    if (Date.parse(cert.validTo) - now < RENEW_BEFORE_MS) return undefined;
-    return cert;
+    const parsed = new X509Certificate(cert);
+    if (!parsed.checkPrivateKey(createPrivateKey(key))) return undefined;
+    if (Date.parse(parsed.validTo) - now < RENEW_BEFORE_MS) return undefined;
+    return { cert, key, parsed };
   } catch {
     return undefined;
   }
 }
 
-export function certificateCovers(cert: X509Certificate, host: string): boolean {
-  return isIP(host) ? cert.checkIP(host) !== undefined : cert.checkHost(host, { wildcards: true }) !== undefined;
+interface SigningCa extends UsablePair {
+  signingKey: webcrypto.CryptoKey;
 }
 
-function readIfExists(path: string): string | undefined {
-  return existsSync(path) ? readFileSync(path, 'utf8') : undefined;
+/** A CA we can keep signing with: usable, a CA, with a P-256 key (what we generate). */
+function usableCa(pair: Partial<KeyPair>, now: number): SigningCa | undefined {
+  const ca = usable(pair, now);
+  if (!ca?.parsed.ca) return undefined;
+  try {
+    return { ...ca, signingKey: createPrivateKey(ca.key).toCryptoKey(KEY_ALGORITHM, false, ['sign']) };
+  } catch {
+    return undefined;
+  }
 }
 
-function writePrivate(path: string, text: string): void {
+/** Whether a serving certificate was signed by this CA and names every host. */
+function issuedFor(serving: X509Certificate, ca: X509Certificate, hosts: readonly string[]): boolean {
+  return serving.checkIssued(ca) && serving.verify(ca.publicKey) && hosts.every((h) => certificateCovers(serving, h));
+}
+
+async function readIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+async function readPair(certPath: string, keyPath: string): Promise<Partial<KeyPair>> {
+  return { cert: await readIfExists(certPath), key: await readIfExists(keyPath) };
+}
+
+/** Written beside and renamed into place, so a reader sees the old file or the new one, never half of one. */
+async function writeAtomically(path: string, text: string, mode: number): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text, { mode: 0o600 });
-  chmodSync(tmp, 0o600);
-  renameSync(tmp, path);
+  await writeFile(tmp, text, { mode });
+  await chmod(tmp, mode);
+  await rename(tmp, path);
 }
 
-function issueCa(work: string, paths: GeneratedPaths): void {
-  const key = newKeyPem();
-  const keyFile = join(work, 'ca.key');
-  writeFileSync(keyFile, key, { mode: 0o600 });
-  const cnf = join(work, 'ca.cnf');
-  writeFileSync(
-    cnf,
-    [
-      '[req]',
-      'distinguished_name = dn',
-      'prompt = no',
-      'x509_extensions = ext',
-      '[dn]',
-      'CN = pod-identity webhook CA',
-      '[ext]',
-      'basicConstraints = critical,CA:TRUE',
-      'keyUsage = critical,keyCertSign,cRLSign',
-      'subjectKeyIdentifier = hash',
-      '',
-    ].join('\n'),
-  );
-  const out = join(work, 'ca.crt');
-  openssl(['req', '-x509', '-new', '-key', keyFile, '-config', cnf, '-days', String(CA_DAYS), '-sha256', '-out', out]);
-  writePrivate(paths.caKey, key);
-  renameSync(out, paths.caCert);
+/** Key first, then certificate: a reader that sees the new certificate also sees its key. */
+async function writePair(certPath: string, keyPath: string, pair: KeyPair): Promise<void> {
+  await writeAtomically(keyPath, pair.key, 0o600);
+  await writeAtomically(certPath, pair.cert, 0o644);
 }
 
-function issueServing(work: string, paths: GeneratedPaths, hosts: string[]): void {
-  const key = newKeyPem();
-  const keyFile = join(work, 'tls.key');
-  writeFileSync(keyFile, key, { mode: 0o600 });
-  const alt = hosts.map((h, i) => (isIP(h) ? `IP.${i + 1} = ${h}` : `DNS.${i + 1} = ${h}`));
-  const cnf = join(work, 'tls.cnf');
-  writeFileSync(
-    cnf,
-    [
-      '[req]',
-      'distinguished_name = dn',
-      'prompt = no',
-      '[dn]',
-      `CN = ${hosts.find((h) => !isIP(h)) ?? 'pod-identity webhook'}`,
-      '[ext]',
-      'basicConstraints = critical,CA:FALSE',
-      'keyUsage = critical,digitalSignature,keyEncipherment',
-      'extendedKeyUsage = serverAuth',
-      'subjectKeyIdentifier = hash',
-      'authorityKeyIdentifier = keyid',
-      'subjectAltName = @alt',
-      '[alt]',
-      ...alt,
-      '',
-    ].join('\n'),
-  );
-  const csr = join(work, 'tls.csr');
-  openssl(['req', '-new', '-key', keyFile, '-config', cnf, '-out', csr]);
-  const out = join(work, 'tls.crt');
-  const serial = `0x${randomBytes(16).toString('hex').replace(/^[89a-f]/, '1')}`;
-  openssl(['x509', '-req', '-in', csr, '-CA', paths.caCert, '-CAkey', paths.caKey, '-set_serial', serial, '-days', String(SERVING_DAYS), '-sha256', '-extfile', cnf, '-extensions', 'ext', '-out', out]);
-  // Key first, then certificate: a reader that sees the new certificate also sees its key.
-  writePrivate(paths.key, key);
-  renameSync(out, paths.cert);
+function commonName(value: string): x509.Name {
+  // UTF8String, as openssl and most CAs write it
+  return new x509.Name([{ CN: [{ utf8String: value }] }]);
+}
+
+async function newKeyPair(): Promise<webcrypto.CryptoKeyPair> {
+  return crypto.subtle.generateKey(KEY_ALGORITHM, true, ['sign', 'verify']);
+}
+
+function privateKeyPem(key: webcrypto.CryptoKey): string {
+  return KeyObject.from(key).export({ type: 'pkcs8', format: 'pem' }).toString();
+}
+
+/** PEM ending in a newline (the library's does not), so bundles can be concatenated. */
+function certificatePem(cert: x509.X509Certificate): string {
+  return `${cert.toString('pem')}\n`;
+}
+
+/** Random and 128 bits long; the library encodes it as a positive INTEGER. */
+function randomSerial(): string {
+  return randomBytes(16).toString('hex');
+}
+
+function validity(now: number, days: number): { notBefore: Date; notAfter: Date } {
+  return { notBefore: new Date(now), notAfter: new Date(now + days * DAY_MS) };
+}
+
+async function issueCa(now: number): Promise<SigningCa> {
+  const keys = await newKeyPair();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomSerial(),
+    name: commonName(CA_NAME),
+    ...validity(now, CA_DAYS),
+    keys,
+    signingAlgorithm: SIGNING_ALGORITHM,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const pem = certificatePem(cert);
+  return { cert: pem, key: privateKeyPem(keys.privateKey), parsed: new X509Certificate(pem), signingKey: keys.privateKey };
+}
+
+async function issueServing(ca: SigningCa, hosts: readonly string[], now: number): Promise<KeyPair> {
+  const keys = await newKeyPair();
+  const issuer = new x509.X509Certificate(ca.cert);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: commonName(hosts.find((h) => !isIP(h)) ?? 'pod-identity webhook'),
+    // the CA's own encoded name, so the chain matches byte for byte
+    issuer: issuer.subjectName,
+    ...validity(now, SERVING_DAYS),
+    publicKey: keys.publicKey,
+    signingKey: ca.signingKey,
+    signingAlgorithm: SIGNING_ALGORITHM,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      // keyid only: the SHA-1 of the CA's key, which is what its subjectKeyIdentifier holds
+      await x509.AuthorityKeyIdentifierExtension.create(issuer.publicKey),
+      new x509.SubjectAlternativeNameExtension(hosts.map((h) => ({ type: isIP(h) ? 'ip' : 'dns', value: h }))),
+    ],
+  });
+  return { cert: certificatePem(cert), key: privateKeyPem(keys.privateKey) };
 }
 
 export interface EnsureResult extends KeyPair {
@@ -172,35 +211,27 @@ export interface EnsureResult extends KeyPair {
  * certificate) not covering every host. The CA is kept whenever it is still
  * good, so the registered caBundle keeps working.
  */
-export function ensureGeneratedCertificates(dataDir: string, hosts: readonly string[], now = Date.now()): EnsureResult {
+export async function ensureGeneratedCertificates(dataDir: string, hosts: readonly string[], now = Date.now()): Promise<EnsureResult> {
   hosts.forEach(validateHost);
   const paths = generatedPaths(dataDir);
-  mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+  await mkdir(paths.dir, { recursive: true, mode: 0o700 });
   const issued = { ca: false, serving: false };
-  const work = mkdtempSync(join(paths.dir, '.work-'));
-  try {
-    let caCertPem = readIfExists(paths.caCert);
-    let caKeyPem = readIfExists(paths.caKey);
-    let ca = caCertPem && caKeyPem ? usable(caCertPem, caKeyPem, now) : undefined;
-    if (!ca) {
-      issueCa(work, paths);
-      issued.ca = true;
-      caCertPem = readFileSync(paths.caCert, 'utf8');
-      caKeyPem = readFileSync(paths.caKey, 'utf8');
-      ca = new X509Certificate(caCertPem);
-    }
-    const certPem = readIfExists(paths.cert);
-    const keyPem = readIfExists(paths.key);
-    const serving = certPem && keyPem ? usable(certPem, keyPem, now) : undefined;
-    const good = serving && !issued.ca && serving.checkIssued(ca) && serving.verify(ca.publicKey) && hosts.every((h) => certificateCovers(serving, h));
-    if (!good) {
-      issueServing(work, paths, [...hosts]);
-      issued.serving = true;
-    }
-    return { caCert: caCertPem!, cert: readFileSync(paths.cert, 'utf8'), key: readFileSync(paths.key, 'utf8'), issued };
-  } finally {
-    rmSync(work, { recursive: true, force: true });
+  let ca = usableCa(await readPair(paths.caCert, paths.caKey), now);
+  if (!ca) {
+    ca = await issueCa(now);
+    await writePair(paths.caCert, paths.caKey, ca);
+    issued.ca = true;
   }
+  const stored = usable(await readPair(paths.cert, paths.key), now);
+  let serving: KeyPair;
+  if (stored && !issued.ca && issuedFor(stored.parsed, ca.parsed, hosts)) {
+    serving = stored;
+  } else {
+    serving = await issueServing(ca, hosts, now);
+    await writePair(paths.cert, paths.key, serving);
+    issued.serving = true;
+  }
+  return { caCert: ca.cert, cert: serving.cert, key: serving.key, issued };
 }
 
 export interface TlsSourceOptions {
@@ -211,14 +242,16 @@ export interface TlsSourceOptions {
   pollMs?: number;
   /** how often a generated certificate is checked for renewal (default 12 h) */
   renewCheckMs?: number;
+  /** the clock generated certificates are issued and checked by (default Date.now) */
+  now?: () => number;
 }
 
 export interface TlsSource {
   current(): KeyPair;
   /** the CA that signed the serving certificate, when it was generated here */
   caCert?: string;
-  /** check now (the timers call this) */
-  refresh(): void;
+  /** check now (the timers call this); settles when the check is done, never rejects */
+  refresh(): Promise<void>;
   close(): void;
 }
 
@@ -258,36 +291,51 @@ export function watchedCertificateFiles(certFile: string, keyFile: string, optio
   timer.unref();
   return {
     current: () => pair,
-    refresh,
+    refresh: () => {
+      refresh();
+      return Promise.resolve();
+    },
     close: () => clearInterval(timer),
   };
 }
 
-/** Generated certificates: made or loaded now, renewed in place before they expire. */
-export function generatedCertificates(dataDir: string, hosts: readonly string[], options: TlsSourceOptions): TlsSource {
-  const first = ensureGeneratedCertificates(dataDir, hosts);
+/**
+ * Generated certificates: made or loaded now, renewed in place before they
+ * expire. One renewal runs at a time; a refresh during one waits for it.
+ */
+export async function generatedCertificates(dataDir: string, hosts: readonly string[], options: TlsSourceOptions): Promise<TlsSource> {
+  const now = options.now ?? Date.now;
+  const first = await ensureGeneratedCertificates(dataDir, hosts, now());
   if (first.issued.ca) options.logger.info({ dir: generatedPaths(dataDir).dir }, 'generated a CA for the admission webhook; register it with `pod-identity webhook-config`');
   if (first.issued.serving) options.logger.info({ hosts }, 'generated the webhook serving certificate');
   let pair: KeyPair = { cert: first.cert, key: first.key };
+  const renew = async () => {
+    try {
+      const next = await ensureGeneratedCertificates(dataDir, hosts, now());
+      if (next.issued.ca) options.logger.warn('the webhook CA was renewed: run `pod-identity webhook-config` again to update caBundle');
+      else if (next.issued.serving) options.logger.info({ hosts }, 'renewed the webhook serving certificate');
+      source.caCert = next.caCert;
+      if (!sameKeyPair(next, pair)) {
+        pair = { cert: next.cert, key: next.key };
+        options.onChange(pair);
+      }
+    } catch (error) {
+      options.logger.error({ err: (error as Error).message }, 'cannot renew the webhook certificate');
+    }
+  };
+  let renewing: Promise<void> | undefined;
   const source: TlsSource = {
     current: () => pair,
     caCert: first.caCert,
     refresh() {
-      try {
-        const next = ensureGeneratedCertificates(dataDir, hosts);
-        if (next.issued.ca) options.logger.warn('the webhook CA was renewed: run `pod-identity webhook-config` again to update caBundle');
-        source.caCert = next.caCert;
-        if (!sameKeyPair(next, pair)) {
-          pair = { cert: next.cert, key: next.key };
-          options.onChange(pair);
-        }
-      } catch (error) {
-        options.logger.error({ err: (error as Error).message }, 'cannot renew the webhook certificate');
-      }
+      renewing ??= renew().finally(() => {
+        renewing = undefined;
+      });
+      return renewing;
     },
     close: () => clearInterval(timer),
   };
-  const timer = setInterval(() => source.refresh(), options.renewCheckMs ?? 12 * 3_600_000);
+  const timer = setInterval(() => void source.refresh(), options.renewCheckMs ?? 12 * 3_600_000);
   timer.unref();
   return source;
 }

@@ -1,9 +1,12 @@
 // The admission decision, pure: (pod, association or none, options) → RFC 6902
 // patch that gives the pod what EKS's webhook gives it (DESIGN §3.4): the
-// projected token volume, the two container-credentials variables and the
-// mount in every container and initContainer, and the pod-identity label.
-// Nothing already in the pod is overwritten, so applying the patch twice (the
-// API server's reinvocation) changes nothing the second time.
+// projected token volume, the container-credentials variables (with the
+// region and regional-STS ones when they apply) and the mount in every
+// container and initContainer, and the pod-identity label. Nothing already in
+// the pod is overwritten, so applying the patch twice (the API server's
+// reinvocation) changes nothing the second time. Two deliberate differences
+// from AWS's webhook: names in skip-containers are trimmed, and a pod we
+// cannot decode is admitted (webhook/review.ts).
 import type { Container, EnvVar, PatchOperation, Pod } from '../api/admission.js';
 import type { Association } from '../api/eks.js';
 
@@ -23,29 +26,42 @@ const ENV_TOKEN_FILE = 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE';
 const LABEL_POD_IDENTITY = 'eks.amazonaws.com/pod-identity';
 export const LABEL_SKIP = 'eks.amazonaws.com/skip-pod-identity-webhook';
 const ANNOTATION_SKIP_CONTAINERS = 'eks.amazonaws.com/skip-containers';
-export const ANNOTATION_TOKEN_EXPIRATION = 'eks.amazonaws.com/token-expiration';
+const ANNOTATION_TOKEN_EXPIRATION = 'eks.amazonaws.com/token-expiration';
+const ANNOTATION_STS_REGIONAL_ENDPOINTS = 'eks.amazonaws.com/sts-regional-endpoints';
+const ENV_STS_REGIONAL_ENDPOINTS = 'AWS_STS_REGIONAL_ENDPOINTS';
 
 const DEFAULT_TOKEN_EXPIRATION_SECONDS = 86400;
 /** kube-apiserver refuses projected tokens shorter than 10 minutes. */
 const MIN_TOKEN_EXPIRATION_SECONDS = 600;
-
+/** The default lifetime becomes a random one from here to the default, so a node's pods do not all renew at once (AWS's jitter). */
+const JITTER_FLOOR_SECONDS = 79200;
 
 export interface MutationOptions {
   /** IPv6 cluster: inject the fd00:ec2::23 URI */
   ipv6?: boolean;
   /** inject AWS_REGION and AWS_DEFAULT_REGION (unless a container sets either) */
   region?: string;
-  /** the service account's `eks.amazonaws.com/token-expiration` annotation, when known */
-  serviceAccountTokenExpiration?: string;
+  /** the ServiceAccount's annotations, when it could be read */
+  serviceAccountAnnotations?: Readonly<Record<string, string>>;
+  /** the lifetime of the projected token when no annotation sets one (webhook.tokenExpirationSeconds, default 86400) */
+  defaultTokenExpirationSeconds?: number;
+  /** inject AWS_STS_REGIONAL_ENDPOINTS=regional unless the ServiceAccount's annotation says otherwise (webhook.stsRegionalEndpoints) */
+  stsRegionalEndpoints?: boolean;
+  /** a uniform random integer in [min, max], for the jitter (tests pass their own) */
+  randomInt?: (min: number, max: number) => number;
 }
 
-type SkipReason = 'no-association' | 'skip-label' | 'already-injected' | 'not-a-pod';
+type SkipReason = 'no-association' | 'no-service-account' | 'skip-label' | 'already-injected' | 'not-a-pod';
 
 export type MutationResult = { mutated: true; patch: PatchOperation[] } | { mutated: false; reason: SkipReason };
 
-/** The service account the pod runs as; the ServiceAccount admission plugin fills "default" before webhooks run. */
-export function podServiceAccount(pod: Pod): string {
-  return pod.spec?.serviceAccountName || pod.spec?.serviceAccount || 'default';
+/**
+ * The service account the pod runs as. The ServiceAccount admission plugin
+ * fills "default" before webhooks run; a pod without one (the plugin turned
+ * off) is left alone, as AWS's webhook leaves it.
+ */
+export function podServiceAccount(pod: Pod): string | undefined {
+  return pod.spec?.serviceAccountName || undefined;
 }
 
 /** True when the pod opted out with the skip label (any value, as the objectSelector's DoesNotExist). */
@@ -60,11 +76,25 @@ function parseSeconds(value: string | undefined): number | undefined {
   return Number(value);
 }
 
-/** Pod annotation, else service-account annotation, else 24 h; never below the 10-minute floor. */
-export function tokenExpirationSeconds(pod: Pod, serviceAccountAnnotation?: string): number {
-  const chosen = parseSeconds(pod.metadata?.annotations?.[ANNOTATION_TOKEN_EXPIRATION]) ?? parseSeconds(serviceAccountAnnotation);
-  if (chosen === undefined) return DEFAULT_TOKEN_EXPIRATION_SECONDS;
+/** Go's strconv.ParseBool: the words it knows, else undefined. */
+function parseBool(value: string | undefined): boolean | undefined {
+  if (value === undefined) return undefined;
+  if (['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value)) return true;
+  if (['0', 'f', 'F', 'FALSE', 'false', 'False'].includes(value)) return false;
+  return undefined;
+}
+
+/**
+ * The pod's annotation if it parses, else the ServiceAccount's if it parses,
+ * else the default; never below the 10-minute floor. (Jitter comes after.)
+ */
+export function tokenExpirationSeconds(pod: Pod, serviceAccountAnnotation?: string, defaultSeconds = DEFAULT_TOKEN_EXPIRATION_SECONDS): number {
+  const chosen = parseSeconds(pod.metadata?.annotations?.[ANNOTATION_TOKEN_EXPIRATION]) ?? parseSeconds(serviceAccountAnnotation) ?? defaultSeconds;
   return Math.max(chosen, MIN_TOKEN_EXPIRATION_SECONDS);
+}
+
+function randomIntInclusive(min: number, max: number): number {
+  return min + Math.floor(Math.random() * (max - min + 1));
 }
 
 /** Names listed in the comma-separated `skip-containers` annotation. */
@@ -98,17 +128,24 @@ interface ContainerPlan {
   fullUri: string;
   tokenFile: string;
   region?: string;
+  regionalSts: boolean;
 }
 
 function patchContainer(patch: PatchOperation[], path: string, container: Container, plan: ContainerPlan): void {
   const env = Array.isArray(container.env) ? container.env : [];
   const has = (name: string) => env.some((e) => e?.name === name);
+  const hasCredentials = has(ENV_FULL_URI) || has(ENV_TOKEN_FILE);
+  const hasRegion = has('AWS_REGION') || has('AWS_DEFAULT_REGION');
+  const hasRegionalSts = has(ENV_STS_REGIONAL_ENDPOINTS);
+  // Set up to the last variable by its owner: AWS leaves such a container alone, mount included.
+  if (hasCredentials && hasRegion && hasRegionalSts) return;
   const additions: EnvVar[] = [];
-  if (plan.region && !has('AWS_REGION') && !has('AWS_DEFAULT_REGION')) {
+  if (plan.regionalSts && !hasRegionalSts) additions.push({ name: ENV_STS_REGIONAL_ENDPOINTS, value: 'regional' });
+  if (plan.region && !hasRegion) {
     additions.push({ name: 'AWS_DEFAULT_REGION', value: plan.region }, { name: 'AWS_REGION', value: plan.region });
   }
   // Either credential variable already set means the pod chose its own credentials: add neither.
-  if (!has(ENV_FULL_URI) && !has(ENV_TOKEN_FILE)) {
+  if (!hasCredentials) {
     additions.push({ name: ENV_FULL_URI, value: plan.fullUri }, { name: ENV_TOKEN_FILE, value: plan.tokenFile });
   }
   appendAll(patch, `${path}/env`, container.env, additions);
@@ -126,7 +163,9 @@ function patchContainer(patch: PatchOperation[], path: string, container: Contai
 export function mutatePod(pod: Pod, association: Association | undefined, options: MutationOptions = {}): MutationResult {
   if (!pod.spec || typeof pod.spec !== 'object') return { mutated: false, reason: 'not-a-pod' };
   if (hasSkipLabel(pod)) return { mutated: false, reason: 'skip-label' };
+  if (podServiceAccount(pod) === undefined) return { mutated: false, reason: 'no-service-account' };
   if (!association) return { mutated: false, reason: 'no-association' };
+  const serviceAccount = options.serviceAccountAnnotations ?? {};
 
   const patch: PatchOperation[] = [];
 
@@ -141,6 +180,8 @@ export function mutatePod(pod: Pod, association: Association | undefined, option
 
   const volumes = pod.spec?.volumes;
   if (!Array.isArray(volumes) || !volumes.some((v) => v?.name === VOLUME_NAME)) {
+    let expirationSeconds = tokenExpirationSeconds(pod, serviceAccount[ANNOTATION_TOKEN_EXPIRATION], options.defaultTokenExpirationSeconds);
+    if (expirationSeconds === DEFAULT_TOKEN_EXPIRATION_SECONDS) expirationSeconds = (options.randomInt ?? randomIntInclusive)(JITTER_FLOOR_SECONDS, DEFAULT_TOKEN_EXPIRATION_SECONDS);
     const volume = {
       name: VOLUME_NAME,
       projected: {
@@ -148,7 +189,7 @@ export function mutatePod(pod: Pod, association: Association | undefined, option
           {
             serviceAccountToken: {
               audience: TOKEN_AUDIENCE,
-              expirationSeconds: tokenExpirationSeconds(pod, options.serviceAccountTokenExpiration),
+              expirationSeconds,
               path: TOKEN_PATH,
             },
           },
@@ -164,6 +205,7 @@ export function mutatePod(pod: Pod, association: Association | undefined, option
     fullUri: options.ipv6 ? FULL_URI_IPV6 : FULL_URI_IPV4,
     tokenFile: isWindows(pod) ? WINDOWS_TOKEN_FILE : TOKEN_FILE,
     region: options.region,
+    regionalSts: parseBool(serviceAccount[ANNOTATION_STS_REGIONAL_ENDPOINTS]) ?? options.stsRegionalEndpoints ?? false,
   };
   const skip = containersToSkip(pod);
   // initContainers include native sidecars (restartPolicy: Always); ephemeral containers are never touched.

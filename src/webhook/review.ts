@@ -6,8 +6,8 @@
 import { decodeReview, encodeAnswer, notForUs, podOf, type AdmissionAnswer, type Pod } from '../api/admission.js';
 import type { AssociationStore } from '../associations/store.js';
 import type { Logger } from '../lib/logger.js';
-import { ANNOTATION_TOKEN_EXPIRATION, hasSkipLabel, mutatePod, podServiceAccount, type MutationResult } from './mutate.js';
-import type { ServiceAccountExpirationLookup } from './service-accounts.js';
+import { hasSkipLabel, mutatePod, podServiceAccount, type MutationResult } from './mutate.js';
+import type { ServiceAccountLookup } from './service-accounts.js';
 
 export interface ReviewOptions {
   store: AssociationStore;
@@ -16,7 +16,12 @@ export interface ReviewOptions {
   ipv6: boolean;
   /** injected as AWS_REGION / AWS_DEFAULT_REGION when set */
   region?: string;
-  serviceAccountExpiration?: ServiceAccountExpirationLookup;
+  /** reads the ServiceAccount's annotations (the cluster's API access); without it the defaults below apply */
+  serviceAccounts?: ServiceAccountLookup;
+  /** webhook.tokenExpirationSeconds */
+  defaultTokenExpirationSeconds?: number;
+  /** webhook.stsRegionalEndpoints */
+  stsRegionalEndpoints?: boolean;
   logger: Logger;
   /** answer without a patch when the decision takes longer than this (default 2 s, well inside the API server's timeout) */
   decisionTimeoutMs?: number;
@@ -70,12 +75,16 @@ export function createReviewer(options: ReviewOptions): (body: Buffer) => Promis
     if (hasSkipLabel(pod)) return { outcome: 'skipped', result: { mutated: false, reason: 'skip-label' }, reason: 'skip-label' };
     if (!clusterName) return { outcome: 'skipped', reason: 'no cluster configured for the webhook' };
     const serviceAccount = podServiceAccount(pod);
+    if (serviceAccount === undefined) return { outcome: 'skipped', result: { mutated: false, reason: 'no-service-account' }, reason: 'no-service-account' };
     const association = await store.findBySubject({ clusterName, namespace, serviceAccount });
-    let serviceAccountTokenExpiration: string | undefined;
-    if (association && options.serviceAccountExpiration && pod.metadata?.annotations?.[ANNOTATION_TOKEN_EXPIRATION] === undefined) {
-      serviceAccountTokenExpiration = await options.serviceAccountExpiration(namespace, serviceAccount);
-    }
-    const result = mutatePod(pod, association, { ipv6: options.ipv6, region: options.region, serviceAccountTokenExpiration });
+    const serviceAccountAnnotations = association && options.serviceAccounts ? await options.serviceAccounts(namespace, serviceAccount) : undefined;
+    const result = mutatePod(pod, association, {
+      ipv6: options.ipv6,
+      region: options.region,
+      serviceAccountAnnotations,
+      defaultTokenExpirationSeconds: options.defaultTokenExpirationSeconds,
+      stsRegionalEndpoints: options.stsRegionalEndpoints,
+    });
     return { outcome: result.mutated ? 'mutated' : 'skipped', result, reason: result.mutated ? 'mutated' : result.reason };
   }
 
@@ -94,7 +103,7 @@ export function createReviewer(options: ReviewOptions): (body: Buffer) => Promis
       return { answer: encodeAnswer(envelope, undefined, decision.warnings), decision };
     }
     const namespace = request.namespace || pod.metadata?.namespace || 'default';
-    const subject: AdmissionSubject = { namespace, serviceAccount: podServiceAccount(pod), pod: pod.metadata?.name || pod.metadata?.generateName || '' };
+    const subject: AdmissionSubject = { namespace, serviceAccount: podServiceAccount(pod) ?? '', pod: pod.metadata?.name || pod.metadata?.generateName || '' };
     try {
       const decision = await withDeadline(decide(pod, namespace), decisionTimeoutMs);
       const patch = decision.result?.mutated ? decision.result.patch : undefined;

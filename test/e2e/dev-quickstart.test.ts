@@ -75,3 +75,65 @@ test('dev token refuses a directory that holds no dev state, naming it', async (
     rmSync(empty, { recursive: true, force: true });
   }
 });
+
+/** `pod-identity dev` on free ports in `cwd`; resolves with what it printed once its steps are there. */
+async function startDev(cwd: string, stateDir?: string) {
+  const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const args = [CLI, 'dev', '--listen', `127.0.0.1:${ports[0]}`, '--webhook-listen', `127.0.0.1:${ports[1]}`, '--metrics-listen', `127.0.0.1:${ports[2]}`, '--agent-port', String(ports[3])];
+  const dev = spawn(process.execPath, stateDir ? [...args, '--state-dir', stateDir] : args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const killDev = () => dev.kill('SIGKILL');
+  process.once('exit', killDev);
+  let printed = '';
+  let logs = '';
+  dev.stdout!.on('data', (chunk: Buffer) => (printed += chunk.toString()));
+  dev.stderr!.on('data', (chunk: Buffer) => (logs += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => dev.once('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 30_000;
+  while (!printed.includes('aws sts get-caller-identity') && dev.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  return {
+    dev,
+    printed: () => printed,
+    logs: () => logs,
+    exited,
+    async kill() {
+      dev.kill('SIGKILL');
+      await exited;
+      process.off('exit', killDev);
+    },
+  };
+}
+
+test('the banner lists every listener, and a second dev on the same state directory is refused until the first is gone', async () => {
+  const cwd = mkdtempSync(join(tmpdir(), 'pod-identity-dev-lock-'));
+  const first = await startDev(cwd);
+  try {
+    const banner = first.printed();
+    const listeners = [...banner.matchAll(/(https?:\/\/127\.0\.0\.1:\d+)\S*/g)].map((m) => m[0]);
+    for (const name of ['EKS API', 'agent ', 'agent metrics', 'admission webhook', 'metrics ']) assert.match(banner, new RegExp(`^  ${name}`, 'm'), banner);
+    const agentMetrics = /agent metrics and probes\s+(\S+)\/metrics, (\S+)\/readyz/.exec(banner);
+    assert.ok(agentMetrics, banner);
+    assert.match(await (await fetch(`${agentMetrics[1]}/metrics`)).text(), /pod_identity_agent_/);
+    assert.equal((await fetch(`${agentMetrics[2]}/readyz`)).status, 200);
+    assert.ok(listeners.length >= 6, listeners.join(' '));
+
+    const second = await startDev(cwd);
+    const code = await second.exited;
+    assert.equal(code, 1);
+    const lines = second.logs().trim().split('\n').filter((l) => !l.startsWith('{'));
+    assert.equal(lines.length, 1, second.logs());
+    assert.match(lines[0]!, new RegExp(`another pod-identity dev \\(pid ${first.dev.pid}\\) is running on ${join(cwd, '.pod-identity')}`));
+
+    // A crashed dev leaves its lock behind; the next one takes it over.
+    await first.kill();
+    const third = await startDev(cwd);
+    try {
+      assert.match(third.printed(), /pod-identity dev is running/, third.logs());
+    } finally {
+      await third.kill();
+    }
+  } finally {
+    await first.kill();
+    rmSync(cwd, { recursive: true, force: true });
+  }
+});
+

@@ -240,7 +240,9 @@ describe('end to end: real kube-apiserver, moto STS, server and agent processes,
     const volume = pod.spec!.volumes!.find((v) => v.name === 'eks-pod-identity-token');
     assert.ok(volume, 'the token volume is added');
     const source = volume.projected?.sources?.[0]?.serviceAccountToken;
-    assert.deepEqual(source, { audience: EKS_AUDIENCE, expirationSeconds: 86400, path: 'eks-pod-identity-token' });
+    assert.deepEqual({ ...source, expirationSeconds: undefined }, { audience: EKS_AUDIENCE, expirationSeconds: undefined, path: 'eks-pod-identity-token' });
+    // The default lifetime, jittered as EKS does it.
+    assert.ok(source!.expirationSeconds! >= 79200 && source!.expirationSeconds! <= 86400, String(source!.expirationSeconds));
     const [container] = pod.spec!.containers;
     const env = Object.fromEntries(container!.env!.map((e) => [e.name, e.value!]));
     assert.equal(env.AWS_CONTAINER_CREDENTIALS_FULL_URI, FULL_URI);

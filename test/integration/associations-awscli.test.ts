@@ -41,4 +41,22 @@ describe('aws eks … --endpoint-url', { skip }, () => {
     assert.notEqual(duplicate.code, 0);
     assert.match(duplicate.stderr, /ResourceInUseException/);
   });
+
+  test('list-clusters and describe-cluster discover the configured clusters, with the issuer as identity.oidc.issuer', async () => {
+    const listed = await runAwsCli(['eks', 'list-clusters', '--endpoint-url', server.apiUrl, '--output', 'json'], { env: env() });
+    assert.deepEqual(JSON.parse(listed.stdout), { clusters: ['demo'] });
+
+    const described = await runAwsCli(['eks', 'describe-cluster', '--endpoint-url', server.apiUrl, '--name', 'demo', '--output', 'json'], { env: env() });
+    const cluster = (JSON.parse(described.stdout) as { cluster: { name: string; arn: string; status: string; identity: { oidc: { issuer: string } } } }).cluster;
+    assert.equal(cluster.name, 'demo');
+    assert.equal(cluster.arn, 'arn:aws:eks:us-east-1:000000000000:cluster/demo');
+    assert.equal(cluster.status, 'ACTIVE');
+    assert.equal(cluster.identity.oidc.issuer, 'https://kubernetes.default.svc');
+    const query = await runAwsCli(['eks', 'describe-cluster', '--endpoint-url', server.apiUrl, '--name', 'demo', '--query', 'cluster.identity.oidc.issuer', '--output', 'text'], { env: env() });
+    assert.equal(query.stdout.trim(), 'https://kubernetes.default.svc');
+
+    const missing = await runAwsCli(['eks', 'describe-cluster', '--endpoint-url', server.apiUrl, '--name', 'nope'], { env: env(), allowFailure: true });
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /ResourceNotFoundException/);
+  });
 });

@@ -32,8 +32,9 @@ test('create, list (json and table), update, describe and delete from the shell'
   const listed = JSON.parse((await cli(['list'])).stdout) as { associations: { associationId: string }[] };
   assert.deepEqual(listed.associations.map((a) => a.associationId), [id]);
   const table = (await cli(['list', '--output', 'table'])).stdout;
-  assert.match(table, /^ASSOCIATIONID\s+NAMESPACE\s+SERVICEACCOUNT\s+ASSOCIATIONARN/);
-  assert.match(table, new RegExp(`${id}\\s+shop\\s+cart`));
+  assert.match(table, /^ASSOCIATIONID\s+NAMESPACE\s+SERVICEACCOUNT\s+ROLE\s+AGE\n/);
+  assert.match(table, new RegExp(`${id}\\s+shop\\s+cart\\s+arn:aws:iam::111122223333:role/cart\\s+\\d+s\\n`));
+  assert.equal((await cli(['list', '-o', 'table', '-n', 'nobody'])).stdout, 'no associations in cluster demo for namespace nobody\n');
 
   const updated = JSON.parse((await cli(['update', '--association-id', id, '--role-arn', 'arn:aws:iam::111122223333:role/cart-v2'])).stdout) as {
     association: { roleArn: string };
@@ -45,7 +46,7 @@ test('create, list (json and table), update, describe and delete from the shell'
 
   await assert.rejects(cli(['describe', '--association-id', id]), (error: { code: number; stderr: string }) => {
     assert.equal(error.code, 1);
-    assert.match(error.stderr, /^ResourceNotFoundException: /);
+    assert.match(error.stderr, /^pod-identity associations: ResourceNotFoundException: /);
     return true;
   });
 });

@@ -206,7 +206,7 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     assert.match(await templateFails([...REQUIRED, 'webhook.certificate.mode=secret']), /webhook\.certificate\.caBundle is required when mode is secret/);
     assert.match(await templateFails([...REQUIRED, 'webhook.certificate.mode=manual']), /webhook\.certificate\.mode must be helm or secret/);
 
-    const ca = createCertificateAuthority(dir, 'webhook-ca');
+    const ca = await createCertificateAuthority(dir, 'webhook-ca');
     const yaml = (
       await runKubeTool('helm', kube, [
         'template', RELEASE, CHART, '--namespace', NAMESPACE,

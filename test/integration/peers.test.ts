@@ -170,8 +170,8 @@ describe('Kubernetes API server peer', { skip: kubeSkip }, () => {
     const dir = mkdtempSync(join(tmpdir(), 'pod-identity-webhook-test-'));
     let server: Server | undefined;
     try {
-      const ca = createCertificateAuthority(dir, 'webhook');
-      const cert = issueCertificate(ca, { name: 'webhook', commonName: 'peers-webhook', ips: ['127.0.0.1'] });
+      const ca = await createCertificateAuthority(dir, 'webhook');
+      const cert = await issueCertificate(ca, { name: 'webhook', commonName: 'peers-webhook', ips: ['127.0.0.1'] });
       const calls: Array<{ uid: string; operation: string; name: string; namespace: string }> = [];
       server = createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
         const chunks: Buffer[] = [];

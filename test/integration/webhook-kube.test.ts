@@ -56,7 +56,9 @@ describe('webhook on a real kube-apiserver', { skip, timeout: 180_000 }, () => {
 
     await createServiceAccount(kube, 'default', 'checkout', { annotations: { 'eks.amazonaws.com/token-expiration': '3600' } });
     await createServiceAccount(kube, 'default', 'cart');
+    await createServiceAccount(kube, 'default', 'billing', { annotations: { 'eks.amazonaws.com/sts-regional-endpoints': 'true' } });
     await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'default', serviceAccount: 'checkout', roleArn: 'arn:aws:iam::111122223333:role/checkout' }));
+    await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'default', serviceAccount: 'billing', roleArn: 'arn:aws:iam::111122223333:role/billing' }));
 
     // The API server picks the configuration up from its informer: wait until a dry run shows the webhook working.
     const deadline = Date.now() + 20_000;
@@ -101,6 +103,23 @@ describe('webhook on a real kube-apiserver', { skip, timeout: 180_000 }, () => {
     assert.equal(stored.spec!.initContainers![1]!.restartPolicy, 'Always');
     // The API server's own service-account volume is still there beside ours.
     assert.ok(stored.spec!.volumes!.some((v) => v.name.startsWith('kube-api-access-')));
+  });
+
+  test("the service account's sts-regional-endpoints annotation puts AWS_STS_REGIONAL_ENDPOINTS first; others do not get it", async () => {
+    const billing = await pod({ serviceAccountName: 'billing' });
+    assert.deepEqual((billing.spec!.containers[0]!.env ?? []).map((e) => e.name), [
+      'AWS_STS_REGIONAL_ENDPOINTS',
+      'AWS_DEFAULT_REGION',
+      'AWS_REGION',
+      'AWS_CONTAINER_CREDENTIALS_FULL_URI',
+      'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE',
+    ]);
+    assert.equal(env(billing.spec!.containers[0]).AWS_STS_REGIONAL_ENDPOINTS, 'regional');
+    // No annotation anywhere: the default lifetime, jittered into [79200, 86400].
+    const seconds = identityVolume(billing)?.projected?.sources?.[0]?.serviceAccountToken?.expirationSeconds ?? 0;
+    assert.ok(seconds >= 79200 && seconds <= 86400, String(seconds));
+    const checkout = await pod({ serviceAccountName: 'checkout' });
+    assert.equal(env(checkout.spec!.containers[0]).AWS_STS_REGIONAL_ENDPOINTS, undefined);
   });
 
   test('the pod annotation overrides the service account, floor 600', async () => {

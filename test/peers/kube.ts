@@ -102,8 +102,8 @@ async function startOnce(options: KubeControlPlaneOptions): Promise<KubeControlP
     const issuer = url;
     const jwksUri = `${url}/openid/v1/jwks`;
 
-    const ca = createCertificateAuthority(dir, 'kube');
-    const serving = issueCertificate(ca, {
+    const ca = await createCertificateAuthority(dir, 'kube');
+    const serving = await issueCertificate(ca, {
       name: 'apiserver',
       commonName: 'kube-apiserver',
       ips: ['127.0.0.1'],

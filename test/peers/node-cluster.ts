@@ -352,8 +352,8 @@ export async function startNodeCluster(options: { nodeName?: string; readyTimeou
     // --- certificates, keys, tokens, kubeconfigs
     const pki = join(dir, 'pki');
     mkdirSync(pki);
-    const ca = createCertificateAuthority(pki, 'kube');
-    const serving = issueCertificate(ca, {
+    const ca = await createCertificateAuthority(pki, 'kube');
+    const serving = await issueCertificate(ca, {
       name: 'apiserver',
       commonName: 'kube-apiserver',
       ips: [NODE_IP, '127.0.0.1', KUBERNETES_SERVICE_IP],

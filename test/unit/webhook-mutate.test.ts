@@ -44,7 +44,11 @@ function applied(pod: Pod, result: MutationResult): Pod {
   return jsonpatch.applyPatch(structuredClone(pod), result.patch, true, false).newDocument;
 }
 
+/** The default lifetime's jitter picks its top (86400) unless a test asks for randomness. */
+const NO_JITTER: MutationOptions = { randomInt: (_min, max) => max };
+
 function mutate(pod: Pod, options: MutationOptions = {}, association: Association | undefined = ASSOCIATION): { result: MutationResult; pod: Pod } {
+  options = { ...NO_JITTER, ...options };
   const before = structuredClone(pod);
   const result = mutatePod(pod, association, options);
   assert.deepEqual(pod, before, 'mutatePod must not change its input');
@@ -69,12 +73,15 @@ function basePod(): Pod {
 
 test('golden fixtures: the stored pod is exactly the expected one', () => {
   const dir = join(import.meta.dirname, '..', 'fixtures', 'webhook');
-  const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
-  assert.ok(files.length >= 4);
-  for (const file of files) {
-    const fixture = parseYaml(readFileSync(join(dir, file), 'utf8')) as { options: MutationOptions; association: boolean; pod: Pod; expected: Pod };
-    const { pod } = mutate(fixture.pod, fixture.options, fixture.association ? ASSOCIATION : undefined);
-    assert.deepEqual(pod, fixture.expected, file);
+  const fixtures = readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml'))
+    .map((file) => ({ file, ...(parseYaml(readFileSync(join(dir, file), 'utf8')) as { options?: MutationOptions & { random?: number }; association?: boolean; pod?: Pod; expected?: Pod }) }))
+    .filter((f) => f.pod !== undefined);
+  assert.ok(fixtures.length >= 10, `${fixtures.length} pod fixtures`);
+  for (const { file, options = {}, association, pod, expected } of fixtures) {
+    const { random, ...rest } = options;
+    const { pod: out } = mutate(pod!, { ...rest, ...(random !== undefined && { randomInt: () => random }) }, association ? ASSOCIATION : undefined);
+    assert.deepEqual(out, expected, file);
   }
 });
 
@@ -92,7 +99,7 @@ test('plain pod: label, volume, both variables and the read-only mount', () => {
 });
 
 test('a pod with no env, no volumes, no labels, no annotations at all', () => {
-  const pod: Pod = { metadata: {}, spec: { containers: [{ name: 'a' }, { name: 'b', env: null, volumeMounts: null }] } };
+  const pod: Pod = { metadata: {}, spec: { serviceAccountName: 'default', containers: [{ name: 'a' }, { name: 'b', env: null, volumeMounts: null }] } };
   const { pod: out } = mutate(pod);
   assert.equal(out.metadata?.labels?.['eks.amazonaws.com/pod-identity'], 'enabled');
   assert.equal(out.spec?.volumes?.length, 1);
@@ -210,8 +217,50 @@ test('token expiration: pod annotation over service account annotation over 24 h
   }
   const { pod } = mutate(withAnnotation('120'));
   assert.deepEqual(pod.spec!.volumes, [volume(600)]);
-  const { pod: fromSa } = mutate(basePod(), { serviceAccountTokenExpiration: '43200' });
+  const { pod: fromSa } = mutate(basePod(), { serviceAccountAnnotations: { 'eks.amazonaws.com/token-expiration': '43200' } });
   assert.deepEqual(fromSa.spec!.volumes, [volume(43200)]);
+  // An unparseable pod annotation falls back to the ServiceAccount's, then to the configured default.
+  assert.equal(tokenExpirationSeconds(withAnnotation('soon'), undefined, 3600), 3600);
+  assert.equal(tokenExpirationSeconds(withAnnotation('soon'), 'later', 3600), 3600);
+  assert.equal(tokenExpirationSeconds(withAnnotation(undefined), undefined, 100), 600);
+});
+
+test('jitter: the default lifetime becomes a uniform random integer in [79200, 86400]; any other lifetime is exact', () => {
+  const jittered = (options: MutationOptions, pod = basePod()) => {
+    const result = mutatePod(pod, ASSOCIATION, options);
+    assert.ok(result.mutated);
+    const volume = applied(pod, result).spec!.volumes![0] as unknown as { projected: { sources: { serviceAccountToken: { expirationSeconds: number } }[] } };
+    return volume.projected.sources[0]!.serviceAccountToken.expirationSeconds;
+  };
+  const seen = Array.from({ length: 200 }, () => jittered({}));
+  assert.ok(new Set(seen).size >= 50, `${new Set(seen).size} distinct values`);
+  for (const value of seen) assert.ok(Number.isInteger(value) && value >= 79200 && value <= 86400, String(value));
+  // Asked for 86400 by an annotation: jittered too, as AWS does (the value decides, not where it came from).
+  const annotated = basePod();
+  annotated.metadata!.annotations = { 'eks.amazonaws.com/token-expiration': '86400' };
+  assert.ok(jittered({}, annotated) <= 86400 && jittered({}, annotated) >= 79200);
+  for (let i = 0; i < 20; i++) {
+    assert.equal(jittered({ defaultTokenExpirationSeconds: 3600 }), 3600);
+    assert.equal(jittered({ serviceAccountAnnotations: { 'eks.amazonaws.com/token-expiration': '86399' } }), 86399);
+  }
+});
+
+test('regional STS: the setting, unless the ServiceAccount annotation (Go ParseBool words) says otherwise; first in env', () => {
+  const names = (options: MutationOptions) => (mutate(basePod(), { region: 'eu-west-1', ...options }).pod.spec!.containers![0]!.env ?? []).map((e) => `${e.name}=${e.value}`);
+  const annotated = (value: string): MutationOptions => ({ serviceAccountAnnotations: { 'eks.amazonaws.com/sts-regional-endpoints': value } });
+  assert.deepEqual(names({ stsRegionalEndpoints: true }).slice(0, 3), ['AWS_STS_REGIONAL_ENDPOINTS=regional', 'AWS_DEFAULT_REGION=eu-west-1', 'AWS_REGION=eu-west-1']);
+  assert.equal(names({}).length, 4);
+  for (const word of ['true', 'True', 'TRUE', 't', '1']) assert.equal(names(annotated(word))[0], 'AWS_STS_REGIONAL_ENDPOINTS=regional', word);
+  for (const word of ['false', 'F', '0']) assert.ok(!names({ stsRegionalEndpoints: true, ...annotated(word) }).some((n) => n.startsWith('AWS_STS')), word);
+  assert.equal(names({ stsRegionalEndpoints: true, ...annotated('yes') })[0], 'AWS_STS_REGIONAL_ENDPOINTS=regional', 'an unknown word leaves the setting');
+});
+
+test('a pod without serviceAccountName is left alone', () => {
+  const pod = basePod();
+  delete pod.spec!.serviceAccountName;
+  assert.deepEqual(mutatePod(pod, ASSOCIATION), { mutated: false, reason: 'no-service-account' });
+  pod.spec!.serviceAccount = 'checkout'; // the deprecated alias: the API server copies it into serviceAccountName first
+  assert.deepEqual(mutatePod(pod, ASSOCIATION), { mutated: false, reason: 'no-service-account' });
 });
 
 test('Windows pods get the drive-qualified token path (kubernetes.io/os and beta.kubernetes.io/os)', () => {

@@ -1,6 +1,8 @@
 // AdmissionReview decode/encode, the webhook registration document and the
 // identities file: the pure pieces around the mutation.
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse as parseYaml, stringify } from 'yaml';
 import { parseServerConfig } from '../../src/config/load.js';
@@ -8,6 +10,9 @@ import { formatIdentitiesFile, toIdentitiesFile } from '../../src/webhook/identi
 import { buildWebhookConfiguration } from '../../src/webhook/registration.js';
 import { decodeReview, encodeAnswer, notForUs, podOf } from '../../src/api/admission.js';
 import { webhookCluster } from '../../src/server/setup/webhook.js';
+import { SqliteAssociationStore } from '../../src/associations/stores/sqlite.js';
+import { silentLogger } from '../../src/lib/logger.js';
+import { createReviewer } from '../../src/webhook/review.js';
 
 const review = (request: unknown, envelope: Record<string, unknown> = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }) =>
   Buffer.from(JSON.stringify({ ...envelope, request }));
@@ -117,3 +122,23 @@ test('the webhook serves webhook.clusterName, else the only configured cluster',
   assert.throws(() => parseServerConfig({ clusters: [{ name: 'a', jwksFile: 'x' }], webhook: { clusterName: 'zzz' } }), /webhook\.clusterName: "zzz" is not one of the configured clusters/);
   assert.deepEqual(parseServerConfig({}).webhook.certHosts, []);
 });
+
+test('golden review fixtures: the answer to a whole review body', async () => {
+  const dir = join(import.meta.dirname, '..', 'fixtures', 'webhook');
+  const fixtures = readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml'))
+    .map((file) => ({ file, ...(parseYaml(readFileSync(join(dir, file), 'utf8')) as { review?: string; expectedResponse?: unknown }) }))
+    .filter((f) => f.review !== undefined);
+  assert.ok(fixtures.length >= 1);
+  const store = new SqliteAssociationStore(':memory:');
+  try {
+    const reviewer = createReviewer({ store, clusterName: 'demo', ipv6: false, logger: silentLogger() });
+    for (const { file, review: body, expectedResponse } of fixtures) {
+      const { answer } = await reviewer(Buffer.from(body!));
+      assert.deepEqual(answer.response, expectedResponse, file);
+    }
+  } finally {
+    await store.close();
+  }
+});
+

@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import type { AssociationStore, ListQuery, RequestTokenRecord, StoreChange } from '../store.js';
 import { SubjectTakenError } from '../store.js';
 import type { Association } from '../../api/eks.js';
-import type { AssociationChanges, Subject } from '../types.js';
+import { applyChanges, type AssociationChanges, type Subject } from '../types.js';
 
 /** Versioned migrations; a version is applied once, in order, in its own transaction. */
 const MIGRATIONS: { version: number; sql: string }[] = [
@@ -215,12 +215,7 @@ export class SqliteAssociationStore implements AssociationStore {
     const run = this.db.transaction(() => {
       const row = this.statements.get.get(clusterName, associationId) as Row | undefined;
       if (!row) return undefined;
-      const current = fromRow(row);
-      // tags are replaced only when given; every other key present as undefined clears its field
-      const next: Association = { ...current, ...changes, tags: changes.tags ?? current.tags };
-      for (const key of ['targetRoleArn', 'externalId', 'policy'] as const) {
-        if (next[key] === undefined || next[key] === '') delete next[key];
-      }
+      const next = applyChanges(fromRow(row), changes);
       this.statements.update.run(toRow(next));
       return next;
     });

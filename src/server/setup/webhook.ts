@@ -31,27 +31,35 @@ export interface WebhookDeps {
   registry: Registry;
   /** test hook: how often configured certificate files are checked */
   certPollMs?: number;
+  /** test hook: the clock generated certificates are issued and checked by */
+  now?: () => number;
 }
 
 /** Builds the webhook listener from the server configuration (not yet listening). */
-export function createWebhookFromConfig(config: ServerConfig, deps: WebhookDeps): StartedWebhook {
+export async function createWebhookFromConfig(config: ServerConfig, deps: WebhookDeps): Promise<StartedWebhook> {
   const logger = deps.logger.child({ component: 'webhook' });
   const cluster = webhookCluster(config);
+  if (!cluster) {
+    const why = config.clusters.length === 0 ? 'no cluster is configured' : `${config.clusters.length} clusters are configured and webhook.clusterName is unset`;
+    logger.warn(`the admission webhook serves no cluster (${why}): pods are admitted unmutated`);
+  }
   // The secure context is swapped on the server made below, once it exists.
   const target: { server?: Server } = {};
   const onChange = (pair: KeyPair) => target.server?.setSecureContext({ ...pair, minVersion: 'TLSv1.2' });
   const tls =
     config.webhook.certFile && config.webhook.keyFile
       ? watchedCertificateFiles(config.webhook.certFile, config.webhook.keyFile, { logger, onChange, pollMs: deps.certPollMs })
-      : generatedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts), { logger, onChange });
-  const serviceAccountExpiration = cluster?.kubeconfig ? kubeServiceAccountLookup({ kubeconfigPath: cluster.kubeconfig, logger }) : undefined;
+      : await generatedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts), { logger, onChange, now: deps.now });
+  const serviceAccounts = cluster?.kubeconfig ? kubeServiceAccountLookup({ kubeconfigPath: cluster.kubeconfig, logger }) : undefined;
   const server = createWebhookServer(
     {
       store: deps.store,
       clusterName: cluster?.name,
       ipv6: cluster?.ipv6 ?? false,
       region: config.webhook.injectRegion ? config.region : undefined,
-      serviceAccountExpiration,
+      serviceAccounts,
+      defaultTokenExpirationSeconds: config.webhook.tokenExpirationSeconds,
+      stsRegionalEndpoints: config.webhook.stsRegionalEndpoints,
       logger,
       registry: deps.registry,
     },

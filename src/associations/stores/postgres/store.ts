@@ -10,7 +10,8 @@ import type { Logger } from '../../../lib/logger.js';
 import { silentLogger } from '../../../lib/logger.js';
 import type { AssociationStore, ListQuery, RequestTokenRecord, StoreChange } from '../../store.js';
 import { SubjectTakenError } from '../../store.js';
-import type { AssociationChanges, Subject } from '../../types.js';
+import { applyChanges, type AssociationChanges, type Subject } from '../../types.js';
+import { isWireError } from '../../../lib/errors.js';
 import { ChangeFeed, type ChangeMark } from './change-feed.js';
 import { importAssociations, type ImportResult } from './import.js';
 import { migratePostgres } from './migrations.js';
@@ -164,12 +165,7 @@ export class PostgresAssociationStore implements AssociationStore {
     const result = await this.transaction(async (client) => {
       const { rows } = await client.query<Row>('SELECT * FROM associations WHERE cluster_name = $1 AND association_id = $2 FOR UPDATE', [clusterName, associationId]);
       if (!rows[0]) return undefined;
-      const current = fromRow(rows[0]);
-      // tags are replaced only when given; every other key present as undefined clears its field
-      const next: Association = { ...current, ...changes, tags: changes.tags ?? current.tags };
-      for (const key of ['targetRoleArn', 'externalId', 'policy'] as const) {
-        if (next[key] === undefined || next[key] === '') delete next[key];
-      }
+      const next = applyChanges(fromRow(rows[0]), changes);
       await client.query(
         `UPDATE associations SET role_arn = $3, disable_session_tags = $4, target_role_arn = $5, external_id = $6, policy = $7, modified_at = $8, tags = $9
           WHERE cluster_name = $1 AND association_id = $2`,
@@ -230,7 +226,8 @@ export class PostgresAssociationStore implements AssociationStore {
       await client.query('COMMIT');
       return result;
     } catch (error) {
-      broken = isConnectionError(error) && !(error instanceof SubjectTakenError);
+      // Our own refusals (a taken subject, a tag limit) leave the connection as good as it was.
+      broken = isConnectionError(error) && !(error instanceof SubjectTakenError) && !isWireError(error);
       if (!broken) await client.query('ROLLBACK').catch(() => (broken = true));
       throw error;
     } finally {

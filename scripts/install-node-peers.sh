@@ -72,7 +72,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   log "Debian packages: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq || die "apt-get update failed"
-  # no service is started by the packages: the test starts its own containerd
+  # containerd ships only a systemd unit, so nothing starts it here: the test starts its own
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
   log "Debian packages: installed in $(($(now) - t0)) s"
 else

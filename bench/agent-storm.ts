@@ -327,7 +327,7 @@ async function counters(serverMetricsUrl: string, agentMetricsUrl: string) {
 /** The agent's own view of its memory (prom-client default metrics): where resident memory goes. */
 async function agentMemory(agentMetricsUrl: string) {
   const text = await scrape(agentMetricsUrl);
-  const mib = (metric: string) => sumSamples(text, `pod_identity_agent_${metric}`) / 2 ** 20;
+  const mib = (metric: string) => sumSamples(text, metric) / 2 ** 20;
   return { heapUsed: mib('nodejs_heap_size_used_bytes'), heapTotal: mib('nodejs_heap_size_total_bytes'), external: mib('nodejs_external_memory_bytes') };
 }
 

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { AssociationService } from '../src/associations/service.js';
 import { SqliteAssociationStore } from '../src/associations/stores/sqlite.js';
+import { writeUnusedJwks } from './lib/tokens.js';
 import { atLeast, below, percentile, progress, round, type ScenarioResult } from './lib/report.js';
 
 const COUNT = Number(process.env.BENCH_STORE_COUNT ?? 100_000);
@@ -23,7 +24,7 @@ function fileSize(path: string): number {
 async function serverStartMs(dataDir: string): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-store-cfg-'));
   const config = join(dir, 'c.yaml');
-  writeFileSync(config, `dataDir: ${dataDir}\nlisten: 127.0.0.1:0\nwebhookListen: 127.0.0.1:0\nmetricsListen: 127.0.0.1:0\nlogLevel: info\nclusters: [{ name: bench, jwksFile: /dev/null }]\n`);
+  writeFileSync(config, `dataDir: ${dataDir}\nlisten: 127.0.0.1:0\nwebhookListen: 127.0.0.1:0\nmetricsListen: 127.0.0.1:0\nlogLevel: info\nclusters: [{ name: bench, jwksFile: ${writeUnusedJwks(join(dir, 'jwks.json'))} }]\n`);
   const started = performance.now();
   const child = spawn(process.execPath, [resolve('dist/cli/main.js'), 'server', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   const ms = await new Promise<number>((resolveStart, reject) => {

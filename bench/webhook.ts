@@ -21,6 +21,7 @@ import { AssociationService } from '../src/associations/service.js';
 import { SqliteAssociationStore } from '../src/associations/stores/sqlite.js';
 import { cpuMs, startCeilingServer, stopProcess } from './lib/processes.js';
 import { below, percentile, progress, round, type ScenarioResult } from './lib/report.js';
+import { writeUnusedJwks } from './lib/tokens.js';
 
 const ASSOCIATIONS = Number(process.env.BENCH_WEBHOOK_ASSOCIATIONS ?? 10_000);
 const RATE = Number(process.env.BENCH_WEBHOOK_RATE ?? 500);
@@ -189,7 +190,7 @@ async function startServer(dir: string): Promise<{ child: ChildProcess; url: str
       `webhookListen: 127.0.0.1:${webhook}`,
       `metricsListen: 127.0.0.1:${metrics}`,
       'logLevel: warn',
-      'clusters: [{ name: bench, jwksFile: /dev/null }]',
+      `clusters: [{ name: bench, jwksFile: ${writeUnusedJwks(join(dir, 'jwks.json'))} }]`,
       '',
     ].join('\n'),
   );

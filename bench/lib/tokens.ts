@@ -2,6 +2,7 @@
 // benchmarks: RS256, in the exact format of the kube-apiserver's, for pods of
 // the service accounts of namespace `bench`.
 import { generateKeyPairSync, randomUUID, sign } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 
 export const BENCH_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 export const BENCH_SERVICE_ACCOUNTS = 50;
@@ -38,4 +39,11 @@ export function tokenMinter() {
       });
     },
   };
+}
+
+/** A JWKS file with one key nobody signs with, for a bench that sends no tokens (the server refuses a JWKS without a usable key). */
+export function writeUnusedJwks(path: string): string {
+  const jwk = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' });
+  writeFileSync(path, JSON.stringify({ keys: [{ ...jwk, kid: 'unused', use: 'sig', alg: 'ES256' }] }));
+  return path;
 }

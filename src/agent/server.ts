@@ -258,7 +258,7 @@ export async function startAgent(options: AgentOptions, deps: AgentDependencies)
   const rateLimit = options.rateLimit ?? 1000;
   const rateLimitBurst = options.rateLimitBurst ?? 1000;
 
-  const registry = createRegistry('pod_identity_agent_');
+  const registry = createRegistry('agent');
   const metrics = createAgentMetrics(registry);
   const upstream = new EksAuthUpstream({
     endpoint: options.endpoint,
@@ -310,7 +310,11 @@ export async function startAgent(options: AgentOptions, deps: AgentDependencies)
   for (const value of allowedHostHeaders(listeners)) allowedHosts.add(value);
 
   let closing = false;
-  const ready = async () => !closing && (await Promise.all(listeners.map((l) => probeListener(l.host, l.port)))).every(Boolean);
+  const ready = async () => {
+    if (closing) return ['the agent is stopping'];
+    const answers = await Promise.all(listeners.map((l) => probeListener(l.host, l.port)));
+    return listeners.filter((_l, i) => !answers[i]).map((l) => `the credentials listener ${formatUrlHost(l.host)}:${l.port} does not answer`);
+  };
   const probe = createMetricsServer(registry, ready);
   const metricsServer = createMetricsServer(registry, ready);
   applyServerTimeouts(probe);

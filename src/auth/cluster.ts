@@ -3,7 +3,7 @@
 // the pod liveness check accordingly.
 import type { Logger } from '../lib/logger.js';
 import { jwksFromApiServer, jwksFromDiscovery, jwksFromFile, jwksFromUri } from './jwks-sources.js';
-import { KeySet } from './keys.js';
+import { KeySet, type JwksFetcher } from './keys.js';
 import { kubeClientFromKubeconfig, type KubeClient } from '../kube/client.js';
 import { podLivenessCheck } from './liveness.js';
 import { clusterArn } from './session.js';
@@ -29,13 +29,29 @@ export interface ClusterVerification {
  * kubeconfig alone means TokenReview unless tokenReview is false (then the API
  * server's own JWKS); an issuer alone means OIDC discovery.
  */
-function verificationMode(cluster: Omit<ClusterVerification, 'name' | 'requireNodeBinding'>): VerificationMode {
+export function verificationMode(cluster: Omit<ClusterVerification, 'name' | 'requireNodeBinding'>): VerificationMode {
   if (cluster.tokenReview === true && cluster.kubeconfig) return 'token-review';
   if (cluster.jwksFile) return 'jwks-file';
   if (cluster.jwksUri) return 'jwks-uri';
   if (cluster.kubeconfig) return cluster.tokenReview === false ? 'api-server-jwks' : 'token-review';
   if (cluster.issuer) return 'oidc-discovery';
   throw new Error(`cluster ${cluster.issuer ?? ''}: no way to verify tokens`);
+}
+
+/** Where a cluster's signing keys come from in a JWKS mode, and how logs name it; undefined in TokenReview mode. */
+export function keySource(cluster: ClusterVerification, mode: VerificationMode, kube: KubeClient | undefined): { fetchJwks: JwksFetcher; describe: string } | undefined {
+  switch (mode) {
+    case 'jwks-file':
+      return { fetchJwks: jwksFromFile(cluster.jwksFile!), describe: `jwksFile ${cluster.jwksFile}` };
+    case 'jwks-uri':
+      return { fetchJwks: jwksFromUri(cluster.jwksUri!), describe: `jwksUri ${cluster.jwksUri}` };
+    case 'api-server-jwks':
+      return { fetchJwks: jwksFromApiServer(kube!), describe: `${kube!.server}/openid/v1/jwks` };
+    case 'oidc-discovery':
+      return { fetchJwks: jwksFromDiscovery(cluster.issuer!), describe: `OIDC discovery of ${cluster.issuer}` };
+    case 'token-review':
+      return undefined;
+  }
 }
 
 export interface ClusterAuth {
@@ -72,14 +88,7 @@ export function createClusterAuth(cluster: ClusterVerification, options: Cluster
     return { ...base, revocation: true, verifier, warmUp: async () => undefined, close };
   }
 
-  const [fetchJwks, describe] =
-    mode === 'jwks-file'
-      ? [jwksFromFile(cluster.jwksFile!), `jwksFile ${cluster.jwksFile}`]
-      : mode === 'jwks-uri'
-        ? [jwksFromUri(cluster.jwksUri!), `jwksUri ${cluster.jwksUri}`]
-        : mode === 'api-server-jwks'
-          ? [jwksFromApiServer(kube!), `${kube!.server}/openid/v1/jwks`]
-          : [jwksFromDiscovery(cluster.issuer!), `OIDC discovery of ${cluster.issuer}`];
+  const { fetchJwks, describe } = keySource(cluster, mode, kube)!;
   // A file is cheap to re-read: follow rotation quickly.
   const keys = new KeySet({ fetchJwks, describe, logger, now: options.now, cooldownMs: mode === 'jwks-file' ? 2_000 : 5_000 });
   const local = new JwksTokenVerifier({ keys, issuer: cluster.issuer, now: options.now });

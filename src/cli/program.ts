@@ -1,6 +1,7 @@
 // The `pod-identity` program: every subcommand, one module each, registered
 // on one commander program with the shared help rules (cli/options.ts).
 import { Command } from 'commander';
+import { VERSION } from '../lib/version.js';
 import { configureHelp } from './options.js';
 
 /**
@@ -29,7 +30,7 @@ export async function buildProgram(only?: string): Promise<Command> {
   const program = new Command()
     .name('pod-identity')
     .description('EKS Pod Identity, open and self-hostable: control plane, node agent and tools')
-    .version('0.1.0')
+    .version(VERSION)
     // A subcommand's options are its own: `dev token --state-dir X` is token's flag, not dev's.
     .enablePositionalOptions()
     .showSuggestionAfterError();

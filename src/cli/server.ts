@@ -50,6 +50,7 @@ export function registerServerCommand(program: Command): void {
     try {
       server = await startServer(config, { logger });
     } catch (error) {
+      if (error instanceof ConfigError) throw new CliError(error.message, 2);
       logger.fatal({ reason: oneLine(error) }, 'server failed to start');
       logger.flush();
       throw new CliError(`cannot start: ${oneLine(error)}`);

@@ -1,13 +1,26 @@
 // Prometheus metrics. Each process owns one registry, passed as an option
 // (no global state), and serves it on its metrics listener.
 import { createServer, type Server } from 'node:http';
-import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { sendText } from './http.js';
+import { VERSION } from './version.js';
 
-export function createRegistry(prefix: string, defaultLabels: Record<string, string> = {}): Registry {
+/**
+ * A process's registry: prom-client's default metrics under their standard
+ * names (`process_*`, `nodejs_*`, so stock Node.js dashboards work) and
+ * `pod_identity_build_info`. A server's API workers each have one too; the
+ * primary adds theirs to its own (the build info counted once).
+ */
+export function createRegistry(component: 'server' | 'agent'): Registry {
   const registry = new Registry();
-  registry.setDefaultLabels(defaultLabels);
-  collectDefaultMetrics({ register: registry, prefix });
+  collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: 'pod_identity_build_info',
+    help: 'Always 1: the version and the component (server or agent) of this process',
+    labelNames: ['version', 'component'],
+    aggregator: 'first',
+    registers: [registry],
+  }).set({ version: VERSION, component }, 1);
   return registry;
 }
 
@@ -123,9 +136,14 @@ export interface MetricsSource {
   contentType: string;
 }
 
-export type ReadinessCheck = () => Promise<boolean> | boolean;
+/** What keeps the process from being ready, one line each; none when it is ready. */
+export type ReadinessCheck = () => Promise<readonly string[]> | readonly string[];
 
-/** /metrics, /healthz (process alive) and /readyz (the given check). */
+function readinessText(problems: readonly string[]): string {
+  return problems.length === 0 ? 'ok\n' : `not ready:\n${problems.map((p) => `- ${p}\n`).join('')}`;
+}
+
+/** /metrics, /healthz (process alive) and /readyz (the given check; its problems are the body of a 503). */
 export function createMetricsServer(source: MetricsSource, ready: ReadinessCheck): Server {
   return createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
@@ -139,8 +157,8 @@ export function createMetricsServer(source: MetricsSource, ready: ReadinessCheck
       Promise.resolve()
         .then(ready)
         .then(
-          (ok) => sendText(res, ok ? 200 : 503, ok ? 'ok\n' : 'not ready\n'),
-          () => sendText(res, 503, 'not ready\n'),
+          (problems) => sendText(res, problems.length === 0 ? 200 : 503, readinessText(problems)),
+          (error: unknown) => sendText(res, 503, readinessText([`readiness check failed: ${(error as Error).message}`])),
         );
     } else if (path === '/metrics') {
       source.metrics().then(

@@ -12,6 +12,10 @@ import { localIssuerKeyFile } from './setup/eks-auth.js';
 import { closeServer, formatUrlHost, listen, parseListen, applyServerTimeouts } from '../lib/http.js';
 import type { Logger } from '../lib/logger.js';
 import { createMetricsServer, createRegistry, type MetricsSource } from '../lib/metrics.js';
+import { Gauge } from 'prom-client';
+import { DependencyMonitor } from './readiness.js';
+import { preflight } from './setup/preflight.js';
+import { dependencyChecks } from './setup/readiness.js';
 import { createWebhookFromConfig } from './setup/webhook.js';
 import { startApiListener } from './api-listener.js';
 import type { ServerConfig } from '../config/schema.js';
@@ -69,7 +73,8 @@ async function startApiSide(config: ServerConfig, opened: AssociationStore, logg
 
 export async function startServer(config: ServerConfig, options: StartOptions): Promise<RunningServer> {
   const { logger } = options;
-  const registry = createRegistry('pod_identity_');
+  await preflight(config);
+  const registry = createRegistry('server');
   const clusterNames = config.clusters.map((c) => c.name);
   const opened = await openStore(config, logger);
   const api = await startApiSide(config, opened, logger, registry);
@@ -83,12 +88,31 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     .filter((c) => c.syncCrds && c.kubeconfig)
     .map((c) => startCrdSync({ clusterName: c.name, kubeconfigPath: c.kubeconfig!, store, region: config.region, accountId: config.accountId, logger }));
 
+  // Each cluster's signing keys and API server, probed in the background.
+  const dependencies = dependencyChecks(config);
+  const monitor = new DependencyMonitor({ checks: dependencies.checks, registry, logger: logger.child({ component: 'readiness' }) });
+  void monitor.start();
+
   let closing = false;
-  const metrics = createMetricsServer(api.metrics, async () => {
-    if (closing || !api.ready()) return false;
-    await store.ping();
-    return true;
+  const problems = async (): Promise<string[]> => {
+    if (closing) return ['the server is stopping'];
+    const found = api.ready() ? [] : ['no API worker is listening'];
+    try {
+      await store.ping();
+    } catch (error) {
+      found.push(`the association store: ${(error as Error).message}`);
+    }
+    return [...found, ...monitor.problems()];
+  };
+  new Gauge({
+    name: 'pod_identity_ready',
+    help: 'Whether /readyz answers ready (1) or not (0)',
+    registers: [registry],
+    async collect() {
+      this.set((await problems()).length === 0 ? 1 : 0);
+    },
   });
+  const metrics = createMetricsServer(api.metrics, problems);
   applyServerTimeouts(metrics);
   const metricsAddress = await listen(metrics, parseListen(config.metricsListen));
 
@@ -109,6 +133,8 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
       webhook.close();
       await Promise.all([api.close(), closeServer(webhook.server)]);
       await closeServer(metrics, 1000);
+      monitor.close();
+      dependencies.close();
       await Promise.all(crdSyncs.map((s) => s.stop()));
       await store.close();
       logger.info('server stopped');

@@ -226,7 +226,7 @@ export class ApiWorkers {
  */
 export async function runApiWorker(config: ServerConfig, rootLogger: Logger): Promise<void> {
   const logger = rootLogger.child({ worker: cluster.worker?.id });
-  const registry = createRegistry('pod_identity_');
+  const registry = createRegistry('server');
   // what has started so far, for stop() at any point of start-up
   const started: { relay?: RelayedStore; store?: AssociationStore; api?: ApiListener } = {};
 

@@ -1,6 +1,7 @@
 // Starts `pod-identity server` (the built CLI) as a real child process with a
 // config in a fresh temp dir, waits until /readyz answers, and always stops it.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -11,6 +12,14 @@ export const CLI = resolve('dist/cli/main.js');
 
 export const ADMIN = { accessKeyId: 'AKIAADMINTEST', secretAccessKey: 'admin-secret-for-tests' };
 export const NODE = { accessKeyId: 'AKIANODETEST', secretAccessKey: 'node-secret-for-tests' };
+
+const UNUSED_KEY = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' });
+
+/** A JWKS with one key nobody signs with, for a cluster whose tokens a test never sends (the server refuses a JWKS without a usable key). */
+export function writeUnusedJwks(path: string): string {
+  writeFileSync(path, JSON.stringify({ keys: [{ ...UNUSED_KEY, kid: 'unused', use: 'sig', alg: 'ES256' }] }));
+  return path;
+}
 
 export function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
@@ -47,6 +56,8 @@ export interface ServerProcessOptions {
   /** reuse a data directory (restart tests) */
   dataDir?: string;
   env?: Record<string, string>;
+  /** wait for /healthz instead of /readyz: for a server meant to start not ready (an unreachable dependency) */
+  untilAlive?: boolean;
 }
 
 export async function waitForHttp(url: string, timeoutMs = 15_000, isReady: (status: number) => boolean = (s) => s === 200): Promise<void> {
@@ -143,7 +154,7 @@ async function startServerOnce(options: ServerProcessOptions): Promise<ServerPro
   const dataDir = options.dataDir ?? join(dir, 'data');
   const [apiPort, webhookPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
   const jwksPath = join(dir, 'jwks.json');
-  writeFileSync(jwksPath, JSON.stringify({ keys: [] }));
+  writeUnusedJwks(jwksPath);
   const config = {
     listen: `127.0.0.1:${apiPort}`,
     webhookListen: `127.0.0.1:${webhookPort}`,
@@ -163,7 +174,7 @@ async function startServerOnce(options: ServerProcessOptions): Promise<ServerPro
   const metricsUrl = `http://127.0.0.1:${config.metricsListen.split(':').pop()}`;
   const webhookUrl = `https://127.0.0.1:${config.webhookListen.split(':').pop()}`;
   try {
-    await server.untilReady(waitForHttp(`${metricsUrl}/readyz`), 'server');
+    await server.untilReady(waitForHttp(`${metricsUrl}/${options.untilAlive ? 'healthz' : 'readyz'}`), 'server');
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
     throw error;

@@ -1,6 +1,9 @@
 // The EKS association API driven by the real AWS SDK client (@aws-sdk/client-eks)
 // against a started `pod-identity server` process.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   CreatePodIdentityAssociationCommand,
@@ -13,7 +16,7 @@ import {
 } from '@aws-sdk/client-eks';
 import { signRequest } from '../../src/lib/sigv4.js';
 import { rejectsWith } from '../helpers/aws-errors.js';
-import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { ADMIN, NODE, startServerProcess, writeUnusedJwks, type ServerProcess } from '../helpers/server-process.js';
 
 const ROLE = 'arn:aws:iam::111122223333:role/app-role';
 const TARGET = 'arn:aws:iam::444455556666:role/target-role';
@@ -25,13 +28,17 @@ function eks(server: ServerProcess, credentials = ADMIN): EKSClient {
 describe('EKS association API with @aws-sdk/client-eks', () => {
   let server: ServerProcess;
   let client: EKSClient;
+  let jwksDir: string;
   before(async () => {
-    server = await startServerProcess({ config: { clusters: [{ name: 'demo', jwksFile: '/dev/null' }, { name: 'other', jwksFile: '/dev/null' }] } });
+    jwksDir = mkdtempSync(join(tmpdir(), 'associations-api-'));
+    const jwksFile = writeUnusedJwks(join(jwksDir, 'jwks.json'));
+    server = await startServerProcess({ config: { clusters: [{ name: 'demo', jwksFile }, { name: 'other', jwksFile }] } });
     client = eks(server);
   });
   after(async () => {
     client?.destroy();
     await server?.stop();
+    if (jwksDir) rmSync(jwksDir, { recursive: true, force: true });
   });
 
   test('create, describe, update, list and delete', async () => {

@@ -88,6 +88,8 @@ describe('EKS Auth API (local issuer, JWKS file)', { timeout: 180_000 }, () => {
         throttle: { perServiceAccount: { rate: 0.01, burst: 10 } },
         audit: { file: join(dir, 'audit.jsonl') },
       },
+      // cluster "unreachable" keeps it from being ready
+      untilAlive: true,
     });
     association = await createAssociation(server.apiUrl, 'demo', { namespace: 'default', serviceAccount: 'app', roleArn: 'arn:aws:iam::111122223333:role/app-reader' });
     await createAssociation(server.apiUrl, 'demo', { namespace: 'default', serviceAccount: 'busy', roleArn: 'arn:aws:iam::111122223333:role/busy' });
@@ -233,6 +235,10 @@ describe('EKS Auth API (local issuer, JWKS file)', { timeout: 180_000 }, () => {
 
     it('ServiceUnavailableException when the cluster keys cannot be fetched', async () => {
       assertError(await assumeRole(server.apiUrl, 'unreachable', { token: await signer.sign(podClaims()) }), 503, 'ServiceUnavailableException');
+      // and the server says so: not ready, naming the cluster and why
+      const ready = await fetch(`${server.metricsUrl}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.match(await ready.text(), /cluster unreachable: signing-keys \(jwksUri http:\/\/127\.0\.0\.1:\d+\/jwks\): fetch failed \(ECONNREFUSED\)/);
     });
 
     it('SigV4: admin keys, other signing names and unsigned calls are refused', async () => {

@@ -94,7 +94,7 @@ function association(namespace: string, serviceAccount: string): Association {
 describe('webhook listener', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pi-webhook-'));
   const store = new SqliteAssociationStore(':memory:');
-  const registry = createRegistry('pod_identity_');
+  const registry = createRegistry('server');
   let server: Server;
   let port: number;
   let ca: string;
@@ -331,7 +331,7 @@ describe('webhook certificates', () => {
     let clock = Date.now() - 340 * DAY_MS;
     const config = parseServerConfig({ webhookListen: '127.0.0.1:0', dataDir: dir, clusters: [{ name: 'demo', jwksFile: '/dev/null' }] });
     const store = new SqliteAssociationStore(':memory:');
-    const webhook = await createWebhookFromConfig(config, { store, logger: silentLogger(), registry: createRegistry('pod_identity_'), now: () => clock });
+    const webhook = await createWebhookFromConfig(config, { store, logger: silentLogger(), registry: createRegistry('server'), now: () => clock });
     const { port } = await listen(webhook.server, { host: '127.0.0.1', port: 0 });
     try {
       const ca = webhook.tls.caCert!;
@@ -452,7 +452,7 @@ describe('webhook certificates', () => {
       webhook: { certFile, keyFile },
     });
     const store = new SqliteAssociationStore(':memory:');
-    const webhook = await createWebhookFromConfig(config, { store, logger: silentLogger(), registry: createRegistry('pod_identity_'), certPollMs: 50 });
+    const webhook = await createWebhookFromConfig(config, { store, logger: silentLogger(), registry: createRegistry('server'), certPollMs: 50 });
     const { port } = await listen(webhook.server, { host: '127.0.0.1', port: 0 });
     try {
       const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;

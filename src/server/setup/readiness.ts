@@ -1,0 +1,50 @@
+// The dependency checks of each configured cluster (readiness.ts): its
+// signing keys in a JWKS mode (read and imported as EKS Auth would), and its
+// API server whenever a kubeconfig reaches it (GET /version with the
+// kubeconfig's credentials: reachable, and the credentials accepted).
+import type { ClusterConfig, ServerConfig } from '../../config/schema.js';
+import { keySource, verificationMode } from '../../auth/cluster.js';
+import { importJwks } from '../../auth/keys.js';
+import { kubeClientFromKubeconfig } from '../../kube/client.js';
+import type { DependencyCheck } from '../readiness.js';
+
+const VERSION_TIMEOUT_MS = 3_000;
+
+function clusterChecks(cluster: ClusterConfig, clients: { close(): void }[]): DependencyCheck[] {
+  const mode = verificationMode(cluster);
+  const kube = cluster.kubeconfig ? kubeClientFromKubeconfig(cluster.kubeconfig) : undefined;
+  if (kube) clients.push(kube);
+  const checks: DependencyCheck[] = [];
+  const keys = keySource(cluster, mode, kube);
+  if (keys) {
+    checks.push({
+      cluster: cluster.name,
+      dependency: 'signing-keys',
+      describe: keys.describe,
+      async probe() {
+        const { keys: usable, skipped } = await importJwks(await keys.fetchJwks());
+        if (usable.length === 0) throw new Error(`the JWKS holds no usable signing key${skipped.length ? ` (${skipped.join('; ')})` : ''}`);
+      },
+    });
+  }
+  // the API server's JWKS already goes through it
+  if (kube && mode !== 'api-server-jwks') {
+    checks.push({
+      cluster: cluster.name,
+      dependency: 'api-server',
+      describe: kube.server,
+      async probe() {
+        const { status } = await kube.request('GET', '/version', { timeoutMs: VERSION_TIMEOUT_MS });
+        if (status !== 200) throw new Error(`GET /version answered HTTP ${status}`);
+      },
+    });
+  }
+  return checks;
+}
+
+/** Every cluster's checks, and how to release the API clients they probe with. */
+export function dependencyChecks(config: ServerConfig): { checks: DependencyCheck[]; close(): void } {
+  const clients: { close(): void }[] = [];
+  const checks = config.clusters.flatMap((cluster) => clusterChecks(cluster, clients));
+  return { checks, close: () => clients.forEach((client) => client.close()) };
+}

@@ -58,7 +58,7 @@ export async function run(): Promise<ScenarioResult> {
     for (let i = 0; i < COUNT; i++) {
       const subject = { namespace: `ns-${i % 500}`, serviceAccount: `sa-${i}` };
       subjects.push(subject);
-      await service.create('bench', { ...subject, roleArn: `arn:aws:iam::111122223333:role/role-${i % 1000}`, tags: { team: `t${i % 50}` } });
+      await service.create('bench', { ...subject, roleArn: `arn:aws:iam::111122223333:role/role-${i % 1000}`, tags: { team: `t${i % 50}` } }, { actor: { kind: 'access-key', accessKeyId: 'bench' } });
       if ((i + 1) % 20_000 === 0) progress(`store: ${i + 1}/${COUNT} created`);
     }
     const createSeconds = (performance.now() - createStart) / 1000;

@@ -224,7 +224,7 @@ export async function run(): Promise<ScenarioResult> {
     const store = new SqliteAssociationStore(join(dir, 'data', 'associations.db'));
     const service = new AssociationService({ store, region: 'us-east-1', accountId: '000000000000', clusters: () => ['bench'] });
     for (let i = 0; i < ASSOCIATIONS; i++) {
-      await service.create('bench', { namespace: `ns-${i % 100}`, serviceAccount: `sa-${i}`, roleArn: 'arn:aws:iam::111122223333:role/r' });
+      await service.create('bench', { namespace: `ns-${i % 100}`, serviceAccount: `sa-${i}`, roleArn: 'arn:aws:iam::111122223333:role/r' }, { actor: { kind: 'access-key', accessKeyId: 'bench' } });
     }
     await store.close();
 

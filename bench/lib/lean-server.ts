@@ -16,7 +16,7 @@ import cluster from 'node:cluster';
 import { createHmac, createPublicKey, hash, randomFillSync, randomUUID, timingSafeEqual, verify, type JsonWebKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { AuditLog } from '../../src/auth/audit.js';
+import { AuditLog } from '../../src/lib/audit.js';
 import { assumedRoleArn } from '../../src/auth/session.js';
 import { createLogger } from '../../src/lib/logger.js';
 
@@ -149,6 +149,7 @@ function startWorker(): void {
       credentials: { accessKeyId: keyId, secretAccessKey: mac.subarray(32, 62).toString('base64'), sessionToken: `LEAN.${session}.${mac.subarray(0, 32).toString('base64url')}`, expiration },
     });
     audit.record({
+      type: 'eks-auth-decision',
       time: new Date().toISOString(),
       requestId: randomUUID(),
       cluster: spec.clusterName,
@@ -160,9 +161,11 @@ function startWorker(): void {
       ...(pod.nodeName && { node: pod.nodeName }),
       associationId: 'a-lean',
       roleArn: role.roleArn,
+      sessionName,
+      accessKeyId: keyId,
       outcome: 'allowed',
       latencyMs: performance.now() - started,
-    });
+    }, 'eks-auth decision');
   }
 
   createServer((req, res) => {

@@ -20,6 +20,7 @@ import { Registry } from 'prom-client';
 import { AssociationService } from '../../src/associations/service.js';
 import { SqliteAssociationStore } from '../../src/associations/stores/sqlite.js';
 import { createEksAuth } from '../../src/server/setup/eks-auth.js';
+import { AuditLog } from '../../src/lib/audit.js';
 import { createLogger } from '../../src/lib/logger.js';
 import { createApiHandler } from '../../src/server/api.js';
 import { parseServerConfig } from '../../src/config/load.js';
@@ -49,7 +50,7 @@ const store = new SqliteAssociationStore(join(spec.dir, 'associations.db'));
 const associations = new AssociationService({ store, region: 'us-east-1', accountId: '111122223333', clusters: () => ['bench'] });
 for (const [subject, roleArn] of Object.entries(spec.roles)) {
   const [namespace, serviceAccount] = subject.split('/') as [string, string];
-  await associations.create('bench', { namespace, serviceAccount, roleArn });
+  await associations.create('bench', { namespace, serviceAccount, roleArn }, { actor: { kind: 'access-key', accessKeyId: 'bench' } });
 }
 // The server's own configuration schema fills in every default, as for `pod-identity server`.
 const config = parseServerConfig({
@@ -62,7 +63,7 @@ const config = parseServerConfig({
 });
 const logger = createLogger({ level: 'info', batched: true });
 const registry = new Registry();
-const eksAuth = createEksAuth(config, { store, logger, registry });
+const eksAuth = createEksAuth(config, { store, logger, registry, audit: new AuditLog(logger) });
 await Promise.all(eksAuth.clusters.map((cluster) => cluster.warmUp()));
 const handle = createApiHandler({ routes: eksAuthRoutes(eksAuth.service, [spec.node]), logger, registry });
 

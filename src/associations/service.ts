@@ -7,6 +7,8 @@ import { looksLikeArn, parseAssociationArn, type CreateInput, type ListInput, ty
 import { SubjectTakenError, type AssociationStore } from './store.js';
 import type { Association } from '../api/eks.js';
 import type { AssociationChanges } from './types.js';
+import type { ChangeAudit, ChangeContext, ChangeOperation } from './audit.js';
+import { isoTime } from '../lib/iso-time.js';
 
 export interface AssociationServiceOptions {
   store: AssociationStore;
@@ -14,6 +16,8 @@ export interface AssociationServiceOptions {
   accountId: string;
   /** names of the clusters this server serves */
   clusters: () => Iterable<string>;
+  /** where every change is recorded, with its actor and before/after */
+  audit?: ChangeAudit;
   now?: () => number;
 }
 
@@ -94,11 +98,31 @@ export class AssociationService {
     throw new WireError('ResourceNotFoundException', `No cluster found for name: ${clusterName}.`);
   }
 
+  /** One audit record for a change that happened. */
+  private recordChange(operation: ChangeOperation, context: ChangeContext, before: Association | undefined, after: Association | undefined): void {
+    const subject = (after ?? before)!;
+    this.options.audit?.record(
+      {
+        type: 'association-change',
+        time: isoTime(this.now()),
+        operation,
+        actor: context.actor,
+        ...(context.requestId !== undefined && { requestId: context.requestId }),
+        cluster: subject.clusterName,
+        associationId: subject.associationId,
+        associationArn: subject.associationArn,
+        before: before ?? null,
+        after: after ?? null,
+      },
+      'association changed',
+    );
+  }
+
   private notFound(clusterName: string, associationId: string): WireError {
     return new WireError('ResourceNotFoundException', `Pod identity association ${associationId} not found in cluster ${clusterName}.`);
   }
 
-  async create(clusterName: string, input: CreateInput): Promise<Association> {
+  async create(clusterName: string, input: CreateInput, context: ChangeContext): Promise<Association> {
     this.requireCluster(clusterName);
     checkPolicyRule(input.disableSessionTags ?? false, input.policy);
     const now = this.now();
@@ -130,8 +154,11 @@ export class AssociationService {
       }
       throw error;
     }
-    if (result.created) return result.association;
-    // A retried create: same token. Same input answers the same association.
+    if (result.created) {
+      this.recordChange('CreatePodIdentityAssociation', context, undefined, result.association);
+      return result.association;
+    }
+    // A retried create (no change, so no record): same token. Same input answers the same association.
     if (result.record.fingerprint !== fingerprint) {
       throw new WireError('InvalidRequestException', 'clientRequestToken was already used with different parameters.');
     }
@@ -161,7 +188,7 @@ export class AssociationService {
     };
   }
 
-  async update(clusterName: string, associationId: string, input: UpdateInput): Promise<Association> {
+  async update(clusterName: string, associationId: string, input: UpdateInput, context: ChangeContext): Promise<Association> {
     const current = await this.describe(clusterName, associationId);
     const changes: AssociationChanges = { modifiedAt: this.now() };
     if (input.roleArn !== undefined) changes.roleArn = input.roleArn;
@@ -181,29 +208,35 @@ export class AssociationService {
     checkPolicyRule(disableSessionTags, nextPolicy);
     const updated = await this.store.update(clusterName, associationId, changes);
     if (!updated) throw this.notFound(clusterName, associationId);
+    this.recordChange('UpdatePodIdentityAssociation', context, current, updated);
     return updated;
   }
 
-  async delete(clusterName: string, associationId: string): Promise<Association> {
+  async delete(clusterName: string, associationId: string, context: ChangeContext): Promise<Association> {
     this.requireCluster(clusterName);
     const deleted = await this.store.delete(clusterName, associationId);
     if (!deleted) throw this.notFound(clusterName, associationId);
+    this.recordChange('DeletePodIdentityAssociation', context, deleted, undefined);
     return deleted;
   }
 
   /** TagResource: sets these tags on the association the ARN names; its other tags stay. */
-  async tagResource(resourceArn: string, tags: Readonly<Record<string, string>>): Promise<Association> {
-    const { clusterName, associationId } = this.locate(resourceArn);
-    const updated = await this.store.update(clusterName, associationId, { tagEdits: { set: tags } });
-    if (!updated) throw this.unknownResource(resourceArn);
-    return updated;
+  async tagResource(resourceArn: string, tags: Readonly<Record<string, string>>, context: ChangeContext): Promise<Association> {
+    return this.editTags('TagResource', resourceArn, { set: tags }, context);
   }
 
   /** UntagResource: removes these keys (absent ones are no error). */
-  async untagResource(resourceArn: string, keys: readonly string[]): Promise<Association> {
+  async untagResource(resourceArn: string, keys: readonly string[], context: ChangeContext): Promise<Association> {
+    return this.editTags('UntagResource', resourceArn, { remove: keys }, context);
+  }
+
+  private async editTags(operation: 'TagResource' | 'UntagResource', resourceArn: string, tagEdits: NonNullable<AssociationChanges['tagEdits']>, context: ChangeContext): Promise<Association> {
     const { clusterName, associationId } = this.locate(resourceArn);
-    const updated = await this.store.update(clusterName, associationId, { tagEdits: { remove: keys } });
+    // read first for the record's "before"; the edit itself merges inside the store's transaction
+    const before = this.options.audit ? await this.store.get(clusterName, associationId) : undefined;
+    const updated = await this.store.update(clusterName, associationId, { tagEdits });
     if (!updated) throw this.unknownResource(resourceArn);
+    this.recordChange(operation, context, before, updated);
     return updated;
   }
 

@@ -3,6 +3,7 @@
 // that failed and never echoes the token or its claim values beyond what an
 // operator needs (namespace, service account, pod name).
 import { WireError } from '../lib/errors.js';
+import type { DecisionFailureReason, TokenFailureReason } from './reasons.js';
 
 export const POD_IDENTITY_AUDIENCE = 'pods.eks.amazonaws.com';
 /** Clock leeway for exp, nbf and iat; the same minute Kubernetes allows itself. */
@@ -21,6 +22,8 @@ export interface PodIdentityClaims {
   nodeUid?: string;
   /** epoch seconds */
   expiresAt: number;
+  /** the token's jti (Kubernetes 1.29+), cut to 128 characters */
+  tokenId?: string;
 }
 
 export interface ClaimRules {
@@ -31,12 +34,17 @@ export interface ClaimRules {
   leewaySeconds?: number;
 }
 
-export function invalidToken(check: string): WireError {
-  return new WireError('InvalidTokenException', `The service account token failed verification: ${check}.`);
+export function invalidToken(reason: TokenFailureReason, check: string): WireError {
+  return new WireError('InvalidTokenException', `The service account token failed verification: ${check}.`, { reason });
+}
+
+/** A refusal with its audit reason. */
+export function refused(code: ConstructorParameters<typeof WireError>[0], reason: DecisionFailureReason, message: string, status?: number): WireError {
+  return new WireError(code, message, { reason, ...(status !== undefined && { status }) });
 }
 
 function expiredToken(): WireError {
-  return new WireError('ExpiredTokenException', 'The service account token has expired.');
+  return new WireError('ExpiredTokenException', 'The service account token has expired.', { reason: 'expired' });
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -50,7 +58,7 @@ function nonEmptyString(value: unknown): value is string {
 function numericDate(payload: Record<string, unknown>, name: string, required: boolean): number | undefined {
   const value = payload[name];
   if (value === undefined && !required) return undefined;
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw invalidToken(`"${name}" claim is missing or not a number`);
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw invalidToken('bad_claims', `"${name}" claim is missing or not a number`);
   return value;
 }
 
@@ -62,38 +70,39 @@ const SUBJECT = /^system:serviceaccount:([^:]+):([^:]+)$/;
  * ExpiredTokenException; anything else InvalidTokenException naming the check.
  */
 export function checkClaims(payload: unknown, rules: ClaimRules): PodIdentityClaims {
-  if (!isRecord(payload)) throw invalidToken('payload is not a JSON object');
+  if (!isRecord(payload)) throw invalidToken('malformed', 'payload is not a JSON object');
   const leeway = rules.leewaySeconds ?? CLOCK_LEEWAY_SECONDS;
 
   const exp = numericDate(payload, 'exp', true)!;
   if (rules.now > exp + leeway) throw expiredToken();
   const nbf = numericDate(payload, 'nbf', false);
-  if (nbf !== undefined && rules.now < nbf - leeway) throw invalidToken('"nbf" is in the future');
+  if (nbf !== undefined && rules.now < nbf - leeway) throw invalidToken('not_yet_valid', '"nbf" is in the future');
   const iat = numericDate(payload, 'iat', false);
-  if (iat !== undefined && iat > rules.now + leeway) throw invalidToken('"iat" is in the future');
+  if (iat !== undefined && iat > rules.now + leeway) throw invalidToken('not_yet_valid', '"iat" is in the future');
 
   const iss = payload.iss;
-  if (!nonEmptyString(iss)) throw invalidToken('"iss" claim is missing');
-  if (rules.issuer !== undefined && iss !== rules.issuer) throw invalidToken("issuer does not match the cluster's issuer");
+  if (!nonEmptyString(iss)) throw invalidToken('issuer_mismatch', '"iss" claim is missing');
+  if (rules.issuer !== undefined && iss !== rules.issuer) throw invalidToken('issuer_mismatch', "issuer does not match the cluster's issuer");
 
   const aud = payload.aud;
   const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud : [];
-  if (!audiences.includes(POD_IDENTITY_AUDIENCE)) throw invalidToken(`audience does not contain ${POD_IDENTITY_AUDIENCE}`);
+  if (!audiences.includes(POD_IDENTITY_AUDIENCE)) throw invalidToken('audience_mismatch', `audience does not contain ${POD_IDENTITY_AUDIENCE}`);
 
   const sub = typeof payload.sub === 'string' ? SUBJECT.exec(payload.sub) : null;
-  if (!sub) throw invalidToken('"sub" is not a service account (system:serviceaccount:<namespace>:<name>)');
+  if (!sub) throw invalidToken('bad_claims', '"sub" is not a service account (system:serviceaccount:<namespace>:<name>)');
   const [, namespace, serviceAccount] = sub as unknown as [string, string, string];
 
   const k8s = payload['kubernetes.io'];
-  if (!isRecord(k8s)) throw invalidToken('"kubernetes.io" claim is missing');
+  if (!isRecord(k8s)) throw invalidToken('bad_claims', '"kubernetes.io" claim is missing');
   const sa = isRecord(k8s.serviceaccount) ? k8s.serviceaccount : undefined;
-  if (k8s.namespace !== namespace || sa?.name !== serviceAccount) throw invalidToken('"sub" does not match the kubernetes.io namespace and service account claims');
+  if (k8s.namespace !== namespace || sa?.name !== serviceAccount) throw invalidToken('bad_claims', '"sub" does not match the kubernetes.io namespace and service account claims');
 
   const pod = isRecord(k8s.pod) ? k8s.pod : undefined;
-  if (!pod || !nonEmptyString(pod.name) || !nonEmptyString(pod.uid)) throw invalidToken('token is not bound to a pod');
+  if (!pod || !nonEmptyString(pod.name) || !nonEmptyString(pod.uid)) throw invalidToken('not_pod_bound', 'token is not bound to a pod');
 
   const claims: PodIdentityClaims = { issuer: iss, namespace, serviceAccount, podName: pod.name, podUid: pod.uid, expiresAt: exp };
   if (nonEmptyString(sa.uid)) claims.serviceAccountUid = sa.uid;
+  if (nonEmptyString(payload.jti)) claims.tokenId = payload.jti.slice(0, 128);
   const node = isRecord(k8s.node) ? k8s.node : undefined;
   if (node && nonEmptyString(node.name)) {
     claims.nodeName = node.name;

@@ -76,19 +76,19 @@ function decodeJson(part: string, what: string): unknown {
   try {
     return JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
   } catch {
-    throw invalidToken(`${what} is not base64url-encoded JSON`);
+    throw invalidToken('malformed', `${what} is not base64url-encoded JSON`);
   }
 }
 
 /** A header the verifier can honour, from its base64url text. */
 function decodeHeader(part: string): DecodedJws['header'] {
   const header = decodeJson(part, 'header');
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw invalidToken('header is not a JSON object');
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw invalidToken('malformed', 'header is not a JSON object');
   const { alg, kid, crit } = header as Record<string, unknown>;
-  if (alg === 'none') throw invalidToken('alg "none" is not allowed');
-  if (!isAsymmetricAlg(alg)) throw invalidToken(`alg ${typeof alg === 'string' ? JSON.stringify(alg.slice(0, 16)) : 'missing'} is not an allowed asymmetric algorithm`);
-  if (crit !== undefined) throw invalidToken('critical header parameters are not supported');
-  if (kid !== undefined && typeof kid !== 'string') throw invalidToken('"kid" header is not a string');
+  if (alg === 'none') throw invalidToken('unsupported_alg', 'alg "none" is not allowed');
+  if (!isAsymmetricAlg(alg)) throw invalidToken('unsupported_alg', `alg ${typeof alg === 'string' ? JSON.stringify(alg.slice(0, 16)) : 'missing'} is not an allowed asymmetric algorithm`);
+  if (crit !== undefined) throw invalidToken('malformed', 'critical header parameters are not supported');
+  if (kid !== undefined && typeof kid !== 'string') throw invalidToken('malformed', '"kid" header is not a string');
   return { alg, ...(kid !== undefined && { kid }) };
 }
 
@@ -98,7 +98,7 @@ const headers = new BoundedMap<string, DecodedJws['header']>(64);
 /** Splits and decodes a compact JWS; rejects every header the verifier cannot honour. */
 export function decodeJws(token: string): DecodedJws {
   const dots = jwsDots(token);
-  if (!dots) throw invalidToken('token is not a JWT (three base64url parts)');
+  if (!dots) throw invalidToken('malformed', 'token is not a JWT (three base64url parts)');
   const [firstDot, secondDot] = dots;
   const headerPart = token.slice(0, firstDot);
   let header = headers.get(headerPart);
@@ -106,19 +106,19 @@ export function decodeJws(token: string): DecodedJws {
   const payload = decodeJson(token.slice(firstDot + 1, secondDot), 'payload');
   const signaturePart = token.slice(secondDot + 1);
   const signature = Buffer.from(signaturePart, 'base64url');
-  if (signature.length === 0) throw invalidToken('signature is empty');
+  if (signature.length === 0) throw invalidToken('malformed', 'signature is empty');
   // The header and payload need no spelling check: their text is what is
   // signed. The signature is not; it must be its bytes' one base64url
   // spelling (Node's decoder would also take base64's + and /, and skips
   // what is neither).
-  if (signature.toString('base64url') !== signaturePart) throw invalidToken('signature is not base64url');
+  if (signature.toString('base64url') !== signaturePart) throw invalidToken('malformed', 'signature is not base64url');
   return { header, payload, signingInput: Buffer.from(token.slice(0, secondDot), 'latin1'), signature };
 }
 
 /** Decodes the payload without verifying anything (TokenReview mode, where the API server verifies). */
 export function decodePayloadUnverified(token: string): unknown {
   const dots = jwsDots(token);
-  if (!dots) throw invalidToken('token is not a JWT (three base64url parts)');
+  if (!dots) throw invalidToken('malformed', 'token is not a JWT (three base64url parts)');
   return decodeJson(token.slice(dots[0] + 1, dots[1]), 'payload');
 }
 

@@ -80,7 +80,7 @@ export async function importJwks(doc: unknown): Promise<{ keys: VerificationKey[
 }
 
 function keysUnavailable(): WireError {
-  return new WireError('ServiceUnavailableException', "The cluster's token-signing keys are not available right now.");
+  return new WireError('ServiceUnavailableException', "The cluster's token-signing keys are not available right now.", { reason: 'keys_unavailable' });
 }
 
 export class KeySet {

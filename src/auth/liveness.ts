@@ -4,9 +4,8 @@
 // briefly (alive) or long (gone: a uid never comes back), one lookup per pod
 // at a time; the alive TTL bounds how late a deletion is noticed.
 import { ExpiringCache } from '../lib/bounded-cache.js';
-import { WireError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { invalidToken, type PodIdentityClaims } from './claims.js';
+import { invalidToken, refused, type PodIdentityClaims } from './claims.js';
 import type { KubeClient } from '../kube/client.js';
 
 export interface PodLivenessOptions {
@@ -38,12 +37,12 @@ export function podLivenessCheck(options: PodLivenessOptions): PodLivenessCheck 
       response = await options.kube.request('GET', path, { timeoutMs: options.timeoutMs ?? 2_000 });
     } catch (error) {
       options.logger.warn({ server: options.kube.server, err: (error as Error).message }, 'pod liveness check failed');
-      throw new WireError('ServiceUnavailableException', "The cluster's API server cannot confirm the pod right now.");
+      throw refused('ServiceUnavailableException', 'api_unavailable', "The cluster's API server cannot confirm the pod right now.");
     }
     if (response.status === 404) return false;
     if (response.status !== 200) {
       options.logger.warn({ server: options.kube.server, status: response.status }, 'pod liveness check refused');
-      throw new WireError('ServiceUnavailableException', "The cluster's API server cannot confirm the pod right now.");
+      throw refused('ServiceUnavailableException', 'api_unavailable', "The cluster's API server cannot confirm the pod right now.");
     }
     return (response.body as { metadata?: { uid?: unknown } } | undefined)?.metadata?.uid === claims.podUid;
   }
@@ -63,6 +62,6 @@ export function podLivenessCheck(options: PodLivenessOptions): PodLivenessCheck 
       }
       alive = await pending;
     }
-    if (!alive) throw invalidToken("the token's pod no longer exists");
+    if (!alive) throw invalidToken('pod_gone', "the token's pod no longer exists");
   };
 }

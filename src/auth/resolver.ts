@@ -55,6 +55,7 @@ export class AssociationResolver {
       throw new WireError(
         'ResourceNotFoundException',
         `No Pod Identity association found for service account ${subject.serviceAccount} in namespace ${subject.namespace} of cluster ${subject.clusterName}.`,
+        { reason: 'no_association' },
       );
     }
     return association;

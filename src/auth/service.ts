@@ -5,11 +5,13 @@ import { randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { AssumeRoleResponse } from '../api/eks-auth.js';
 import type { Association } from '../api/eks.js';
-import { isWireError, WireError } from '../lib/errors.js';
+import type { AuditLog } from '../lib/audit.js';
+import { isWireError } from '../lib/errors.js';
 import { isoTime } from '../lib/iso-time.js';
 import { hotCounter, type HotCounter } from '../lib/metrics.js';
-import type { AuditLog, AuditOutcome, AuditRecord } from './audit.js';
-import { POD_IDENTITY_AUDIENCE, type PodIdentityClaims } from './claims.js';
+import { POD_IDENTITY_AUDIENCE, refused, type PodIdentityClaims } from './claims.js';
+import { decodePayloadUnverified } from './jws.js';
+import { isTokenFailureReason, TOKEN_FAILURE_REASONS, type DecisionFailureReason } from './reasons.js';
 import type { ClusterAuth } from './cluster.js';
 import type { CredentialIssuer, IssuedCredentials } from './issuers/issuer.js';
 import { checkNodeBinding } from './node-binding.js';
@@ -54,9 +56,59 @@ function toAssumeRoleResponse(claims: PodIdentityClaims, association: Associatio
   };
 }
 
-function outcomeOf(error: unknown): { outcome: AuditOutcome; errorType: string } {
-  if (!isWireError(error)) return { outcome: 'failed', errorType: 'InternalServerException' };
-  return { outcome: error.status >= 500 ? 'failed' : 'denied', errorType: error.code };
+type DecisionOutcome = 'allowed' | 'denied' | 'failed';
+
+/** The audit record of one decision (docs/operations.md, Audit records). */
+export interface DecisionRecord {
+  type: 'eks-auth-decision';
+  /** ISO 8601 */
+  time: string;
+  requestId: string;
+  cluster: string;
+  /** access key id of the calling node key */
+  caller: string;
+  namespace?: string;
+  serviceAccount?: string;
+  podName?: string;
+  podUid?: string;
+  /** the node: the request's eksNodeName, else the token's node claim */
+  node?: string;
+  /** the token's jti, which the Kubernetes audit log records for the TokenRequest that made it */
+  jti?: string;
+  /** whether the token passed verification (a refused token's jti is what it claims, nothing more) */
+  tokenVerified: boolean;
+  associationId?: string;
+  roleArn?: string;
+  /** the role session name, as STS and CloudTrail show it */
+  sessionName?: string;
+  /** the access key id of the issued credentials (never their secret or session token) */
+  accessKeyId?: string;
+  outcome: DecisionOutcome;
+  /** the wire error name when not allowed */
+  errorType?: string;
+  /** which check refused it, from a fixed set (auth/reasons.ts) */
+  reason?: DecisionFailureReason;
+  latencyMs: number;
+}
+
+function outcomeOf(error: unknown): Pick<DecisionRecord, 'outcome' | 'errorType' | 'reason'> {
+  if (!isWireError(error)) return { outcome: 'failed', errorType: 'InternalServerException', reason: 'internal' };
+  return { outcome: error.status >= 500 ? 'failed' : 'denied', errorType: error.code, reason: (error.reason as DecisionFailureReason | undefined) ?? 'internal' };
+}
+
+/** A jti as a record keeps it: a string of sane length (a refused token's claims are anyone's). */
+function jtiOf(payload: unknown): string | undefined {
+  const jti = (payload as { jti?: unknown } | null)?.jti;
+  return typeof jti === 'string' && jti.length > 0 ? jti.slice(0, 128) : undefined;
+}
+
+/** The jti a token claims, read without verifying it; for the record of a refused token. */
+function claimedJti(token: string): string | undefined {
+  try {
+    return jtiOf(decodePayloadUnverified(token));
+  } catch {
+    return undefined;
+  }
 }
 
 export class EksAuthService {
@@ -65,6 +117,7 @@ export class EksAuthService {
   private readonly perServiceAccount?: KeyedBuckets;
   private readonly now: () => number;
   private readonly decisions?: HotCounter;
+  private readonly verificationFailures?: HotCounter;
 
   constructor(private readonly options: EksAuthServiceOptions) {
     this.clusters = new Map(options.clusters.map((c) => [c.name, c]));
@@ -77,13 +130,19 @@ export class EksAuthService {
         help: 'AssumeRoleForPodIdentity decisions by cluster, outcome (allowed, denied, failed) and error name',
         labelNames: ['cluster', 'outcome', 'error'],
       });
+      this.verificationFailures = hotCounter(options.registry, {
+        name: 'pod_identity_token_verification_failures_total',
+        help: `Service-account tokens refused by verification, by cluster and reason (${TOKEN_FAILURE_REASONS.join(', ')})`,
+        labelNames: ['cluster', 'reason'],
+      });
     }
   }
 
   async assumeRole(input: AssumeRoleInput): Promise<AssumeRoleResponse> {
     const started = performance.now();
     // Every field is there from the start (undefined until known), so the record keeps one shape as it fills in.
-    const record: AuditRecord = {
+    const record: DecisionRecord = {
+      type: 'eks-auth-decision',
       time: isoTime(this.now()),
       requestId: input.requestId,
       cluster: input.clusterName,
@@ -93,35 +152,47 @@ export class EksAuthService {
       podName: undefined,
       podUid: undefined,
       node: input.eksNodeName,
+      jti: undefined,
+      tokenVerified: false,
       associationId: undefined,
       roleArn: undefined,
+      sessionName: undefined,
+      accessKeyId: undefined,
       outcome: 'allowed',
       errorType: undefined,
+      reason: undefined,
       latencyMs: 0,
     };
+    const cluster = this.clusters.has(input.clusterName) ? input.clusterName : '(unknown)';
     try {
       return await this.decide(input, record);
     } catch (error) {
       Object.assign(record, outcomeOf(error));
+      if (!record.tokenVerified) {
+        record.jti ??= claimedJti(input.token);
+        if (isTokenFailureReason(record.reason)) this.verificationFailures?.add(cluster, record.reason);
+      }
       throw error;
     } finally {
       record.latencyMs = Math.round((performance.now() - started) * 1000) / 1000;
-      this.options.audit.record(record);
-      this.decisions?.add(this.clusters.has(input.clusterName) ? input.clusterName : '(unknown)', record.outcome, record.errorType ?? '');
+      this.options.audit.record(record, 'eks-auth decision');
+      this.decisions?.add(cluster, record.outcome, record.errorType ?? '');
     }
   }
 
-  private async decide(input: AssumeRoleInput, record: AuditRecord): Promise<AssumeRoleResponse> {
+  private async decide(input: AssumeRoleInput, record: DecisionRecord): Promise<AssumeRoleResponse> {
     if (input.caller.clusters && !input.caller.clusters.includes(input.clusterName)) {
-      throw new WireError('AccessDeniedException', `This node key may not call AssumeRoleForPodIdentity for cluster ${input.clusterName}.`, { status: 400 });
+      throw refused('AccessDeniedException', 'cluster_not_allowed', `This node key may not call AssumeRoleForPodIdentity for cluster ${input.clusterName}.`, 400);
     }
     const cluster = this.clusters.get(input.clusterName);
-    if (!cluster) throw new WireError('ResourceNotFoundException', `No cluster found for name: ${input.clusterName}.`);
+    if (!cluster) throw refused('ResourceNotFoundException', 'unknown_cluster', `No cluster found for name: ${input.clusterName}.`);
     if (this.perCluster && !this.perCluster.take(cluster.name, this.now())) {
-      throw new WireError('ThrottlingException', `Too many requests for cluster ${cluster.name}; retry later.`);
+      throw refused('ThrottlingException', 'throttled_cluster', `Too many requests for cluster ${cluster.name}; retry later.`);
     }
 
     const claims = await cluster.verifier.verify(input.token);
+    record.tokenVerified = true;
+    record.jti = claims.tokenId;
     record.namespace = claims.namespace;
     record.serviceAccount = claims.serviceAccount;
     record.podName = claims.podName;
@@ -130,18 +201,21 @@ export class EksAuthService {
     checkNodeBinding({ tokenNode: claims.nodeName, requestNode: input.eksNodeName, required: cluster.requireNodeBinding });
 
     if (this.perServiceAccount && !this.perServiceAccount.take(`${cluster.name}\u0000${claims.namespace}\u0000${claims.serviceAccount}`, this.now())) {
-      throw new WireError('ThrottlingException', `Too many requests for service account ${claims.serviceAccount} in namespace ${claims.namespace}; retry later.`);
+      throw refused('ThrottlingException', 'throttled_service_account', `Too many requests for service account ${claims.serviceAccount} in namespace ${claims.namespace}; retry later.`);
     }
 
     const association = await this.options.resolver.resolve({ clusterName: cluster.name, namespace: claims.namespace, serviceAccount: claims.serviceAccount });
     record.associationId = association.associationId;
     record.roleArn = effectiveRoleArn(association);
 
+    const sessionName = roleSessionName(cluster.name, claims.podName, randomUUID());
+    record.sessionName = sessionName;
     const issued = await this.options.issuer.issue({
       association,
-      sessionName: roleSessionName(cluster.name, claims.podName, randomUUID()),
+      sessionName,
       ...(this.options.issuer.usesSessionTags && !association.disableSessionTags && { tags: sessionTags(cluster.arn, cluster.name, claims) }),
     });
+    record.accessKeyId = issued.accessKeyId;
     return toAssumeRoleResponse(claims, association, issued);
   }
 }

@@ -4,9 +4,8 @@
 // remember verified tokens by hash; revocation (pod liveness) wraps them, so
 // it applies to remembered tokens too.
 import { hash, type KeyObject } from 'node:crypto';
-import { WireError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { checkClaims, checkStillValid, invalidToken, POD_IDENTITY_AUDIENCE, type PodIdentityClaims } from './claims.js';
+import { checkClaims, checkStillValid, invalidToken, POD_IDENTITY_AUDIENCE, refused, type PodIdentityClaims } from './claims.js';
 import { decodeJws, decodePayloadUnverified, verifyJwsSignature } from './jws.js';
 import type { KeySet } from './keys.js';
 import type { KubeClient } from '../kube/client.js';
@@ -88,10 +87,10 @@ export class JwksTokenVerifier implements TokenVerifier {
     const jws = decodeJws(token);
     const candidates = await this.options.keys.candidates(jws.header.kid, jws.header.alg);
     if (candidates.length === 0) {
-      throw invalidToken(jws.header.kid === undefined ? `no signing key of the cluster fits alg ${jws.header.alg}` : "no signing key of the cluster has the token's kid");
+      throw invalidToken('unknown_key', jws.header.kid === undefined ? `no signing key of the cluster fits alg ${jws.header.alg}` : "no signing key of the cluster has the token's kid");
     }
     const signer = candidates.find((candidate) => verifyJwsSignature(jws, candidate.key));
-    if (!signer) throw invalidToken('signature does not verify with the cluster\'s signing key');
+    if (!signer) throw invalidToken('bad_signature', 'signature does not verify with the cluster\'s signing key');
     const claims = checkClaims(jws.payload, { issuer: this.options.issuer, now: this.now() / 1000 });
     this.tokens.set(place, known === undefined ? SEEN_ONCE : { tokenHash: tokenHash(token), claims, key: signer.key });
     return claims;
@@ -149,21 +148,21 @@ export class TokenReviewVerifier implements TokenVerifier {
       );
     } catch (error) {
       this.options.logger.warn({ server: this.options.kube.server, err: (error as Error).message }, 'TokenReview failed');
-      throw new WireError('ServiceUnavailableException', "The cluster's API server cannot review tokens right now.");
+      throw refused('ServiceUnavailableException', 'api_unavailable', "The cluster's API server cannot review tokens right now.");
     }
     if (response.status !== 201 && response.status !== 200) {
       this.options.logger.warn({ server: this.options.kube.server, status: response.status }, 'TokenReview refused');
-      throw new WireError('ServiceUnavailableException', "The cluster's API server cannot review tokens right now.");
+      throw refused('ServiceUnavailableException', 'api_unavailable', "The cluster's API server cannot review tokens right now.");
     }
     const status = ((response.body as { status?: TokenReviewStatus } | undefined)?.status ?? {}) as TokenReviewStatus;
     if (status.authenticated !== true) {
       this.options.logger.debug({ reason: status.error?.slice(0, 200) }, 'TokenReview did not authenticate a token');
-      throw invalidToken('the API server did not authenticate the token (TokenReview)');
+      throw invalidToken('token_review_rejected', 'the API server did not authenticate the token (TokenReview)');
     }
-    if (status.audiences && !status.audiences.includes(POD_IDENTITY_AUDIENCE)) throw invalidToken(`TokenReview did not confirm audience ${POD_IDENTITY_AUDIENCE}`);
-    if (status.user?.username !== `system:serviceaccount:${claims.namespace}:${claims.serviceAccount}`) throw invalidToken('TokenReview user does not match "sub"');
+    if (status.audiences && !status.audiences.includes(POD_IDENTITY_AUDIENCE)) throw invalidToken('token_review_rejected', `TokenReview did not confirm audience ${POD_IDENTITY_AUDIENCE}`);
+    if (status.user?.username !== `system:serviceaccount:${claims.namespace}:${claims.serviceAccount}`) throw invalidToken('token_review_rejected', 'TokenReview user does not match "sub"');
     const podUid = status.user.extra?.['authentication.kubernetes.io/pod-uid']?.[0];
-    if (podUid !== undefined && podUid !== claims.podUid) throw invalidToken('TokenReview pod does not match the token\'s pod claim');
+    if (podUid !== undefined && podUid !== claims.podUid) throw invalidToken('token_review_rejected', 'TokenReview pod does not match the token\'s pod claim');
     this.cache.set(cacheKey, claims, Math.min(claims.expiresAt * 1000, this.now() + this.reviewTtlMs));
     return claims;
   }

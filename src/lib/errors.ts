@@ -57,12 +57,15 @@ const DEFAULT_STATUS: Record<WireErrorCode, number> = {
 export class WireError extends Error {
   readonly code: WireErrorCode;
   readonly status: number;
+  /** a finer, stable code of why, for audit records and metrics (never sent); the producer's own fixed set */
+  readonly reason?: string;
 
-  constructor(code: WireErrorCode, message: string, options: { status?: number; cause?: unknown } = {}) {
+  constructor(code: WireErrorCode, message: string, options: { status?: number; cause?: unknown; reason?: string } = {}) {
     super(message, { cause: options.cause });
     this.name = code;
     this.code = code;
     this.status = options.status ?? DEFAULT_STATUS[code];
+    if (options.reason !== undefined) this.reason = options.reason;
   }
 }
 

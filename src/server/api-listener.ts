@@ -10,6 +10,7 @@ import type { AssociationStore } from '../associations/store.js';
 import { clusterArn } from '../auth/session.js';
 import { createEksAuth } from './setup/eks-auth.js';
 import { applyServerTimeouts, closeServer, formatUrlHost, listen, parseListen } from '../lib/http.js';
+import { AuditLog } from '../lib/audit.js';
 import type { Logger } from '../lib/logger.js';
 import { identitiesRoutes } from './routes/identities.js';
 import { createApiHandler } from './api.js';
@@ -32,8 +33,10 @@ export interface ApiListener {
 export async function startApiListener(config: ServerConfig, deps: { store: AssociationStore; logger: Logger; registry: Registry }): Promise<ApiListener> {
   const { store, logger, registry } = deps;
   const clusterNames = config.clusters.map((c) => c.name);
-  const associations = new AssociationService({ store, region: config.region, accountId: config.accountId, clusters: () => clusterNames });
-  const eksAuth = createEksAuth(config, { store, logger, registry });
+  // one audit trail for the changes and decisions this process makes
+  const audit = new AuditLog(logger, config.audit.file);
+  const associations = new AssociationService({ store, region: config.region, accountId: config.accountId, clusters: () => clusterNames, audit });
+  const eksAuth = createEksAuth(config, { store, logger, registry, audit });
   const routes: Route[] = [
     ...associationRoutes(associations, staticKeys(config.admins)),
     ...tagRoutes(associations, staticKeys(config.admins)),
@@ -54,14 +57,16 @@ export async function startApiListener(config: ServerConfig, deps: { store: Asso
   try {
     address = await listen(server, parseListen(config.listen));
   } catch (error) {
-    await eksAuth.close();
+    eksAuth.close();
+    await audit.close();
     throw error;
   }
   return {
     url: `${config.tls ? 'https' : 'http'}://${formatUrlHost(address.host)}:${address.port}`,
     async close() {
       await closeServer(server);
-      await eksAuth.close();
+      eksAuth.close();
+      await audit.close();
     },
   };
 }

@@ -9,7 +9,9 @@ import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { AssociationService } from '../../src/associations/service.js';
 import { SqliteAssociationStore } from '../../src/associations/stores/sqlite.js';
-import { AuditLog, type AuditRecord } from '../../src/auth/audit.js';
+import { AuditLog } from '../../src/lib/audit.js';
+import type { ChangeContext } from '../../src/associations/audit.js';
+import type { DecisionRecord } from '../../src/auth/service.js';
 import { createClusterAuth } from '../../src/auth/cluster.js';
 import { LocalIssuer } from '../../src/auth/issuers/local.js';
 import { AssociationResolver } from '../../src/auth/resolver.js';
@@ -18,6 +20,8 @@ import { WireError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { parseServerConfig } from '../../src/config/load.js';
 import { jwksOf, podClaims, TEST_ISSUER, testSigner, type TestSigner } from '../helpers/sa-tokens.js';
+
+const ADMIN_CHANGE: ChangeContext = { actor: { kind: 'access-key', accessKeyId: 'AKIAADMINTEST' } };
 
 describe('EksAuthService', () => {
   let dir: string;
@@ -41,8 +45,8 @@ describe('EksAuthService', () => {
     });
     store = new SqliteAssociationStore(':memory:');
     associations = new AssociationService({ store, region: 'us-east-1', accountId: '000000000000', clusters: () => ['demo', 'strict'] });
-    await associations.create('demo', { namespace: 'ns', serviceAccount: 'reader', roleArn: 'arn:aws:iam::111122223333:role/reader' });
-    await associations.create('strict', { namespace: 'ns', serviceAccount: 'reader', roleArn: 'arn:aws:iam::111122223333:role/reader' });
+    await associations.create('demo', { namespace: 'ns', serviceAccount: 'reader', roleArn: 'arn:aws:iam::111122223333:role/reader' }, ADMIN_CHANGE);
+    await associations.create('strict', { namespace: 'ns', serviceAccount: 'reader', roleArn: 'arn:aws:iam::111122223333:role/reader' }, ADMIN_CHANGE);
     const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _enc, done) => (logLines.push(String(chunk)), done()) }));
     const clusters = config.clusters.map((c) => createClusterAuth(c, { region: 'us-east-1', accountId: '000000000000', logger: silentLogger() }));
     resolver = new AssociationResolver({ store });
@@ -90,15 +94,15 @@ describe('EksAuthService', () => {
   });
 
   it('sees a deleted association at once (store change feed)', async () => {
-    const created = await associations.create('demo', { namespace: 'ns', serviceAccount: 'temp', roleArn: 'arn:aws:iam::111122223333:role/temp' });
+    const created = await associations.create('demo', { namespace: 'ns', serviceAccount: 'temp', roleArn: 'arn:aws:iam::111122223333:role/temp' }, ADMIN_CHANGE);
     const token = await signer.sign(podClaims({ namespace: 'ns', serviceAccount: 'temp' }));
     await service.assumeRole({ clusterName: 'demo', token, caller, requestId: 'r' });
-    await associations.delete('demo', created.associationId);
+    await associations.delete('demo', created.associationId, ADMIN_CHANGE);
     await assert.rejects(service.assumeRole({ clusterName: 'demo', token, caller, requestId: 'r' }), code('ResourceNotFoundException'));
   });
 
   it('throttles per service account', async () => {
-    await associations.create('demo', { namespace: 'ns', serviceAccount: 'busy', roleArn: 'arn:aws:iam::111122223333:role/busy' });
+    await associations.create('demo', { namespace: 'ns', serviceAccount: 'busy', roleArn: 'arn:aws:iam::111122223333:role/busy' }, ADMIN_CHANGE);
     const token = await signer.sign(podClaims({ namespace: 'ns', serviceAccount: 'busy' }));
     for (let i = 0; i < 5; i++) await service.assumeRole({ clusterName: 'demo', token, caller, requestId: 'r' });
     await assert.rejects(service.assumeRole({ clusterName: 'demo', token, caller, requestId: 'r' }), code('ThrottlingException'));
@@ -123,8 +127,8 @@ describe('EksAuthService', () => {
     const out = await service.assumeRole({ clusterName: 'demo', token, caller, requestId: 'audit-ok' });
     await assert.rejects(service.assumeRole({ clusterName: 'demo', token: `${token.slice(0, -4)}AAAA`, caller, requestId: 'audit-bad' }));
     await new Promise((r) => setTimeout(r, 50));
-    const fromLog = logLines.map((l) => JSON.parse(l) as { audit?: AuditRecord }).flatMap((l) => (l.audit ? [l.audit] : []));
-    const fromFile = readFileSync(join(dir, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as AuditRecord);
+    const fromLog = logLines.map((l) => JSON.parse(l) as { audit?: DecisionRecord }).flatMap((l) => (l.audit ? [l.audit] : []));
+    const fromFile = readFileSync(join(dir, 'audit.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as DecisionRecord);
     assert.deepEqual(fromFile, fromLog);
     const ok = fromFile.find((r) => r.requestId === 'audit-ok')!;
     assert.equal(ok.outcome, 'allowed');

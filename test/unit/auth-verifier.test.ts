@@ -190,7 +190,7 @@ describe('JwksTokenVerifier', () => {
     const signer = await testSigner('RS256');
     const dead = new Set<string>();
     const verifier = withRevocation(new JwksTokenVerifier({ keys: new KeySet({ fetchJwks: async () => jwksOf(signer), describe: 'test', logger }) }), async (claims) => {
-      if (dead.has(claims.podUid)) throw invalidToken("the token's pod no longer exists");
+      if (dead.has(claims.podUid)) throw invalidToken('pod_gone', "the token's pod no longer exists");
     });
     const token = await signer.sign(podClaims({ podUid: 'pod-uid-1' }));
     await useUntilCached(verifier, token);

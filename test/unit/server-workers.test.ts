@@ -6,6 +6,7 @@ import { relayChanges } from '../../src/associations/change-relay.js';
 import { AssociationService } from '../../src/associations/service.js';
 import type { StoreChange } from '../../src/associations/store.js';
 import { SqliteAssociationStore } from '../../src/associations/stores/sqlite.js';
+import type { ChangeContext } from '../../src/associations/audit.js';
 import { parseServerConfig } from '../../src/config/load.js';
 import { workerConfig, workerCount } from '../../src/server/workers.js';
 
@@ -27,13 +28,15 @@ test('each worker enforces its share of every throttle', () => {
   assert.deepEqual(workerConfig(parseServerConfig({}), 4).throttle, {});
 });
 
+const ADMIN_CHANGE: ChangeContext = { actor: { kind: 'access-key', accessKeyId: 'AKIAADMINTEST' } };
+
 test('the change relay sends this process\'s changes out and hands changes from elsewhere to its listeners', async () => {
   const sent: StoreChange[] = [];
   const heard: StoreChange[] = [];
   const store = relayChanges(new SqliteAssociationStore(':memory:'), (change) => sent.push(change));
   const stop = store.onChange((change) => heard.push(change));
   const service = new AssociationService({ store, region: 'us-east-1', accountId: '000000000000', clusters: () => ['demo'] });
-  const created = await service.create('demo', { namespace: 'ns', serviceAccount: 'app', roleArn: 'arn:aws:iam::111122223333:role/app' });
+  const created = await service.create('demo', { namespace: 'ns', serviceAccount: 'app', roleArn: 'arn:aws:iam::111122223333:role/app' }, ADMIN_CHANGE);
   assert.deepEqual(
     sent.map((c) => [c.kind, c.association.serviceAccount]),
     [['upsert', 'app']],

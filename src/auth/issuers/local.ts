@@ -126,7 +126,7 @@ export class LocalIssuer implements CredentialIssuer {
   async issue({ association, sessionName }: IssueRequest): Promise<IssuedCredentials> {
     const roleArn = effectiveRoleArn(association);
     const role = localRole(roleArn);
-    if (!role) throw new WireError('InternalServerException', 'The association does not name a valid role ARN.');
+    if (!role) throw new WireError('InternalServerException', 'The association does not name a valid role ARN.', { reason: 'issuer_failed' });
     const duration = association.targetRoleArn ? Math.min(this.options.durationSeconds, MAX_CHAINED_SECONDS) : this.options.durationSeconds;
     const expiresAt = Math.floor(this.now() / 1000) + duration;
     const accessKeyId = `ASIA${base32(pooledRandom(16), 16)}`;

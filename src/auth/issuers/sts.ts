@@ -40,15 +40,15 @@ export function mapStsError(error: unknown, roleArn: string): WireError {
   const e = (error ?? {}) as SdkError;
   const name = e.name ?? '';
   const status = e.$metadata?.httpStatusCode;
-  if (THROTTLED.has(name) || status === 429) return new WireError('ThrottlingException', 'STS is throttling AssumeRole; retry later.');
+  if (THROTTLED.has(name) || status === 429) return new WireError('ThrottlingException', 'STS is throttling AssumeRole; retry later.', { reason: 'sts_throttled' });
   if (DENIED.has(name)) {
-    return new WireError('AccessDeniedException', `STS denied AssumeRole on ${roleArn}: does the role trust this server's principal (see pod-identity trust-policy)?`, { status: 400 });
+    return new WireError('AccessDeniedException', `STS denied AssumeRole on ${roleArn}: does the role trust this server's principal (see pod-identity trust-policy)?`, { status: 400, reason: 'sts_denied' });
   }
-  if (BAD_REQUEST.has(name)) return new WireError('InvalidRequestException', `STS refused AssumeRole on ${roleArn} (${name}).`);
+  if (BAD_REQUEST.has(name)) return new WireError('InvalidRequestException', `STS refused AssumeRole on ${roleArn} (${name}).`, { reason: 'sts_refused' });
   if (UNAVAILABLE.has(name) || (status !== undefined && status >= 500) || (status === undefined && (e.code !== undefined || name === 'Error' || name === 'AbortError'))) {
-    return new WireError('ServiceUnavailableException', 'STS is unavailable; retry later.');
+    return new WireError('ServiceUnavailableException', 'STS is unavailable; retry later.', { reason: 'sts_unavailable' });
   }
-  return new WireError('InternalServerException', 'The credential issuer failed.');
+  return new WireError('InternalServerException', 'The credential issuer failed.', { reason: 'issuer_failed' });
 }
 
 function complete(credentials: Credentials | undefined): credentials is Required<Pick<Credentials, 'AccessKeyId' | 'SecretAccessKey' | 'SessionToken' | 'Expiration'>> {
@@ -120,7 +120,7 @@ export class StsIssuer implements CredentialIssuer {
       throw wire;
     }
     if (!complete(answer.Credentials) || !answer.AssumedRoleUser?.Arn || !answer.AssumedRoleUser.AssumedRoleId) {
-      throw new WireError('InternalServerException', 'STS answered without credentials.');
+      throw new WireError('InternalServerException', 'STS answered without credentials.', { reason: 'issuer_failed' });
     }
     return answer;
   }

@@ -1,14 +1,20 @@
 // HTTP routes of the EKS association API: decode (path, query, body) →
 // AssociationService → encode. SigV4 with signing name `eks`, admin keys only.
 import { createInput, listInput, parseJsonBody, toWireAssociation, toWireSummary, updateInput, validate } from '../../api/eks.js';
+import type { ChangeContext } from '../../associations/audit.js';
 import type { AssociationService } from '../../associations/service.js';
 import { sigv4Authenticator, type KeyLookup } from '../authenticate.js';
-import type { Route } from '../router.js';
+import type { RequestContext, Route } from '../router.js';
 
 const CLUSTER = '(?<cluster>[^/]+)';
 const ID = '(?<id>[^/]+)';
 const COLLECTION = new RegExp(`^/clusters/${CLUSTER}/pod-identity-associations/?$`);
 const ITEM = new RegExp(`^/clusters/${CLUSTER}/pod-identity-associations/${ID}$`);
+
+/** A change through the API is the signing key's, in this request. */
+export function apiChangeContext(ctx: RequestContext): ChangeContext {
+  return { actor: { kind: 'access-key', accessKeyId: ctx.caller!.accessKeyId }, requestId: ctx.requestId };
+}
 
 export function associationRoutes(service: AssociationService, admins: KeyLookup): Route[] {
   const authenticate = sigv4Authenticator('eks', admins);
@@ -20,7 +26,7 @@ export function associationRoutes(service: AssociationService, admins: KeyLookup
       authenticate,
       async handle(ctx) {
         const input = validate(createInput, parseJsonBody(ctx.body));
-        const association = await service.create(ctx.params.cluster!, input);
+        const association = await service.create(ctx.params.cluster!, input, apiChangeContext(ctx));
         return { status: 200, body: { association: toWireAssociation(association) } };
       },
     },
@@ -52,7 +58,7 @@ export function associationRoutes(service: AssociationService, admins: KeyLookup
       authenticate,
       async handle(ctx) {
         const input = validate(updateInput, parseJsonBody(ctx.body));
-        const association = await service.update(ctx.params.cluster!, ctx.params.id!, input);
+        const association = await service.update(ctx.params.cluster!, ctx.params.id!, input, apiChangeContext(ctx));
         return { status: 200, body: { association: toWireAssociation(association) } };
       },
     },
@@ -62,7 +68,7 @@ export function associationRoutes(service: AssociationService, admins: KeyLookup
       pattern: ITEM,
       authenticate,
       async handle(ctx) {
-        const association = await service.delete(ctx.params.cluster!, ctx.params.id!);
+        const association = await service.delete(ctx.params.cluster!, ctx.params.id!, apiChangeContext(ctx));
         return { status: 200, body: { association: toWireAssociation(association) } };
       },
     },

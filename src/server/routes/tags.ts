@@ -8,6 +8,7 @@ import { parseJsonBody, tagResourceInput, untagResourceInput, validate } from '.
 import type { AssociationService } from '../../associations/service.js';
 import { sigv4Authenticator, type KeyLookup } from '../authenticate.js';
 import type { Route } from '../router.js';
+import { apiChangeContext } from './associations.js';
 
 const RESOURCE = /^\/tags\/(?<arn>.+)$/;
 
@@ -21,7 +22,7 @@ export function tagRoutes(service: AssociationService, admins: KeyLookup): Route
       authenticate,
       async handle(ctx) {
         const { tags } = validate(tagResourceInput, parseJsonBody(ctx.body), 'BadRequestException');
-        await service.tagResource(ctx.params.arn!, tags);
+        await service.tagResource(ctx.params.arn!, tags, apiChangeContext(ctx));
         return { status: 200, body: {} };
       },
     },
@@ -32,7 +33,7 @@ export function tagRoutes(service: AssociationService, admins: KeyLookup): Route
       authenticate,
       async handle(ctx) {
         const { tagKeys } = validate(untagResourceInput, { tagKeys: ctx.query.getAll('tagKeys') }, 'BadRequestException');
-        await service.untagResource(ctx.params.arn!, tagKeys);
+        await service.untagResource(ctx.params.arn!, tagKeys, apiChangeContext(ctx));
         return { status: 200, body: {} };
       },
     },

@@ -5,9 +5,9 @@
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
 import type { AssociationStore } from '../../associations/store.js';
+import type { AuditLog } from '../../lib/audit.js';
 import type { Logger } from '../../lib/logger.js';
 import type { ServerConfig } from '../../config/schema.js';
-import { AuditLog } from '../../auth/audit.js';
 import { createClusterAuth, type ClusterAuth } from '../../auth/cluster.js';
 import type { CredentialIssuer } from '../../auth/issuers/issuer.js';
 import { LocalIssuer, loadOrCreateLocalIssuerKey } from '../../auth/issuers/local.js';
@@ -20,12 +20,14 @@ export interface EksAuth {
   /** set when issuer.type is local: the server then answers STS GetCallerIdentity for its credentials */
   localIssuer?: LocalIssuer;
   clusters: readonly ClusterAuth[];
-  close(): Promise<void>;
+  close(): void;
 }
 
 export interface EksAuthOptions {
   store: AssociationStore;
   logger: Logger;
+  /** where decisions are recorded (closed by its owner) */
+  audit: AuditLog;
   registry?: Registry;
 }
 
@@ -53,17 +55,15 @@ export function createEksAuth(config: ServerConfig, options: EksAuthOptions): Ek
   }
 
   const resolver = new AssociationResolver({ store: options.store });
-  const audit = new AuditLog(logger, config.audit.file);
-  const service = new EksAuthService({ clusters, resolver, issuer, audit, throttle: config.throttle, registry: options.registry });
+  const service = new EksAuthService({ clusters, resolver, issuer, audit: options.audit, throttle: config.throttle, registry: options.registry });
   return {
     service,
     ...(localIssuer && { localIssuer }),
     clusters,
-    async close() {
+    close() {
       resolver.close();
       issuer.close();
       for (const cluster of clusters) cluster.close();
-      await audit.close();
     },
   };
 }

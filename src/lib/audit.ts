@@ -1,30 +1,16 @@
-// One audit record per EKS Auth decision, to the log and, when configured, to
-// a JSONL file. Records name who asked for what and what was decided; they
-// never hold a token, a secret key or a session token.
+// The audit trail: one JSON record per decision or change, to the log and,
+// when configured (`audit.file`), to a JSONL file. Each producer defines its
+// records (auth/service.ts: every EKS Auth decision; associations/service.ts:
+// every association change) from named, non-secret fields only: a record
+// never holds a token, a secret key or a session token. The schema is in
+// docs/operations.md (Audit records).
 import { createWriteStream, type WriteStream } from 'node:fs';
-import type { Logger } from '../lib/logger.js';
+import type { Logger } from './logger.js';
 
-export type AuditOutcome = 'allowed' | 'denied' | 'failed';
-
-export interface AuditRecord {
-  /** ISO 8601 */
+/** What every record has: its type and its time (ISO 8601). */
+export interface AuditEntry {
+  type: string;
   time: string;
-  requestId: string;
-  cluster: string;
-  /** access key id of the calling node key */
-  caller?: string;
-  namespace?: string;
-  serviceAccount?: string;
-  podName?: string;
-  podUid?: string;
-  /** the node: the request's eksNodeName, else the token's node claim */
-  node?: string;
-  associationId?: string;
-  roleArn?: string;
-  outcome: AuditOutcome;
-  /** the wire error name when not allowed */
-  errorType?: string;
-  latencyMs: number;
 }
 
 /** The JSONL writer stops buffering past this many bytes (a stuck disk must not eat the heap). */
@@ -37,8 +23,8 @@ export class AuditLog {
   private readonly logger: Logger;
 
   constructor(logger: Logger, filePath?: string) {
-    // Records are built here from named, non-secret fields only, so the
-    // logger's path redaction (half the cost of a record) is not needed.
+    // Records are built from named, non-secret fields only, so the logger's
+    // path redaction (half the cost of a record) is not needed.
     this.logger = logger.child({}, { redact: [] });
     if (filePath) {
       this.file = createWriteStream(filePath, { flags: 'a', mode: 0o600 });
@@ -46,8 +32,9 @@ export class AuditLog {
     }
   }
 
-  record(record: AuditRecord): void {
-    this.logger.info({ audit: record }, 'eks-auth decision');
+  /** Logs the record under `audit` with this message, and appends it to the file. */
+  record<T extends AuditEntry>(record: T, message: string): void {
+    this.logger.info({ audit: record }, message);
     if (!this.file) return;
     if (this.file.writableLength > MAX_PENDING_BYTES) {
       if (this.dropped++ % 1000 === 0) this.logger.error({ dropped: this.dropped }, 'audit file is not keeping up; records dropped from the file (still in the log)');

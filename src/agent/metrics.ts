@@ -1,13 +1,13 @@
 // The agent's Prometheus metrics, and the event hooks that feed them into the
 // cache, the upstream and the handler.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { hotCounter } from '../lib/metrics.js';
+import { hotCounter, hotHistogram } from '../lib/metrics.js';
 import type { CacheEvents } from './cache.js';
 import type { UpstreamEvents } from './upstream.js';
 
 export interface ResponseCounter {
-  /** counts one response with this HTTP status */
-  count(status: number): void;
+  /** counts one response with this HTTP status, answered `seconds` after the request arrived */
+  count(status: number, seconds: number): void;
 }
 
 export interface AgentMetrics {
@@ -23,6 +23,12 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
   // The two counters touched by every request are tallied as plain numbers
   // and handed to prom-client when scraped (hotCounter).
   const responses = hotCounter(registry, { name: 'pod_identity_agent_responses_total', help: 'Responses of the credentials endpoint by HTTP status', labelNames: ['code'] });
+  const latency = hotHistogram(registry, {
+    name: 'pod_identity_agent_request_duration_seconds',
+    help: 'Time from a pod\'s credentials request to the agent\'s answer, by HTTP status',
+    labelName: 'code',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  });
   const hits = hotCounter(registry, { name: 'pod_identity_agent_cache_hits_total', help: 'Requests answered from the cache', labelNames: [] });
   const misses = new Counter({ name: 'pod_identity_agent_cache_misses_total', help: 'Requests that needed an upstream call', registers });
   const stale = new Counter({ name: 'pod_identity_agent_cache_stale_served_total', help: 'Requests served older, still valid credentials because upstream failed or was slow', registers });
@@ -48,8 +54,10 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
 
   return {
     responses: {
-      count(status) {
-        responses.add(String(status));
+      count(status, seconds) {
+        const code = String(status);
+        responses.add(code);
+        latency.observe(code, seconds);
       },
     },
     cache: {

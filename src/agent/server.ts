@@ -140,67 +140,69 @@ interface CredentialsHandlerOptions {
 /** The GET /v1/credentials handler of one listener. */
 function createCredentialsHandler(options: CredentialsHandlerOptions): RequestListener {
   const { source, allowedHosts, limiter, logger } = options;
-  const responses = options.responses ?? { count() {} };
+  const responses: ResponseCounter = options.responses ?? { count() {} };
   // Encoded once per credentials object: a cache hit writes the same bytes.
   const encoded = new WeakMap<PodCredentials, EncodedResponse>();
   // The last token each connection presented, with its key once computed:
   // an SDK's kept-alive connection sends the same token every time.
   const lastToken = new WeakMap<object, PresentedToken>();
 
-  const send = (res: ServerResponse, status: number, response: EncodedResponse) => {
-    responses.count(status);
+  // `arrived`: performance.now() when the request came in, for the latency histogram
+  const send = (res: ServerResponse, arrived: number, status: number, response: EncodedResponse) => {
+    responses.count(status, (performance.now() - arrived) / 1000);
     res.writeHead(status, response.headers);
     res.end(response.body);
   };
-  const sendCredentials = (res: ServerResponse, credentials: PodCredentials) => {
+  const sendCredentials = (res: ServerResponse, arrived: number, credentials: PodCredentials) => {
     let response = encoded.get(credentials);
     if (response === undefined) {
       const body = encodeCredentials(credentials);
       response = { body, headers: ['content-type', 'application/json', 'content-length', String(body.length)] };
       encoded.set(credentials, response);
     }
-    send(res, 200, response);
+    send(res, arrived, 200, response);
   };
-  const sendFailure = (res: ServerResponse, error: unknown) => {
+  const sendFailure = (res: ServerResponse, arrived: number, error: unknown) => {
     if (res.destroyed) return;
     if (isWireError(error)) {
       if (error.status >= 500) logger?.warn({ code: error.code, status: error.status }, 'credentials request failed upstream');
-      send(res, error.status, encodeError(error.code, error.message));
+      send(res, arrived, error.status, encodeError(error.code, error.message));
       return;
     }
     logger?.error({ err: error }, 'credentials request failed');
-    send(res, 500, encodeError('InternalServerException', 'The agent failed to get credentials.'));
+    send(res, arrived, 500, encodeError('InternalServerException', 'The agent failed to get credentials.'));
   };
 
   return function handleCredentialsRequest(req: IncomingMessage, res: ServerResponse) {
+    const arrived = performance.now();
     const url = req.url;
     if (url !== CREDENTIALS_PATH && !url?.startsWith(`${CREDENTIALS_PATH}?`)) {
-      send(res, 404, NOT_FOUND);
+      send(res, arrived, 404, NOT_FOUND);
       return;
     }
     if (req.method !== 'GET') {
-      send(res, 405, METHOD_NOT_ALLOWED);
+      send(res, arrived, 405, METHOD_NOT_ALLOWED);
       return;
     }
     if (!limiter.take(Date.now())) {
-      send(res, 429, THROTTLED);
+      send(res, arrived, 429, THROTTLED);
       return;
     }
     const headers = req.headers;
     const host = headers.host;
     if (host === undefined || (!allowedHosts.has(host) && !allowedHosts.has(host.toLowerCase()))) {
       const served = [...allowedHosts].join(', ');
-      send(res, 403, encodeError('AccessDeniedException', `Called the agent through an address it does not serve (${host ?? 'no Host header'}); use one of: ${served}.`));
+      send(res, arrived, 403, encodeError('AccessDeniedException', `Called the agent through an address it does not serve (${host ?? 'no Host header'}); use one of: ${served}.`));
       return;
     }
     const length = headers['content-length'];
     if (headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) > MAX_BODY_BYTES)) {
-      send(res, 413, BODY_TOO_LARGE);
+      send(res, arrived, 413, BODY_TOO_LARGE);
       return;
     }
     const token = headers.authorization;
     if (token === undefined || token === '') {
-      send(res, 400, NO_TOKEN);
+      send(res, arrived, 400, NO_TOKEN);
       return;
     }
     let presented = lastToken.get(req.socket);
@@ -211,11 +213,11 @@ function createCredentialsHandler(options: CredentialsHandlerOptions): RequestLi
     const answer = source.getCredentials(presented);
     if (answer instanceof Promise) {
       answer.then(
-        (credentials) => sendCredentials(res, credentials),
-        (error: unknown) => sendFailure(res, error),
+        (credentials) => sendCredentials(res, arrived, credentials),
+        (error: unknown) => sendFailure(res, arrived, error),
       );
     } else {
-      sendCredentials(res, answer);
+      sendCredentials(res, arrived, answer);
     }
   };
 }

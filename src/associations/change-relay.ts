@@ -23,6 +23,7 @@ export function relayChanges(store: AssociationStore, send: (change: StoreChange
     listAll: (afterKey, limit) => store.listAll(afterKey, limit),
     update: (clusterName, associationId, changes) => store.update(clusterName, associationId, changes),
     delete: (clusterName, associationId) => store.delete(clusterName, associationId),
+    countByCluster: () => store.countByCluster(),
     ping: () => store.ping(),
     onChange(listener) {
       const stopLocal = store.onChange(listener);

@@ -45,6 +45,8 @@ export interface AssociationStore {
   listAll(afterKey?: { clusterName: string; associationId: string }, limit?: number): Promise<Association[]>;
   update(clusterName: string, associationId: string, changes: AssociationChanges): Promise<Association | undefined>;
   delete(clusterName: string, associationId: string): Promise<Association | undefined>;
+  /** How many associations each cluster has (clusters without any are absent); for the association-count metric. */
+  countByCluster(): Promise<Record<string, number>>;
   /** Store-wide change feed, so in-memory caches in every replica stay current. */
   onChange(listener: (change: StoreChange) => void): () => void;
   /** Cheap liveness check for /readyz. */

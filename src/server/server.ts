@@ -62,8 +62,13 @@ async function startApiSide(config: ServerConfig, opened: AssociationStore, logg
     metrics: {
       contentType: registry.contentType,
       async metrics() {
-        const all = [await registry.getMetricsAsJSON(), ...(await workers.workerMetrics())];
-        return AggregatorRegistry.aggregate(all).metrics();
+        const own = await registry.getMetricsAsJSON();
+        const aggregated = AggregatorRegistry.aggregate([own, ...(await workers.workerMetrics())]);
+        // what prom-client leaves out of an aggregate (process_start_time_seconds) is the primary's own
+        for (const metric of own) {
+          if (!aggregated.getSingleMetric(metric.name)) aggregated.registerMetric({ ...metric, get: () => metric } as unknown as Parameters<Registry['registerMetric']>[0]);
+        }
+        return aggregated.metrics();
       },
     },
     ready: () => workers.ready(),
@@ -110,6 +115,17 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     registers: [registry],
     async collect() {
       this.set((await problems()).length === 0 ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'pod_identity_associations',
+    help: 'Pod identity associations in the store, by cluster (the configured ones)',
+    labelNames: ['cluster'],
+    registers: [registry],
+    async collect() {
+      const counts = await store.countByCluster();
+      // configured clusters only: the store may hold others', and their names are not ours to bound
+      for (const name of clusterNames) this.set({ cluster: name }, counts[name] ?? 0);
     },
   });
   const metrics = createMetricsServer(api.metrics, problems);

@@ -25,13 +25,15 @@ export interface ControlPlane {
   stop(): Promise<void>;
 }
 
-export async function startControlPlane(config: Record<string, unknown> = {}): Promise<ControlPlane> {
+/** `env`: the server's environment besides the test's own (e.g. the AWS keys of an aws-sts issuer). */
+export async function startControlPlane(config: Record<string, unknown> = {}, env: Record<string, string> = {}): Promise<ControlPlane> {
   const signer = await testSigner();
   const dir = mkdtempSync(join(tmpdir(), 'agent-test-jwks-'));
   const jwksFile = join(dir, 'jwks.json');
   writeFileSync(jwksFile, JSON.stringify({ keys: [signer.publicJwk] }));
   const server = await startServerProcess({
     config: { clusters: [{ name: CLUSTER, issuer: TEST_ISSUER, jwksFile }], issuer: { type: 'local', durationSeconds: 3600 }, ...config },
+    env,
   });
   const eks = new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: { ...ADMIN }, maxAttempts: 1 });
   return {

@@ -350,6 +350,18 @@ for (const backend of [sqlite, postgres]) {
       assert.equal(recorder.changes.length, 4, 'no events after unsubscribe');
     });
 
+    test('countByCluster counts each cluster\'s associations, and follows creates and deletes', async () => {
+      const store = await fresh();
+      assert.deepEqual(await store.countByCluster(), {});
+      const a = association({ namespace: 'ns', serviceAccount: 'a' });
+      await store.create(a);
+      await store.create(association({ namespace: 'ns', serviceAccount: 'b' }));
+      await store.create(association({ clusterName: 'other', namespace: 'ns', serviceAccount: 'a' }));
+      assert.deepEqual(await store.countByCluster(), { demo: 2, other: 1 });
+      await store.delete('demo', a.associationId);
+      assert.deepEqual(await store.countByCluster(), { demo: 1, other: 1 });
+    });
+
     test('ping answers while open', async () => {
       const store = await fresh();
       await store.ping();

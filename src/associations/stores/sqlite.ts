@@ -243,6 +243,11 @@ export class SqliteAssociationStore implements AssociationStore {
     };
   }
 
+  async countByCluster() {
+    const rows = this.db.prepare('SELECT cluster_name, count(*) AS n FROM associations GROUP BY cluster_name').all() as { cluster_name: string; n: number }[];
+    return Object.fromEntries(rows.map((r) => [r.cluster_name, r.n]));
+  }
+
   async ping() {
     this.db.prepare('SELECT 1').get();
   }

@@ -6,8 +6,10 @@
 // LocalStack or MinIO work. STS failures map to the EKS Auth error names.
 import { AssumeRoleCommand, STSClient, type AssumeRoleCommandInput, type Credentials } from '@aws-sdk/client-sts';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+import type { Registry } from 'prom-client';
 import { WireError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
+import { hotCounter, hotHistogram, type HotCounter, type HotHistogram } from '../../lib/metrics.js';
 import { MAX_CHAINED_SECONDS, SESSION_TAG_KEYS } from '../session.js';
 import type { CredentialIssuer, IssuedCredentials, IssueRequest } from './issuer.js';
 
@@ -19,6 +21,8 @@ export interface StsIssuerOptions {
   /** the server's own principal; the SDK's default chain when absent */
   credentials?: AwsCredentialIdentity | AwsCredentialIdentityProvider;
   logger: Logger;
+  /** where the AssumeRole latency and error metrics go */
+  registry?: Registry;
 }
 
 /** The first hop of a chain only lives long enough to make the second call. */
@@ -58,9 +62,24 @@ function complete(credentials: Credentials | undefined): credentials is Required
 export class StsIssuer implements CredentialIssuer {
   readonly usesSessionTags = true;
   private readonly client: STSClient;
+  private readonly latency?: HotHistogram;
+  private readonly errors?: HotCounter;
 
   constructor(private readonly options: StsIssuerOptions) {
     this.client = this.makeClient(options.credentials);
+    if (options.registry) {
+      this.latency = hotHistogram(options.registry, {
+        name: 'pod_identity_sts_assume_role_duration_seconds',
+        help: 'STS AssumeRole latency per call (two calls for a targetRoleArn chain), by outcome: ok, or the EKS Auth error it became',
+        labelName: 'outcome',
+        buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      });
+      this.errors = hotCounter(options.registry, {
+        name: 'pod_identity_sts_assume_role_errors_total',
+        help: 'Failed STS AssumeRole calls, by the EKS Auth error they became (ThrottlingException, AccessDeniedException, InvalidRequestException, ServiceUnavailableException, InternalServerException)',
+        labelNames: ['error'],
+      });
+    }
   }
 
   private makeClient(credentials: StsIssuerOptions['credentials']): STSClient {
@@ -112,14 +131,19 @@ export class StsIssuer implements CredentialIssuer {
 
   private async assumeRole(client: STSClient, input: AssumeRoleCommandInput) {
     let answer;
+    const started = performance.now();
     try {
       answer = await client.send(new AssumeRoleCommand(input));
     } catch (error) {
       const wire = mapStsError(error, input.RoleArn!);
+      this.latency?.observe(wire.code, (performance.now() - started) / 1000);
+      this.errors?.add(wire.code);
       this.options.logger.warn({ roleArn: input.RoleArn, stsError: (error as SdkError).name, status: (error as SdkError).$metadata?.httpStatusCode, answer: wire.code }, 'STS AssumeRole failed');
       throw wire;
     }
+    this.latency?.observe('ok', (performance.now() - started) / 1000);
     if (!complete(answer.Credentials) || !answer.AssumedRoleUser?.Arn || !answer.AssumedRoleUser.AssumedRoleId) {
+      this.errors?.add('InternalServerException');
       throw new WireError('InternalServerException', 'STS answered without credentials.', { reason: 'issuer_failed' });
     }
     return answer;

@@ -51,7 +51,7 @@ export function createEksAuth(config: ServerConfig, options: EksAuthOptions): Ek
     localIssuer = new LocalIssuer({ key, durationSeconds: config.issuer.durationSeconds });
     issuer = localIssuer;
   } else {
-    issuer = new StsIssuer({ region: config.issuer.region ?? config.region, endpoint: config.issuer.stsEndpoint, durationSeconds: config.issuer.durationSeconds, logger });
+    issuer = new StsIssuer({ region: config.issuer.region ?? config.region, endpoint: config.issuer.stsEndpoint, durationSeconds: config.issuer.durationSeconds, logger, registry: options.registry });
   }
 
   const resolver = new AssociationResolver({ store: options.store });

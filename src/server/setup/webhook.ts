@@ -2,8 +2,9 @@
 // cluster it serves, where its certificate comes from (the operator's files,
 // watched, or a CA and certificate generated into the data directory) and how
 // ServiceAccounts are read.
+import { X509Certificate } from 'node:crypto';
 import type { Server } from 'node:https';
-import type { Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
 import type { AssociationStore } from '../../associations/store.js';
 import type { ClusterConfig, ServerConfig } from '../../config/schema.js';
 import { parseListen } from '../../lib/http.js';
@@ -66,5 +67,33 @@ export async function createWebhookFromConfig(config: ServerConfig, deps: Webhoo
     tls,
   );
   target.server = server;
+  watchCertificateExpiry(deps.registry, tls);
   return { server, tls, close: () => tls.close() };
+}
+
+/** The first certificate of a PEM bundle's notAfter, in epoch seconds; remembered per PEM text. */
+function expiryOf(pem: string, memo: Map<string, number>): number {
+  let seconds = memo.get(pem);
+  if (seconds === undefined) {
+    seconds = Date.parse(new X509Certificate(pem).validTo) / 1000;
+    memo.clear();
+    memo.set(pem, seconds);
+  }
+  return seconds;
+}
+
+/** pod_identity_certificate_expiry_timestamp_seconds of the serving certificate, and of its CA when generated here. */
+function watchCertificateExpiry(registry: Registry, tls: TlsSource): void {
+  const serving = new Map<string, number>();
+  const ca = new Map<string, number>();
+  new Gauge({
+    name: 'pod_identity_certificate_expiry_timestamp_seconds',
+    help: 'When a certificate the server serves expires (notAfter, epoch seconds): the webhook serving certificate, and its CA when the server generated it',
+    labelNames: ['certificate'],
+    registers: [registry],
+    collect() {
+      this.set({ certificate: 'webhook' }, expiryOf(tls.current().cert, serving));
+      if (tls.caCert) this.set({ certificate: 'webhook-ca' }, expiryOf(tls.caCert, ca));
+    },
+  });
 }

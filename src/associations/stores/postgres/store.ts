@@ -204,6 +204,11 @@ export class PostgresAssociationStore implements AssociationStore {
     };
   }
 
+  async countByCluster() {
+    const { rows } = await this.pool.query<{ cluster_name: string; n: string }>('SELECT cluster_name, count(*) AS n FROM associations GROUP BY cluster_name');
+    return Object.fromEntries(rows.map((r) => [r.cluster_name, Number(r.n)]));
+  }
+
   async ping() {
     await this.pool.query('SELECT 1');
     const down = this.feed?.downForMs() ?? 0;

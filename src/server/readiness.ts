@@ -10,7 +10,7 @@
 import { Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../lib/logger.js';
 
-export type DependencyKind = 'signing-keys' | 'api-server';
+type DependencyKind = 'signing-keys' | 'api-server';
 
 export interface DependencyCheck {
   cluster: string;

@@ -3,19 +3,21 @@
 // need it, so it is fetched on demand, cached briefly, one request per account
 // at a time, with a short timeout; when the API server cannot answer, the
 // annotation is treated as absent (the default expiration applies).
+import { CoreV1Api } from '@kubernetes/client-node';
+import { describeKubeError, refusedStatus, type KubeApi } from '../kube/connect.js';
 import { BoundedMap } from '../lib/bounded-cache.js';
 import type { Logger } from '../lib/logger.js';
-import { kubeClientFromKubeconfig } from '../kube/client.js';
 import { ANNOTATION_TOKEN_EXPIRATION } from './mutate.js';
 
 /** Returns the annotation's value, or undefined when absent or unknown. Never throws. */
 export type ServiceAccountExpirationLookup = (namespace: string, serviceAccount: string) => Promise<string | undefined>;
 
 export interface KubeLookupOptions {
-  kubeconfigPath: string;
+  kube: KubeApi;
   logger: Logger;
   /** how long an answer (including "absent") is reused */
   ttlMs?: number;
+  /** of each read; default 1 s */
   timeoutMs?: number;
   maxEntries?: number;
   now?: () => number;
@@ -27,20 +29,20 @@ interface Entry {
 }
 
 export function kubeServiceAccountLookup(options: KubeLookupOptions): ServiceAccountExpirationLookup {
-  const kube = kubeClientFromKubeconfig(options.kubeconfigPath);
+  const core = options.kube.client(CoreV1Api, { timeoutMs: options.timeoutMs ?? 1_000 });
   const ttlMs = options.ttlMs ?? 60_000;
-  const timeoutMs = options.timeoutMs ?? 1_000;
   const now = options.now ?? Date.now;
   // expired entries are kept: a stale answer beats none when the API server cannot answer
   const cache = new BoundedMap<string, Entry>(options.maxEntries ?? 10_000);
   const inFlight = new Map<string, Promise<string | undefined>>();
 
   async function fetchAnnotation(namespace: string, name: string): Promise<string | undefined> {
-    const { status, body } = await kube.request('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}`, { timeoutMs });
-    if (status === 404) return undefined;
-    if (status !== 200) throw new Error(`the API server answered ${status}`);
-    const annotations = (body as { metadata?: { annotations?: Record<string, string> } } | undefined)?.metadata?.annotations;
-    return annotations?.[ANNOTATION_TOKEN_EXPIRATION];
+    try {
+      return (await core.readNamespacedServiceAccount({ namespace, name })).metadata?.annotations?.[ANNOTATION_TOKEN_EXPIRATION];
+    } catch (error) {
+      if (refusedStatus(error) === 404) return undefined;
+      throw new Error(describeKubeError(error), { cause: error });
+    }
   }
 
   return function serviceAccountTokenExpiration(namespace, name) {

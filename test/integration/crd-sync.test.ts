@@ -1,7 +1,10 @@
 // Associations as Kubernetes resources, on a real kube-apiserver: the CRD from
 // the Helm chart applied with kubectl, a `pod-identity server` with
 // syncCrds watching it (its credentials from an exec plugin), and the EKS API
-// (@aws-sdk/client-eks) as the judge of what the server's store holds.
+// (@aws-sdk/client-eks) as the judge of what the server's store holds. Then
+// two replicas on one PostgreSQL database syncing the same cluster: one
+// leads (a Lease), a deleted resource's association stays deleted, and
+// leadership moves when the leader is killed or stops.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -16,9 +19,11 @@ import {
   DescribePodIdentityAssociationCommand,
   type PodIdentityAssociation,
 } from '@aws-sdk/client-eks';
+import { CoordinationV1Api } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { ADMIN, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
-import { kubeBinary, kubeMissingReason, startKubeControlPlane, writeExecKubeconfig, type ExecKubeconfig, type KubeControlPlane } from '../peers/kube.js';
+import { kubeApiClient, kubeBinary, kubeMissingReason, startKubeControlPlane, writeExecKubeconfig, type ExecKubeconfig, type KubeControlPlane } from '../peers/kube.js';
+import { postgresSkip, startPostgres, type PostgresPeer } from '../peers/postgres.js';
 import { requirePeer } from '../peers/require.js';
 
 const CRD = resolve('deploy/helm/pod-identity/crds/podidentityassociations.yaml');
@@ -122,7 +127,8 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
   before(async () => {
     kube = await startKubeControlPlane();
     exec = writeExecKubeconfig(kube, 'crd-sync');
-    await installCrd(kube, ['shop', 'payments']);
+    // pod-identity: where the server's Lease lives when POD_NAMESPACE is unset (a kubeconfig file, not in-cluster)
+    await installCrd(kube, ['shop', 'payments', 'pod-identity']);
     await startServer();
     eks = new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: { ...ADMIN }, maxAttempts: 1 });
   });
@@ -272,5 +278,95 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
     } finally {
       await other.stop();
     }
+  });
+});
+
+describe('two replicas syncing the same cluster, one PostgreSQL store', { skip: requirePeer('kube-apiserver', kubeMissingReason) || postgresSkip() }, () => {
+  const LEASE = { namespace: 'pod-identity-system', name: 'pod-identity-crd-demo' };
+  let kube: KubeControlPlane;
+  let pg: PostgresPeer;
+  let databaseUrl: string;
+  let exec: ExecKubeconfig;
+  const replicas = new Map<string, ServerProcess>();
+  const clients: EKSClient[] = [];
+  const logs = () => [...replicas].map(([name, r]) => `--- ${name}\n${r.logs().slice(-2000)}`).join('\n');
+  const eventually = <T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000) => eventuallyOr(what, check, timeoutMs, logs);
+
+  /** A replica as the chart runs it: POD_NAMESPACE and POD_NAME from the downward API. */
+  async function replica(name: string): Promise<{ server: ServerProcess; eks: EKSClient }> {
+    const server = await startServerProcess({
+      config: { databaseUrl, clusters: [{ name: 'demo', kubeconfig: exec.path, syncCrds: true }] },
+      env: { POD_NAMESPACE: LEASE.namespace, POD_NAME: name },
+    });
+    replicas.set(name, server);
+    const eks = new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: { ...ADMIN }, maxAttempts: 1 });
+    clients.push(eks);
+    return { server, eks };
+  }
+
+  /** The replica named in the Lease (POD_NAME, then its random suffix), or undefined when nobody holds it. */
+  async function leader(): Promise<string | undefined> {
+    const lease = await kubeApiClient(kube, CoordinationV1Api).readNamespacedLease(LEASE);
+    return lease.spec?.holderIdentity?.replace(/-[0-9a-f]{8}$/, '') || undefined;
+  }
+
+  async function associationsOf(eks: EKSClient, serviceAccount: string) {
+    return (await eks.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo', namespace: 'shop', serviceAccount }))).associations ?? [];
+  }
+
+  before(async () => {
+    [kube, pg] = await Promise.all([startKubeControlPlane(), startPostgres()]);
+    databaseUrl = await pg.createDatabase();
+    exec = writeExecKubeconfig(kube, 'replicas');
+    await installCrd(kube, ['shop', LEASE.namespace]);
+  });
+  after(async () => {
+    for (const client of clients) client.destroy();
+    for (const server of replicas.values()) await server.kill();
+    await Promise.all([kube?.stop(), pg?.stop()]);
+  });
+
+  test('one replica leads; a deleted resource’s association stays deleted; leadership moves when the leader is killed, and at once when it stops', { timeout: 240_000 }, async (t) => {
+    const a = await replica('replica-a');
+    const b = await replica('replica-b');
+    const first = await eventually('a leader', leader);
+    const [leaderName, followerName] = first === 'replica-a' ? ['replica-a', 'replica-b'] : ['replica-b', 'replica-a'];
+    const follower = first === 'replica-a' ? b : a;
+    t.diagnostic(`${leaderName} leads`);
+
+    await runKubectlOk(kube, ['apply', '-f', '-'], manifest('doomed', 'shop', { serviceAccount: 'doomed', roleArn: ROLE }));
+    await eventually('association created', async () => ((await associationsOf(follower.eks, 'doomed')).length === 1 ? true : undefined));
+    await runKubectlOk(kube, ['delete', 'podidentityassociation', 'doomed', '-n', 'shop']);
+    await eventually('association deleted', async () => ((await associationsOf(follower.eks, 'doomed')).length === 0 ? true : undefined));
+    // and it stays deleted: no replica puts it back
+    const deletedAt = Date.now();
+    while (Date.now() - deletedAt < 30_000) {
+      for (const { eks } of [a, b]) assert.deepEqual(await associationsOf(eks, 'doomed'), [], `put back ${Date.now() - deletedAt} ms after the deletion`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal(await leader(), leaderName, 'still the same leader');
+    assert.doesNotMatch(replicas.get(followerName)!.logs(), /from PodIdentityAssociation|with its PodIdentityAssociation/, 'the follower reconciled nothing');
+
+    // The leader dies without a word: the other replica takes over once the lease expires.
+    await replicas.get(leaderName)!.kill();
+    const killedAt = Date.now();
+    await runKubectlOk(kube, ['apply', '-f', '-'], manifest('after-failover', 'shop', { serviceAccount: 'after-failover', roleArn: ROLE }));
+    await eventually('the follower leads', async () => ((await leader()) === followerName ? true : undefined), 30_000);
+    const tookOverMs = Date.now() - killedAt;
+    await eventually('the new leader reconciles', async () => ((await associationsOf(follower.eks, 'after-failover')).length === 1 ? true : undefined), 30_000 - tookOverMs);
+    const reconciledMs = Date.now() - killedAt;
+    t.diagnostic(`after SIGKILL of ${leaderName}: ${followerName} held the lease after ${tookOverMs} ms and had reconciled a new resource after ${reconciledMs} ms`);
+    assert.ok(reconciledMs < 30_000);
+
+    // A clean stop (a rolling update) releases the lease: a new replica takes over at once, not after the lease's 15 s.
+    const c = await replica('replica-c');
+    await replicas.get(followerName)!.stop();
+    const stoppedAt = Date.now();
+    await eventually('the new replica leads', async () => ((await leader()) === 'replica-c' ? true : undefined), 10_000);
+    const handedOverMs = Date.now() - stoppedAt;
+    await runKubectlOk(kube, ['apply', '-f', '-'], manifest('after-handover', 'shop', { serviceAccount: 'after-handover', roleArn: ROLE }));
+    await eventually('replica c reconciles', async () => ((await associationsOf(c.eks, 'after-handover')).length === 1 ? true : undefined));
+    t.diagnostic(`after SIGTERM of ${followerName}: replica-c held the lease after ${handedOverMs} ms`);
+    assert.ok(handedOverMs < 5_000, `${handedOverMs} ms`);
   });
 });

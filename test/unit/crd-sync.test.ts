@@ -7,6 +7,7 @@ import {
   conflictMessage,
   createInputFor,
   desiredFromSpec,
+  leaseNameFor,
   nextStatus,
   ownerArnOf,
   ownerArnPrefix,
@@ -120,6 +121,14 @@ test('conflictMessage names the association and who made it', () => {
   assert.equal(conflictMessage(desired, current, prefix), 'service account shop/app already has association a-abcdefghijklmnopq, made by the EKS API');
   assert.match(conflictMessage(desired, { ...current, ownerArn: `${prefix}shop/other/uid-1` }, prefix), /made by the PodIdentityAssociation shop\/other$/);
   assert.match(conflictMessage(desired, { ...current, ownerArn: 'arn:aws:iam::1:role/x' }, prefix), /made by arn:aws:iam::1:role\/x$/);
+});
+
+test('leaseNameFor: one valid Lease name per cluster', () => {
+  assert.equal(leaseNameFor('demo'), 'pod-identity-crd-demo');
+  const names = ['Prod_1', 'prod-1', 'prod-1-', 'PROD', '_'].map(leaseNameFor);
+  assert.equal(new Set(names).size, names.length, names.join(' '));
+  for (const name of [...names, leaseNameFor('a'.repeat(100))]) assert.match(name, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, name);
+  assert.match(leaseNameFor('Prod_1'), /^pod-identity-crd-prod-1-[0-9a-f]{8}$/);
 });
 
 describe('nextStatus', () => {

@@ -4,9 +4,13 @@
 // rules of the EKS API. Level-triggered: client-node's informer lists and
 // watches the resources; every list (at start, and after the watch fell too
 // far behind) and every resync period reconciles each resource and removes
-// associations whose resource is gone. What a resource asks for and what
-// its status says are decided in resource.ts; this file does the I/O.
-// Nothing here throws out of the loop: failures are logged and retried.
+// associations whose resource is gone.
+//
+// One replica reconciles at a time: startCrdSync elects a leader on a Lease
+// (leader-election.ts), and only the leader runs a reconciler; losing the
+// lease stops it at once. What a resource asks for and what its status says
+// are decided in resource.ts; this file does the I/O. Nothing here throws out
+// of the loop: failures are logged and retried.
 import { CustomObjectsApi, makeInformer, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { Association } from '../../api/eks.js';
 import type { AssociationService } from '../../associations/service.js';
@@ -14,6 +18,7 @@ import type { StoreChange } from '../../associations/store.js';
 import { WireError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { describeKubeError, refusedStatus, type KubeApi } from '../connect.js';
+import { startLeaderElection, type LeaseTiming } from '../leader-election.js';
 import {
   changesFor,
   conflictMessage,
@@ -22,6 +27,7 @@ import {
   CRD_PLURAL,
   CRD_VERSION,
   desiredFromSpec,
+  leaseNameFor,
   nextStatus,
   ownerArnOf,
   ownerArnPrefix,
@@ -42,7 +48,7 @@ class StatusUpdateError extends Error {
   override name = 'StatusUpdateError';
 }
 
-/** The reconciler was stopped while a reconcile ran: it ends without writing anything more. */
+/** Leadership was lost while a reconcile ran: it ends without writing anything more. */
 class StoppedError extends Error {
   override name = 'StoppedError';
 }
@@ -66,7 +72,7 @@ export interface Reconciler {
   stop(): Promise<void>;
 }
 
-/** Reconciles the cluster's resources until stopped. */
+/** Reconciles the cluster's resources until stopped (one leadership term). */
 export function startReconciler(options: ReconcilerOptions): Reconciler {
   const { clusterName, associations, region, accountId } = options;
   const logger = options.logger.child({ component: 'crd-sync', cluster: clusterName });
@@ -95,7 +101,7 @@ export function startReconciler(options: ReconcilerOptions): Reconciler {
   }
 
   function ensureActive(): void {
-    if (!active) throw new StoppedError('stopped');
+    if (!active) throw new StoppedError('no longer leading');
   }
 
   /** Runs jobs one at a time, so reconciles never race each other; none starts once stopped. */
@@ -248,7 +254,7 @@ export function startReconciler(options: ReconcilerOptions): Reconciler {
       throw new Error(`listing PodIdentityAssociations: ${describeKubeError(error)}`, { cause: error });
     }
     // stopped meanwhile: an error keeps the informer from starting a watch after all
-    if (!active) throw new StoppedError('stopped');
+    if (!active) throw new StoppedError('no longer leading');
     backoffMs = 500;
     // queued before the informer's add/update events for these items, which it sends once this returns
     const items = list.items ?? [];
@@ -306,4 +312,40 @@ export function startReconciler(options: ReconcilerOptions): Reconciler {
       logger.info('stopped watching PodIdentityAssociation resources');
     },
   };
+}
+
+export interface CrdSyncOptions extends ReconcilerOptions {
+  /** where the Lease lives (the server's own namespace) */
+  leaseNamespace: string;
+  /** this replica's name among those that sync the same cluster */
+  identity: string;
+  leaseTiming?: LeaseTiming;
+}
+
+export interface CrdSync {
+  isLeading(): boolean;
+  /** stops reconciling and releases the lease, so that another replica takes over at once */
+  stop(): Promise<void>;
+}
+
+/** Reconciles the cluster's resources whenever this replica holds the cluster's Lease. */
+export function startCrdSync(options: CrdSyncOptions): CrdSync {
+  let reconciler: Reconciler | undefined;
+  const election = startLeaderElection({
+    kube: options.kube,
+    namespace: options.leaseNamespace,
+    name: leaseNameFor(options.clusterName),
+    identity: options.identity,
+    logger: options.logger.child({ component: 'crd-sync', cluster: options.clusterName }),
+    timing: options.leaseTiming,
+    now: options.now,
+    onStartedLeading() {
+      reconciler = startReconciler(options);
+    },
+    async onStoppedLeading() {
+      await reconciler?.stop();
+      reconciler = undefined;
+    },
+  });
+  return { isLeading: () => election.isLeading(), stop: () => election.stop() };
 }

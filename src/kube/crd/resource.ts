@@ -8,6 +8,7 @@
 // own associations from ones made through the EKS API: those are never
 // touched, and a resource asking for their service account gets a Conflict
 // condition. Invalid specs get an InvalidSpec condition.
+import { createHash } from 'node:crypto';
 import type { V1ObjectMeta } from '@kubernetes/client-node';
 import { createInput, validate, type Association, type CreateInput } from '../../api/eks.js';
 import type { AssociationUpdate } from '../../associations/service.js';
@@ -162,6 +163,18 @@ export function sameStatus(a: ResourceStatus | undefined, b: ResourceStatus): bo
   return JSON.stringify({ ...a, associationId: a?.associationId ?? null, associationArn: a?.associationArn ?? null }) === JSON.stringify(b);
 }
 
+
+/**
+ * The Lease whose holder reconciles a cluster's resources. Lease names are
+ * DNS-1123 subdomains and cluster names are not (capitals, `_`, a trailing
+ * `-`): such names are lowered, cleaned and given a hash of the real name,
+ * so two clusters never share a Lease.
+ */
+export function leaseNameFor(clusterName: string): string {
+  if (/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(clusterName)) return `pod-identity-crd-${clusterName}`;
+  const cleaned = clusterName.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/-+$/, '');
+  return `pod-identity-crd-${cleaned}${cleaned ? '-' : ''}${createHash('sha256').update(clusterName).digest('hex').slice(0, 8)}`;
+}
 
 /** The Conflict condition's message: which association holds the service account, and who made it. */
 export function conflictMessage(desired: DesiredAssociation, current: Association, ownerPrefix: string): string {

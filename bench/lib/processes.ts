@@ -13,7 +13,10 @@ export const CLI = resolve(process.env.BENCH_CLI ?? 'dist/cli/main.js');
 /** Spawns `node <args>` and waits until its stdout or stderr contains `ready`. */
 export function startProcess(args: string[], env: Record<string, string>, ready: string, timeoutMs = 30_000): Promise<ChildProcess> {
   const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  process.once('exit', () => child.kill('SIGKILL'));
+  // killed with this process; the hook goes with the child, so that scenarios starting many processes do not pile hooks up
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+  child.once('close', () => process.removeListener('exit', kill));
   return new Promise((resolveStart, reject) => {
     let log = '';
     const timer = setTimeout(() => reject(new Error(`not ready in ${timeoutMs / 1000} s: ${args.join(' ')}\n${log}`)), timeoutMs);

@@ -10,9 +10,21 @@ import { join, resolve } from 'node:path';
 /** The built CLI the scenarios run (`npm run build` first); BENCH_CLI overrides. */
 export const CLI = resolve(process.env.BENCH_CLI ?? 'dist/cli/main.js');
 
-/** Spawns `node <args>` and waits until its stdout or stderr contains `ready`. */
-export function startProcess(args: string[], env: Record<string, string>, ready: string, timeoutMs = 30_000): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+/** The node binary the product processes (server, agent) run on; BENCH_NODE overrides (e.g. another major). */
+export const NODE = process.env.BENCH_NODE || process.execPath;
+
+/** A build of the product to run: its CLI and the node that runs it. */
+export interface Build {
+  cli: string;
+  node: string;
+}
+
+/** The build the scenarios measure: CLI (BENCH_CLI) on NODE (BENCH_NODE). */
+export const CURRENT_BUILD: Build = { cli: CLI, node: NODE };
+
+/** Spawns `<node> <args>` (this process's node unless told) and waits until its stdout or stderr contains `ready`. */
+export function startProcess(args: string[], env: Record<string, string>, ready: string, timeoutMs = 30_000, node = process.execPath): Promise<ChildProcess> {
+  const child = spawn(node, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   // killed with this process; the hook goes with the child, so that scenarios starting many processes do not pile hooks up
   const kill = () => child.kill('SIGKILL');
   process.once('exit', kill);

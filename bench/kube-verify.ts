@@ -446,6 +446,7 @@ export async function run(): Promise<ScenarioResult> {
     figures['tokens minted (TokenRequest) / per second'] = `${minted.length} / ${round(minted.length / mintSeconds, 0)}`;
     figures['load average (1 min) at start / end'] = `${round(loadAtStart, 2)} / ${round(loadavg()[0]!, 2)}`;
 
+    const busiest = Math.max(...rounds.map((r) => r.loaded.othersCores));
     const jwks = rounds.filter((r) => r.mode === 'jwks-liveness');
     const reviewed = rounds.filter((r) => r.mode === 'token-review');
     const described = buildList.map((b) => `${b.name}: ${b.name === 'current' ? 'this checkout' : 'BENCH_BASELINE_CLI'} on Node ${nodeVersion(b.node)}`);
@@ -462,6 +463,9 @@ export async function run(): Promise<ScenarioResult> {
         'CPU per request is user+system time from /proc over the measured requests divided by their number, for the server, the kube-apiserver and etcd; the load generator (this process) shares the 2 cores. "Cores busy with other work" is the machine\'s busy time (/proc/stat) over the round less all of those, per second of the round: another tenant of the VM. Handling times come from the server\'s and the apiserver\'s own request-duration metrics.',
         `Pod reads in the measured requests: in jwks-liveness mode the apiserver served ${list(jwks, (r) => r.loaded.podGets)} pod GETs per round (the pods' alive answers last 20 s and every round starts a fresh server, so each pod is read once), ${round(median0(jwks, (r) => r.loaded.podGets) / REQUESTS, 2)} per request; TokenReviews in the token-review rounds: ${list(reviewed, (r) => r.loaded.reviews)} (one per request).`,
         'Throughput and latency move with whatever else runs on the 2 cores (load average per round above); CPU per request moves least. The server, the apiserver and the client share the machine, so a change of the server\'s cost moves throughput by less than its own share.',
+        busiest > 0.5
+          ? `Other work took up to ${round(busiest, 2)} cores during a round: the throughput figures (and, less, CPU per request) of this run are the machine's; compare the pairs of rounds, or run again when it is quieter.`
+          : `Other work took at most ${round(busiest, 2)} cores during any round.`,
       ],
     };
   } finally {

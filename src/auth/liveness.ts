@@ -3,7 +3,7 @@
 // token's pod must still exist with the same uid. Answers are remembered
 // briefly (alive) or long (gone: a uid never comes back), one lookup per pod
 // at a time; the alive TTL bounds how late a deletion is noticed.
-import { CoreV1Api } from '@kubernetes/client-node';
+import { CoreV1Api, setHeaderOptions } from '@kubernetes/client-node';
 import { describeKubeError, refusedStatus, type KubeApi } from '../kube/connect.js';
 import { ExpiringCache } from '../lib/bounded-cache.js';
 import { WireError } from '../lib/errors.js';
@@ -13,12 +13,17 @@ import { invalidToken, type PodIdentityClaims } from './claims.js';
 /** The uid of pod namespace/name, or undefined when there is no such pod; throws when the API server cannot tell. */
 export type PodUidLookup = (namespace: string, name: string) => Promise<string | undefined>;
 
-/** Pod reads through the cluster's API, each bounded by `timeoutMs`. */
+/**
+ * Pod reads through the cluster's API, each bounded by `timeoutMs`. Only the
+ * pod's metadata is asked for (PartialObjectMetadata): a whole pod is tens of
+ * kilobytes to encode, send and decode, for the uid alone.
+ */
 export function apiServerPodUids(kube: KubeApi, timeoutMs = 2_000): PodUidLookup {
   const core = kube.client(CoreV1Api, { timeoutMs });
+  const metadataOnly = setHeaderOptions('Accept', 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1');
   return async function readPodUid(namespace, name) {
     try {
-      return (await core.readNamespacedPod({ namespace, name })).metadata?.uid;
+      return (await core.readNamespacedPod({ namespace, name }, metadataOnly)).metadata?.uid;
     } catch (error) {
       if (refusedStatus(error) === 404) return undefined;
       throw new Error(`${kube.server}: pod ${namespace}/${name}: ${describeKubeError(error)}`, { cause: error });

@@ -55,7 +55,7 @@ describe('Kubernetes API requests through src/kube/connect.ts', { skip: requireP
     }
   });
 
-  test('TokenReviews and pod reads, one after the other, reuse one kept-alive connection', async () => {
+  test('TokenReviews and pod reads, one after the other, reuse kept-alive connections (two at most)', async () => {
     const api = connectKube(kube.kubeconfigPath);
     try {
       const reviews = api.client(AuthenticationV1Api);
@@ -71,7 +71,8 @@ describe('Kubernetes API requests through src/kube/connect.ts', { skip: requireP
         assert.equal((await core.readNamespacedPod({ namespace: 'default', name: 'reused' })).metadata?.uid, pod.metadata!.uid);
         for (const local of connectionsTo(port)) if (!before.has(local)) opened.add(local);
       }
-      assert.equal(opened.size, 1, `50 requests, one new connection (${[...opened].join(', ')})`);
+      // a request sent the moment the previous answer ends may find its connection not yet released, and take a second one
+      assert.ok(opened.size >= 1 && opened.size <= 2, `50 requests, ${opened.size} new connections (${[...opened].join(', ')})`);
     } finally {
       await api.close();
     }

@@ -147,7 +147,12 @@ export function startLeaderElection(options: LeaderElectionOptions): LeaderElect
   let deadline: NodeJS.Timeout | undefined;
   /** starts and stops of the leader's work, one after the other */
   let transitions: Promise<void> = Promise.resolve();
-  let lastWaitLogged: string | undefined;
+  /** what was last logged about the lease (another holder, an error), so that a state that lasts is logged once */
+  let lastLogged: string | undefined;
+  const logOnce = (what: string, log: () => void) => {
+    if (lastLogged !== what) log();
+    lastLogged = what;
+  };
 
   function setLeading(leading: boolean): void {
     if (leading === leadership.leading) return;
@@ -185,18 +190,18 @@ export function startLeaderElection(options: LeaderElectionOptions): LeaderElect
       seen = sight(seen, lease, now());
       const step = nextLeaseStep(lease, seen, now(), identity, timing.leaseDurationMs);
       if (step.kind === 'wait') {
-        if (lastWaitLogged !== step.holder) logger.info({ holder: step.holder }, 'another replica leads');
-        lastWaitLogged = step.holder;
+        logOnce(`holder ${step.holder}`, () => logger.info({ holder: step.holder }, 'another replica leads'));
         return 'waiting';
       }
       lastLease = await write(step, lease);
       if (step.kind !== 'renew') logger.info({ step: step.kind }, 'lease acquired');
-      lastWaitLogged = undefined;
+      lastLogged = undefined;
       return 'written';
     } catch (error) {
       // 409: created or updated by someone else since we read it
       if (refusedStatus(error) === 409) return 'conflict';
-      logger.warn({ err: describeKubeError(error) }, 'lease not read or written');
+      const message = describeKubeError(error);
+      logOnce(`error ${message}`, () => logger.warn({ err: message }, 'lease not read or written; retrying'));
       return 'failed';
     }
   }

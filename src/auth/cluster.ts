@@ -4,8 +4,8 @@
 import type { Logger } from '../lib/logger.js';
 import { jwksFromApiServer, jwksFromDiscovery, jwksFromFile, jwksFromUri } from './jwks-sources.js';
 import { KeySet } from './keys.js';
-import { kubeClientFromKubeconfig, type KubeClient } from '../kube/client.js';
-import { podLivenessCheck } from './liveness.js';
+import { connectKube, type KubeApi } from '../kube/connect.js';
+import { apiServerPodUids, podLivenessCheck } from './liveness.js';
 import { clusterArn } from './session.js';
 import { JwksTokenVerifier, TokenReviewVerifier, withRevocation, type TokenVerifier } from './verifier.js';
 
@@ -48,7 +48,8 @@ export interface ClusterAuth {
   verifier: TokenVerifier;
   /** loads the keys ahead of the first request */
   warmUp(): Promise<void>;
-  close(): void;
+  /** closes the cluster's API connections */
+  close(): Promise<void>;
 }
 
 export interface ClusterAuthOptions {
@@ -63,9 +64,9 @@ export interface ClusterAuthOptions {
 export function createClusterAuth(cluster: ClusterVerification, options: ClusterAuthOptions): ClusterAuth {
   const mode = verificationMode(cluster);
   const logger = options.logger.child({ cluster: cluster.name });
-  const kube: KubeClient | undefined = cluster.kubeconfig ? kubeClientFromKubeconfig(cluster.kubeconfig) : undefined;
+  const kube: KubeApi | undefined = cluster.kubeconfig ? connectKube(cluster.kubeconfig) : undefined;
   const base = { name: cluster.name, arn: clusterArn(options.region, options.accountId, cluster.name), mode, requireNodeBinding: cluster.requireNodeBinding };
-  const close = () => kube?.close();
+  const close = async () => kube?.close();
 
   if (mode === 'token-review') {
     const verifier = new TokenReviewVerifier({ kube: kube!, issuer: cluster.issuer, logger, now: options.now, reviewTtlMs: options.revocationTtlMs });
@@ -83,6 +84,6 @@ export function createClusterAuth(cluster: ClusterVerification, options: Cluster
   // A file is cheap to re-read: follow rotation quickly.
   const keys = new KeySet({ fetchJwks, describe, logger, now: options.now, cooldownMs: mode === 'jwks-file' ? 2_000 : 5_000 });
   const local = new JwksTokenVerifier({ keys, issuer: cluster.issuer, now: options.now });
-  const verifier = kube ? withRevocation(local, podLivenessCheck({ kube, logger, now: options.now, aliveTtlMs: options.revocationTtlMs })) : local;
+  const verifier = kube ? withRevocation(local, podLivenessCheck({ podUid: apiServerPodUids(kube), logger, now: options.now, aliveTtlMs: options.revocationTtlMs })) : local;
   return { ...base, revocation: kube !== undefined, verifier, warmUp: () => keys.warmUp(), close };
 }

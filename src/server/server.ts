@@ -4,7 +4,6 @@
 // webhook listener and the metrics listener — and stops them in order:
 // listeners drain first, the store closes last.
 import { AggregatorRegistry, type Registry } from 'prom-client';
-import { startCrdSync } from '../kube/crd/reconciler.js';
 import { openStore } from '../associations/open-store.js';
 import type { AssociationStore } from '../associations/store.js';
 import { loadOrCreateLocalIssuerKey } from '../auth/issuers/local.js';
@@ -12,6 +11,7 @@ import { localIssuerKeyFile } from './setup/eks-auth.js';
 import { closeServer, formatUrlHost, listen, parseListen, applyServerTimeouts } from '../lib/http.js';
 import type { Logger } from '../lib/logger.js';
 import { createMetricsServer, createRegistry, type MetricsSource } from '../lib/metrics.js';
+import { startCrdSyncs } from './setup/crd-sync.js';
 import { createWebhookFromConfig } from './setup/webhook.js';
 import { startApiListener } from './api-listener.js';
 import type { ServerConfig } from '../config/schema.js';
@@ -78,10 +78,8 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   const webhook = await createWebhookFromConfig(config, { store, logger, registry });
   const webhookAddress = await listen(webhook.server, parseListen(config.webhookListen));
 
-  // PodIdentityAssociation resources of clusters with syncCrds, reconciled into the store in the background.
-  const crdSyncs = config.clusters
-    .filter((c) => c.syncCrds && c.kubeconfig)
-    .map((c) => startCrdSync({ clusterName: c.name, kubeconfigPath: c.kubeconfig!, store, region: config.region, accountId: config.accountId, logger }));
+  // PodIdentityAssociation resources of clusters with syncCrds, reconciled in the background by whichever replica leads.
+  const crdSyncs = startCrdSyncs(config, { store, logger });
 
   let closing = false;
   const metrics = createMetricsServer(api.metrics, async () => {
@@ -106,10 +104,10 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     store,
     async close() {
       closing = true;
-      webhook.close();
       await Promise.all([api.close(), closeServer(webhook.server)]);
+      await webhook.close();
       await closeServer(metrics, 1000);
-      await Promise.all(crdSyncs.map((s) => s.stop()));
+      await crdSyncs.stop();
       await store.close();
       logger.info('server stopped');
     },

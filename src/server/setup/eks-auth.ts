@@ -62,7 +62,7 @@ export function createEksAuth(config: ServerConfig, options: EksAuthOptions): Ek
     async close() {
       resolver.close();
       issuer.close();
-      for (const cluster of clusters) cluster.close();
+      await Promise.all(clusters.map((cluster) => cluster.close()));
       await audit.close();
     },
   };

@@ -1,0 +1,63 @@
+// The CRD reconciler of every cluster with syncCrds, from the server
+// configuration: its connection to the cluster, the association service it
+// goes through (the API's rules), and where and as whom this replica takes
+// part in the election of the one replica that reconciles.
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { AssociationService } from '../../associations/service.js';
+import type { AssociationStore } from '../../associations/store.js';
+import type { ServerConfig } from '../../config/schema.js';
+import { connectKube } from '../../kube/connect.js';
+import { startCrdSync, type CrdSync } from '../../kube/crd/reconciler.js';
+import type { Logger } from '../../lib/logger.js';
+
+export const DEFAULT_LEASE_NAMESPACE = 'pod-identity';
+
+/** Where the Leases live: the server's own namespace (POD_NAMESPACE from the downward API, else the in-cluster service account's), else pod-identity. */
+export function leaseNamespace(env: NodeJS.ProcessEnv, inClusterNamespace: string | undefined): string {
+  return env.POD_NAMESPACE || inClusterNamespace || DEFAULT_LEASE_NAMESPACE;
+}
+
+/** The pod's name (POD_NAME, else the host name, which is the pod's) and a random suffix, so that a restarted or second process never takes the lease for its predecessor. */
+export function replicaIdentity(env: NodeJS.ProcessEnv, host: string = hostname()): string {
+  return `${env.POD_NAME || host}-${randomBytes(4).toString('hex')}`;
+}
+
+export interface CrdSyncs {
+  stop(): Promise<void>;
+}
+
+export function startCrdSyncs(config: ServerConfig, deps: { store: AssociationStore; logger: Logger; env?: NodeJS.ProcessEnv }): CrdSyncs {
+  const env = deps.env ?? process.env;
+  const clusterNames = config.clusters.map((c) => c.name);
+  const associations = new AssociationService({ store: deps.store, region: config.region, accountId: config.accountId, clusters: () => clusterNames });
+  const identity = replicaIdentity(env);
+  const running: { sync: CrdSync; close(): Promise<void> }[] = [];
+  for (const cluster of config.clusters) {
+    if (!cluster.syncCrds || !cluster.kubeconfig) continue;
+    const kube = connectKube(cluster.kubeconfig);
+    const namespace = leaseNamespace(env, cluster.kubeconfig === 'in-cluster' ? kube.namespace : undefined);
+    const sync = startCrdSync({
+      clusterName: cluster.name,
+      kube,
+      associations,
+      onStoreChange: (listener) => deps.store.onChange(listener),
+      region: config.region,
+      accountId: config.accountId,
+      logger: deps.logger,
+      leaseNamespace: namespace,
+      identity,
+    });
+    running.push({ sync, close: () => kube.close() });
+  }
+  return {
+    async stop() {
+      await Promise.all(
+        running.map(async ({ sync, close }) => {
+          await sync.stop();
+          await close();
+        }),
+      );
+    },
+  };
+}

@@ -25,7 +25,7 @@ import {
 } from '@kubernetes/client-node';
 import { Agent } from 'undici';
 
-export interface RequestLimits {
+interface RequestLimits {
   /** the whole exchange, from sending to the last byte of the answer; default 2 s */
   timeoutMs?: number;
   /** a longer answer fails the request; default 4 MiB */

@@ -84,7 +84,7 @@ export function helmMissingReason(): string | undefined {
 }
 
 /** The connection as a client-node KubeConfig (its own request path: a new connection per request). */
-export function kubeConfigOf(kube: KubeConnection): KubeConfig {
+function kubeConfigOf(kube: KubeConnection): KubeConfig {
   const config = new KubeConfig();
   config.loadFromOptions({
     clusters: [{ name: 'test', server: kube.url, caData: Buffer.from(kube.caPem).toString('base64'), skipTLSVerify: false }],

@@ -53,7 +53,7 @@ class StoppedError extends Error {
   override name = 'StoppedError';
 }
 
-export interface ReconcilerOptions {
+interface ReconcilerOptions {
   clusterName: string;
   kube: KubeApi;
   associations: AssociationService;
@@ -67,13 +67,13 @@ export interface ReconcilerOptions {
   now?: () => number;
 }
 
-export interface Reconciler {
+interface Reconciler {
   /** ends the watch, drops the work not started, and waits for the reconcile in progress */
   stop(): Promise<void>;
 }
 
 /** Reconciles the cluster's resources until stopped (one leadership term). */
-export function startReconciler(options: ReconcilerOptions): Reconciler {
+function startReconciler(options: ReconcilerOptions): Reconciler {
   const { clusterName, associations, region, accountId } = options;
   const logger = options.logger.child({ component: 'crd-sync', cluster: clusterName });
   const now = options.now ?? Date.now;

@@ -11,15 +11,15 @@ import { connectKube } from '../../kube/connect.js';
 import { startCrdSync, type CrdSync } from '../../kube/crd/reconciler.js';
 import type { Logger } from '../../lib/logger.js';
 
-export const DEFAULT_LEASE_NAMESPACE = 'pod-identity';
+const DEFAULT_LEASE_NAMESPACE = 'pod-identity';
 
 /** Where the Leases live: the server's own namespace (POD_NAMESPACE from the downward API, else the in-cluster service account's), else pod-identity. */
-export function leaseNamespace(env: NodeJS.ProcessEnv, inClusterNamespace: string | undefined): string {
+function leaseNamespace(env: NodeJS.ProcessEnv, inClusterNamespace: string | undefined): string {
   return env.POD_NAMESPACE || inClusterNamespace || DEFAULT_LEASE_NAMESPACE;
 }
 
 /** The pod's name (POD_NAME, else the host name, which is the pod's) and a random suffix, so that a restarted or second process never takes the lease for its predecessor. */
-export function replicaIdentity(env: NodeJS.ProcessEnv, host: string = hostname()): string {
+function replicaIdentity(env: NodeJS.ProcessEnv, host: string = hostname()): string {
   return `${env.POD_NAME || host}-${randomBytes(4).toString('hex')}`;
 }
 

@@ -389,8 +389,8 @@ export async function run(): Promise<ScenarioResult> {
     const serialPods = await createPods(kube, 'single', SERIAL_REQUESTS);
     const warmUpPods = await createPods(kube, 'warm', WARM_UP_PODS);
 
-    // Every round gets its own tokens (the apiserver's token cache remembers
-    // an authenticated token for 10 s: a reused one would be answered from it).
+    // Every round gets its own tokens (the apiserver remembers reviewed
+    // tokens for a while, so a reused one would be answered from its cache).
     // The warm-up tokens are shared: they only warm a fresh server up.
     const slots = ROUNDS * buildList.length * MODES.length;
     const perSlot = REQUESTS + SERIAL_REQUESTS;

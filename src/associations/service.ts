@@ -6,9 +6,17 @@ import { WireError } from '../lib/errors.js';
 import { looksLikeArn, parseAssociationArn, type CreateInput, type ListInput, type UpdateInput } from '../api/eks.js';
 import { SubjectTakenError, type AssociationStore } from './store.js';
 import type { Association } from '../api/eks.js';
-import type { AssociationChanges } from './types.js';
+import type { AssociationChanges, Subject } from './types.js';
 import type { ChangeAudit, ChangeContext, ChangeOperation } from './audit.js';
 import { isoTime } from '../lib/iso-time.js';
+
+/** What an update may set: UpdatePodIdentityAssociation's fields and, for the CRD reconciler, the whole tag set. */
+export type AssociationUpdate = UpdateInput & { tags?: Record<string, string> };
+
+export interface CreateOptions {
+  /** who made the association (a PodIdentityAssociation resource); associations made through the EKS API have none */
+  ownerArn?: string;
+}
 
 export interface AssociationServiceOptions {
   store: AssociationStore;
@@ -122,7 +130,7 @@ export class AssociationService {
     return new WireError('ResourceNotFoundException', `Pod identity association ${associationId} not found in cluster ${clusterName}.`);
   }
 
-  async create(clusterName: string, input: CreateInput, context: ChangeContext): Promise<Association> {
+  async create(clusterName: string, input: CreateInput, context: ChangeContext, options: CreateOptions = {}): Promise<Association> {
     this.requireCluster(clusterName);
     checkPolicyRule(input.disableSessionTags ?? false, input.policy);
     const now = this.now();
@@ -137,6 +145,7 @@ export class AssociationService {
       tags: input.tags ?? {},
       createdAt: now,
       modifiedAt: now,
+      ...(options.ownerArn !== undefined && { ownerArn: options.ownerArn }),
       disableSessionTags: input.disableSessionTags ?? false,
       ...(input.targetRoleArn !== undefined && { targetRoleArn: input.targetRoleArn, externalId: randomUUID() }),
       ...(input.policy !== undefined && { policy: input.policy }),
@@ -168,10 +177,21 @@ export class AssociationService {
   }
 
   async describe(clusterName: string, associationId: string): Promise<Association> {
-    this.requireCluster(clusterName);
-    const found = await this.store.get(clusterName, associationId);
+    const found = await this.find(clusterName, associationId);
     if (!found) throw this.notFound(clusterName, associationId);
     return found;
+  }
+
+  /** Describe without the error: undefined when there is no such association. */
+  async find(clusterName: string, associationId: string): Promise<Association | undefined> {
+    this.requireCluster(clusterName);
+    return this.store.get(clusterName, associationId);
+  }
+
+  /** The association of a service account, if it has one. */
+  async findBySubject(subject: Subject): Promise<Association | undefined> {
+    this.requireCluster(subject.clusterName);
+    return this.store.findBySubject(subject);
   }
 
   async list(clusterName: string, input: ListInput): Promise<{ associations: Association[]; nextToken?: string }> {
@@ -188,10 +208,11 @@ export class AssociationService {
     };
   }
 
-  async update(clusterName: string, associationId: string, input: UpdateInput, context: ChangeContext): Promise<Association> {
+  async update(clusterName: string, associationId: string, input: AssociationUpdate, context: ChangeContext): Promise<Association> {
     const current = await this.describe(clusterName, associationId);
     const changes: AssociationChanges = { modifiedAt: this.now() };
     if (input.roleArn !== undefined) changes.roleArn = input.roleArn;
+    if (input.tags !== undefined) changes.tags = input.tags;
     if (input.disableSessionTags !== undefined) changes.disableSessionTags = input.disableSessionTags;
     if (input.policy !== undefined) changes.policy = input.policy === '' ? undefined : input.policy;
     if (input.targetRoleArn !== undefined) {

@@ -4,8 +4,8 @@
 import type { Logger } from '../lib/logger.js';
 import { jwksFromApiServer, jwksFromDiscovery, jwksFromFile, jwksFromUri } from './jwks-sources.js';
 import { KeySet, type JwksFetcher } from './keys.js';
-import { kubeClientFromKubeconfig, type KubeClient } from '../kube/client.js';
-import { podLivenessCheck } from './liveness.js';
+import { connectKube, type KubeApi } from '../kube/connect.js';
+import { apiServerPodUids, podLivenessCheck } from './liveness.js';
 import { clusterArn } from './session.js';
 import { JwksTokenVerifier, TokenReviewVerifier, withRevocation, type TokenVerifier } from './verifier.js';
 
@@ -39,7 +39,7 @@ export function verificationMode(cluster: Omit<ClusterVerification, 'name' | 're
 }
 
 /** Where a cluster's signing keys come from in a JWKS mode, and how logs name it; undefined in TokenReview mode. */
-export function keySource(cluster: ClusterVerification, mode: VerificationMode, kube: KubeClient | undefined): { fetchJwks: JwksFetcher; describe: string } | undefined {
+export function keySource(cluster: ClusterVerification, mode: VerificationMode, kube: KubeApi | undefined): { fetchJwks: JwksFetcher; describe: string } | undefined {
   switch (mode) {
     case 'jwks-file':
       return { fetchJwks: jwksFromFile(cluster.jwksFile!), describe: `jwksFile ${cluster.jwksFile}` };
@@ -64,7 +64,8 @@ export interface ClusterAuth {
   verifier: TokenVerifier;
   /** loads the keys ahead of the first request */
   warmUp(): Promise<void>;
-  close(): void;
+  /** closes the cluster's API connections */
+  close(): Promise<void>;
 }
 
 export interface ClusterAuthOptions {
@@ -79,9 +80,9 @@ export interface ClusterAuthOptions {
 export function createClusterAuth(cluster: ClusterVerification, options: ClusterAuthOptions): ClusterAuth {
   const mode = verificationMode(cluster);
   const logger = options.logger.child({ cluster: cluster.name });
-  const kube: KubeClient | undefined = cluster.kubeconfig ? kubeClientFromKubeconfig(cluster.kubeconfig) : undefined;
+  const kube: KubeApi | undefined = cluster.kubeconfig ? connectKube(cluster.kubeconfig) : undefined;
   const base = { name: cluster.name, arn: clusterArn(options.region, options.accountId, cluster.name), mode, requireNodeBinding: cluster.requireNodeBinding };
-  const close = () => kube?.close();
+  const close = async () => kube?.close();
 
   if (mode === 'token-review') {
     const verifier = new TokenReviewVerifier({ kube: kube!, issuer: cluster.issuer, logger, now: options.now, reviewTtlMs: options.revocationTtlMs });
@@ -92,6 +93,6 @@ export function createClusterAuth(cluster: ClusterVerification, options: Cluster
   // A file is cheap to re-read: follow rotation quickly.
   const keys = new KeySet({ fetchJwks, describe, logger, now: options.now, cooldownMs: mode === 'jwks-file' ? 2_000 : 5_000 });
   const local = new JwksTokenVerifier({ keys, issuer: cluster.issuer, now: options.now });
-  const verifier = kube ? withRevocation(local, podLivenessCheck({ kube, logger, now: options.now, aliveTtlMs: options.revocationTtlMs })) : local;
+  const verifier = kube ? withRevocation(local, podLivenessCheck({ podUid: apiServerPodUids(kube), logger, now: options.now, aliveTtlMs: options.revocationTtlMs })) : local;
   return { ...base, revocation: kube !== undefined, verifier, warmUp: () => keys.warmUp(), close };
 }

@@ -3,7 +3,8 @@
 // the kubeconfig). Each is a fetcher for KeySet; all are bounded in time and
 // size.
 import { readFile } from 'node:fs/promises';
-import type { KubeClient } from '../kube/client.js';
+import { OpenidApi, setHeaderOptions } from '@kubernetes/client-node';
+import { describeKubeError, type KubeApi } from '../kube/connect.js';
 import type { JwksFetcher } from './keys.js';
 
 const FETCH_TIMEOUT_MS = 5_000;
@@ -44,10 +45,15 @@ export function jwksFromDiscovery(issuer: string): JwksFetcher {
 }
 
 /** The API server's own service-account JWKS, read with the cluster's kubeconfig credentials. */
-export function jwksFromApiServer(kube: KubeClient): JwksFetcher {
+export function jwksFromApiServer(kube: KubeApi): JwksFetcher {
+  const openid = kube.client(OpenidApi, { timeoutMs: FETCH_TIMEOUT_MS, maxBytes: MAX_DOCUMENT_BYTES });
+  // /openid/v1/jwks answers only application/jwk-set+json (406 to application/json alone)
+  const jwkSet = setHeaderOptions('Accept', 'application/jwk-set+json');
   return async function fetchApiServerJwks() {
-    const { status, body } = await kube.request('GET', '/openid/v1/jwks', { timeoutMs: FETCH_TIMEOUT_MS });
-    if (status !== 200) throw new Error(`${kube.server}/openid/v1/jwks answered ${status}`);
-    return body;
+    try {
+      return (await openid.getServiceAccountIssuerOpenIDKeyset(jwkSet)) as unknown;
+    } catch (error) {
+      throw new Error(`${kube.server}/openid/v1/jwks: ${describeKubeError(error)}`, { cause: error });
+    }
   };
 }

@@ -3,20 +3,41 @@
 // token's pod must still exist with the same uid. Answers are remembered
 // briefly (alive) or long (gone: a uid never comes back), one lookup per pod
 // at a time; the alive TTL bounds how late a deletion is noticed.
+import { CoreV1Api, setHeaderOptions } from '@kubernetes/client-node';
+import { describeKubeError, refusedStatus, type KubeApi } from '../kube/connect.js';
 import { ExpiringCache } from '../lib/bounded-cache.js';
 import type { Logger } from '../lib/logger.js';
 import { invalidToken, refused, type PodIdentityClaims } from './claims.js';
-import type { KubeClient } from '../kube/client.js';
+
+/** The uid of pod namespace/name, or undefined when there is no such pod; throws when the API server cannot tell. */
+export type PodUidLookup = (namespace: string, name: string) => Promise<string | undefined>;
+
+/**
+ * Pod reads through the cluster's API, each bounded by `timeoutMs`. Only the
+ * pod's metadata is asked for (PartialObjectMetadata): a whole pod is tens of
+ * kilobytes to encode, send and decode, for the uid alone.
+ */
+export function apiServerPodUids(kube: KubeApi, timeoutMs = 2_000): PodUidLookup {
+  const core = kube.client(CoreV1Api, { timeoutMs });
+  const metadataOnly = setHeaderOptions('Accept', 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1');
+  return async function readPodUid(namespace, name) {
+    try {
+      return (await core.readNamespacedPod({ namespace, name }, metadataOnly)).metadata?.uid;
+    } catch (error) {
+      if (refusedStatus(error) === 404) return undefined;
+      throw new Error(`${kube.server}: pod ${namespace}/${name}: ${describeKubeError(error)}`, { cause: error });
+    }
+  };
+}
 
 export interface PodLivenessOptions {
-  kube: KubeClient;
+  podUid: PodUidLookup;
   logger: Logger;
   /** how long "the pod exists" is believed */
   aliveTtlMs?: number;
   /** how long "the pod is gone" is remembered */
   goneTtlMs?: number;
   maxEntries?: number;
-  timeoutMs?: number;
   now?: () => number;
 }
 
@@ -31,20 +52,12 @@ export function podLivenessCheck(options: PodLivenessOptions): PodLivenessCheck 
   const inFlight = new Map<string, Promise<boolean>>();
 
   async function lookUp(claims: PodIdentityClaims): Promise<boolean> {
-    const path = `/api/v1/namespaces/${encodeURIComponent(claims.namespace)}/pods/${encodeURIComponent(claims.podName)}`;
-    let response;
     try {
-      response = await options.kube.request('GET', path, { timeoutMs: options.timeoutMs ?? 2_000 });
+      return (await options.podUid(claims.namespace, claims.podName)) === claims.podUid;
     } catch (error) {
-      options.logger.warn({ server: options.kube.server, err: (error as Error).message }, 'pod liveness check failed');
+      options.logger.warn({ err: (error as Error).message }, 'pod liveness check failed');
       throw refused('ServiceUnavailableException', 'api_unavailable', "The cluster's API server cannot confirm the pod right now.");
     }
-    if (response.status === 404) return false;
-    if (response.status !== 200) {
-      options.logger.warn({ server: options.kube.server, status: response.status }, 'pod liveness check refused');
-      throw refused('ServiceUnavailableException', 'api_unavailable', "The cluster's API server cannot confirm the pod right now.");
-    }
-    return (response.body as { metadata?: { uid?: unknown } } | undefined)?.metadata?.uid === claims.podUid;
   }
 
   function remember(podUid: string, alive: boolean): void {

@@ -4,11 +4,12 @@
 // remember verified tokens by hash; revocation (pod liveness) wraps them, so
 // it applies to remembered tokens too.
 import { hash, type KeyObject } from 'node:crypto';
+import { AuthenticationV1Api, type V1TokenReview } from '@kubernetes/client-node';
 import type { Logger } from '../lib/logger.js';
 import { checkClaims, checkStillValid, invalidToken, POD_IDENTITY_AUDIENCE, refused, type PodIdentityClaims } from './claims.js';
 import { decodeJws, decodePayloadUnverified, verifyJwsSignature } from './jws.js';
 import type { KeySet } from './keys.js';
-import type { KubeClient } from '../kube/client.js';
+import { describeKubeError, type KubeApi } from '../kube/connect.js';
 import { BoundedMap, ExpiringCache } from '../lib/bounded-cache.js';
 
 export interface TokenVerifier {
@@ -98,21 +99,15 @@ export class JwksTokenVerifier implements TokenVerifier {
 }
 
 export interface TokenReviewVerifierOptions {
-  kube: KubeClient;
+  kube: KubeApi;
   issuer?: string;
   /** how long a reviewed token is remembered; bounds how late a deleted pod is noticed */
   reviewTtlMs?: number;
   cacheEntries?: number;
+  /** of each TokenReview; default 2 s */
   timeoutMs?: number;
   logger: Logger;
   now?: () => number;
-}
-
-interface TokenReviewStatus {
-  authenticated?: boolean;
-  error?: string;
-  audiences?: string[];
-  user?: { username?: string; extra?: Record<string, string[]> };
 }
 
 /** Verification by the API server (TokenReview, audience pods.eks.amazonaws.com), which also refuses tokens of deleted pods. */
@@ -120,11 +115,13 @@ export class TokenReviewVerifier implements TokenVerifier {
   private readonly cache: ExpiringCache<string, PodIdentityClaims>;
   private readonly now: () => number;
   private readonly reviewTtlMs: number;
+  private readonly reviews: AuthenticationV1Api;
 
   constructor(private readonly options: TokenReviewVerifierOptions) {
     this.now = options.now ?? Date.now;
     this.reviewTtlMs = options.reviewTtlMs ?? 20_000;
     this.cache = new ExpiringCache(options.cacheEntries ?? 20_000, this.now);
+    this.reviews = options.kube.client(AuthenticationV1Api, { timeoutMs: options.timeoutMs ?? 2_000 });
   }
 
   async verify(token: string): Promise<PodIdentityClaims> {
@@ -136,25 +133,14 @@ export class TokenReviewVerifier implements TokenVerifier {
     }
     // The clock and claim rules first: an expired token is ExpiredTokenException without a round trip.
     const claims = checkClaims(decodePayloadUnverified(token), { issuer: this.options.issuer, now: this.now() / 1000 });
-    let response;
+    const review: V1TokenReview = { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [POD_IDENTITY_AUDIENCE] } };
+    let status;
     try {
-      response = await this.options.kube.request(
-        'POST',
-        '/apis/authentication.k8s.io/v1/tokenreviews',
-        {
-          body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [POD_IDENTITY_AUDIENCE] } },
-          timeoutMs: this.options.timeoutMs ?? 2_000,
-        },
-      );
+      status = (await this.reviews.createTokenReview({ body: review })).status ?? {};
     } catch (error) {
-      this.options.logger.warn({ server: this.options.kube.server, err: (error as Error).message }, 'TokenReview failed');
+      this.options.logger.warn({ server: this.options.kube.server, err: describeKubeError(error) }, 'TokenReview failed');
       throw refused('ServiceUnavailableException', 'api_unavailable', "The cluster's API server cannot review tokens right now.");
     }
-    if (response.status !== 201 && response.status !== 200) {
-      this.options.logger.warn({ server: this.options.kube.server, status: response.status }, 'TokenReview refused');
-      throw refused('ServiceUnavailableException', 'api_unavailable', "The cluster's API server cannot review tokens right now.");
-    }
-    const status = ((response.body as { status?: TokenReviewStatus } | undefined)?.status ?? {}) as TokenReviewStatus;
     if (status.authenticated !== true) {
       this.options.logger.debug({ reason: status.error?.slice(0, 200) }, 'TokenReview did not authenticate a token');
       throw invalidToken('token_review_rejected', 'the API server did not authenticate the token (TokenReview)');

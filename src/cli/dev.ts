@@ -1,7 +1,8 @@
 // `pod-identity dev` and `pod-identity dev token`: wiring only; see src/dev/.
 import { fileURLToPath } from 'node:url';
 import { Option, type Command } from 'commander';
-import { kubeClientFromKubeconfig } from '../kube/client.js';
+import { connectKube } from '../kube/connect.js';
+import { requestPodBoundToken } from '../kube/pod-token.js';
 import { DEFAULT_STATE_DIR, devInstructions, startDev, writeDevToken, type DevOptions } from '../dev/dev.js';
 import { POD_IDENTITY_AUDIENCE } from '../dev/token-signer.js';
 import { createLogger } from '../lib/logger.js';
@@ -10,23 +11,11 @@ import { exitOnSignals } from './shutdown.js';
 
 /** TokenRequest bound to a pod, as the kubelet asks for the projected volume. */
 async function requestPodToken(kubeconfig: string, namespace: string, serviceAccount: string, podName: string, expirationSeconds: number): Promise<string> {
-  const kube = kubeClientFromKubeconfig(kubeconfig);
+  const kube = connectKube(kubeconfig);
   try {
-    const pod = await kube.request('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(podName)}`);
-    if (pod.status !== 200) throw new Error(`pod ${namespace}/${podName}: the API server answered ${pod.status}`);
-    const uid = (pod.body as { metadata?: { uid?: string } }).metadata?.uid;
-    const answer = await kube.request('POST', `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(serviceAccount)}/token`, {
-      body: {
-        apiVersion: 'authentication.k8s.io/v1',
-        kind: 'TokenRequest',
-        spec: { audiences: [POD_IDENTITY_AUDIENCE], expirationSeconds, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: podName, uid } },
-      },
-    });
-    const token = (answer.body as { status?: { token?: string } }).status?.token;
-    if (answer.status !== 201 || !token) throw new Error(`TokenRequest for ${namespace}/${serviceAccount}: the API server answered ${answer.status}`);
-    return token;
+    return await requestPodBoundToken(kube, { namespace, serviceAccount, podName, audience: POD_IDENTITY_AUDIENCE, expirationSeconds });
   } finally {
-    kube.close();
+    await kube.close();
   }
 }
 

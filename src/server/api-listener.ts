@@ -30,11 +30,20 @@ export interface ApiListener {
   close(): Promise<void>;
 }
 
-export async function startApiListener(config: ServerConfig, deps: { store: AssociationStore; logger: Logger; registry: Registry }): Promise<ApiListener> {
+export interface ApiListenerDeps {
+  store: AssociationStore;
+  logger: Logger;
+  registry: Registry;
+  /** the process's audit trail, when it has one already (closed by its owner); else one of the listener's own */
+  audit?: AuditLog;
+}
+
+export async function startApiListener(config: ServerConfig, deps: ApiListenerDeps): Promise<ApiListener> {
   const { store, logger, registry } = deps;
   const clusterNames = config.clusters.map((c) => c.name);
   // one audit trail for the changes and decisions this process makes
-  const audit = new AuditLog(logger, config.audit.file);
+  const audit = deps.audit ?? new AuditLog(logger, config.audit.file);
+  const closeAudit = () => (deps.audit ? Promise.resolve() : audit.close());
   const associations = new AssociationService({ store, region: config.region, accountId: config.accountId, clusters: () => clusterNames, audit });
   const eksAuth = createEksAuth(config, { store, logger, registry, audit });
   const routes: Route[] = [
@@ -57,16 +66,16 @@ export async function startApiListener(config: ServerConfig, deps: { store: Asso
   try {
     address = await listen(server, parseListen(config.listen));
   } catch (error) {
-    eksAuth.close();
-    await audit.close();
+    await eksAuth.close();
+    await closeAudit();
     throw error;
   }
   return {
     url: `${config.tls ? 'https' : 'http'}://${formatUrlHost(address.host)}:${address.port}`,
     async close() {
       await closeServer(server);
-      eksAuth.close();
-      await audit.close();
+      await eksAuth.close();
+      await closeAudit();
     },
   };
 }

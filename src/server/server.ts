@@ -4,18 +4,19 @@
 // webhook listener and the metrics listener — and stops them in order:
 // listeners drain first, the store closes last.
 import { AggregatorRegistry, type Registry } from 'prom-client';
-import { startCrdSync } from '../kube/crd/reconciler.js';
 import { openStore } from '../associations/open-store.js';
 import type { AssociationStore } from '../associations/store.js';
 import { loadOrCreateLocalIssuerKey } from '../auth/issuers/local.js';
 import { localIssuerKeyFile } from './setup/eks-auth.js';
 import { closeServer, formatUrlHost, listen, parseListen, applyServerTimeouts } from '../lib/http.js';
+import { AuditLog } from '../lib/audit.js';
 import type { Logger } from '../lib/logger.js';
 import { createMetricsServer, createRegistry, type MetricsSource } from '../lib/metrics.js';
 import { Gauge } from 'prom-client';
 import { DependencyMonitor } from './readiness.js';
 import { preflight } from './setup/preflight.js';
 import { dependencyChecks } from './setup/readiness.js';
+import { startCrdSyncs } from './setup/crd-sync.js';
 import { createWebhookFromConfig } from './setup/webhook.js';
 import { startApiListener } from './api-listener.js';
 import type { ServerConfig } from '../config/schema.js';
@@ -46,10 +47,10 @@ interface ApiSide {
   close(): Promise<void>;
 }
 
-async function startApiSide(config: ServerConfig, opened: AssociationStore, logger: Logger, registry: Registry): Promise<ApiSide> {
+async function startApiSide(config: ServerConfig, opened: AssociationStore, logger: Logger, registry: Registry, audit: AuditLog): Promise<ApiSide> {
   const count = workerCount(config.workers);
   if (count <= 1) {
-    const api = await startApiListener(config, { store: opened, logger, registry });
+    const api = await startApiListener(config, { store: opened, logger, registry, audit });
     return { url: api.url, store: opened, metrics: registry, ready: () => true, close: () => api.close() };
   }
   // made here once, so that the workers do not race to create it
@@ -82,16 +83,16 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   const registry = createRegistry('server');
   const clusterNames = config.clusters.map((c) => c.name);
   const opened = await openStore(config, logger);
-  const api = await startApiSide(config, opened, logger, registry);
+  // the audit trail of this process: the API's changes and decisions when it answers the API itself, the CRD reconciler's changes
+  const audit = new AuditLog(logger, config.audit.file);
+  const api = await startApiSide(config, opened, logger, registry, audit);
   const { store } = api;
 
   const webhook = await createWebhookFromConfig(config, { store, logger, registry });
   const webhookAddress = await listen(webhook.server, parseListen(config.webhookListen));
 
-  // PodIdentityAssociation resources of clusters with syncCrds, reconciled into the store in the background.
-  const crdSyncs = config.clusters
-    .filter((c) => c.syncCrds && c.kubeconfig)
-    .map((c) => startCrdSync({ clusterName: c.name, kubeconfigPath: c.kubeconfig!, store, region: config.region, accountId: config.accountId, logger }));
+  // PodIdentityAssociation resources of clusters with syncCrds, reconciled in the background by whichever replica leads.
+  const crdSyncs = startCrdSyncs(config, { store, logger, audit, registry });
 
   // Each cluster's signing keys and API server, probed in the background.
   const dependencies = dependencyChecks(config);
@@ -146,12 +147,13 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     store,
     async close() {
       closing = true;
-      webhook.close();
       await Promise.all([api.close(), closeServer(webhook.server)]);
+      await webhook.close();
       await closeServer(metrics, 1000);
       monitor.close();
-      dependencies.close();
-      await Promise.all(crdSyncs.map((s) => s.stop()));
+      await dependencies.close();
+      await crdSyncs.stop();
+      await audit.close();
       await store.close();
       logger.info('server stopped');
     },

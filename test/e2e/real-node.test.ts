@@ -14,11 +14,11 @@ import { createHash } from 'node:crypto';
 import { resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreatePodIdentityAssociationCommand, DeletePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
-import type { V1DaemonSet, V1Deployment, V1Pod, V1PodList, V1Service } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { signRequest } from '../../src/lib/sigv4.js';
 import { buildImage, PRODUCT_IMAGE, type BuiltImage } from '../peers/images.js';
-import { createPod, getPod, kubeRequest, runKubeTool } from '../peers/kube-api.js';
-import { EKS_AUDIENCE } from '../peers/kube.js';
+import { createNamespace, createPod, createServiceAccount, getPod, runKubeTool } from '../peers/kube-api.js';
+import { EKS_AUDIENCE, kubeApiClient } from '../peers/kube.js';
 import { createRole, createUserWithAccessKey, MOTO_ACCOUNT_ID, trustPolicyFor, type AwsCredentials } from '../peers/moto.js';
 import { componentLogs, NODE_IP, nodeClusterMissingReason, startNodeCluster, type NodeCluster } from '../peers/node-cluster.js';
 import { waitUntil, type PeerProcess } from '../peers/processes.js';
@@ -80,7 +80,7 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
 
   const kubectl = async (args: string[], timeoutMs = 120_000) => (await runKubeTool('kubectl', cluster!, args, { timeoutMs })).stdout;
   const podsOf = async (namespace: string, selector: string) =>
-    (await kubeRequest<V1PodList>(cluster!, 'GET', `/api/v1/namespaces/${namespace}/pods?labelSelector=${encodeURIComponent(selector)}`)).items;
+    (await kubeApiClient(cluster!, CoreV1Api).listNamespacedPod({ namespace, labelSelector: selector })).items;
   const programLines = async (namespace: string, pod: string): Promise<ProgramLine[]> => {
     const res = await runKubeTool('kubectl', cluster!, ['logs', '-n', namespace, pod], { timeoutMs: 30_000 }).catch(() => ({ stdout: '' }));
     return res.stdout
@@ -200,8 +200,9 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
           }
         }
       }
-      const deployment = await kubeRequest<V1Deployment>(cluster!, 'GET', `/apis/apps/v1/namespaces/${SYSTEM_NAMESPACE}/deployments/${FULLNAME}-server`);
-      const daemonSet = await kubeRequest<V1DaemonSet>(cluster!, 'GET', `/apis/apps/v1/namespaces/${SYSTEM_NAMESPACE}/daemonsets/${FULLNAME}-agent`);
+      const apps = kubeApiClient(cluster!, AppsV1Api);
+      const deployment = await apps.readNamespacedDeployment({ namespace: SYSTEM_NAMESPACE, name: `${FULLNAME}-server` });
+      const daemonSet = await apps.readNamespacedDaemonSet({ namespace: SYSTEM_NAMESPACE, name: `${FULLNAME}-agent` });
       return (deployment.status?.availableReplicas ?? 0) >= 1 && (daemonSet.status?.numberReady ?? 0) >= 1 ? true : undefined;
     });
     t.diagnostic(`helm install until ready: ${Date.now() - started} ms`);
@@ -223,7 +224,7 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
 
   test('an association made with @aws-sdk/client-eks through the server’s Service', async () => {
     assert.ok(cluster && roleArn, 'previous step');
-    const service = await kubeRequest<V1Service>(cluster, 'GET', `/api/v1/namespaces/${SYSTEM_NAMESPACE}/services/${FULLNAME}-server`);
+    const service = await kubeApiClient(cluster, CoreV1Api).readNamespacedService({ namespace: SYSTEM_NAMESPACE, name: `${FULLNAME}-server` });
     apiEndpoint = `http://127.0.0.1:${await cluster.forward(service.spec!.clusterIP!, 8080)}`;
     eks = new EKSClient({ endpoint: apiEndpoint, region: REGION, credentials: ADMIN, maxAttempts: 1 });
     const created = await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: CLUSTER, namespace: NAMESPACE, serviceAccount: SERVICE_ACCOUNT, roleArn }));
@@ -234,8 +235,8 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
 
   test('a pod of an unmodified SDK program: mutated through the webhook’s Service, its token projected by the kubelet, credentials from the agent', async (t) => {
     assert.ok(cluster && associationId, 'previous step');
-    await kubeRequest(cluster, 'POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NAMESPACE } });
-    await kubeRequest(cluster, 'POST', `/api/v1/namespaces/${NAMESPACE}/serviceaccounts`, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: SERVICE_ACCOUNT } });
+    await createNamespace(cluster, NAMESPACE);
+    await createServiceAccount(cluster, NAMESPACE, SERVICE_ACCOUNT);
     const started = Date.now();
     const pod = await sdkPod('checkout-1', { REPEAT_EVERY_MS: '2000' });
 
@@ -294,7 +295,7 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
     const [after] = await podsOf(SYSTEM_NAMESPACE, 'app.kubernetes.io/component=agent');
     assert.ok(after && after.metadata?.uid !== before?.metadata?.uid, 'a new agent pod');
     assert.equal(after.status?.initContainerStatuses?.find((s) => s.name === 'initialize')?.state?.terminated?.exitCode, 0, 'the new pod’s init container ran again on a node that has the link');
-    const ds = await kubeRequest<V1DaemonSet>(cluster, 'GET', `/apis/apps/v1/namespaces/${SYSTEM_NAMESPACE}/daemonsets/${FULLNAME}-agent`);
+    const ds = await kubeApiClient(cluster, AppsV1Api).readNamespacedDaemonSet({ namespace: SYSTEM_NAMESPACE, name: `${FULLNAME}-agent` });
     assert.equal(ds.status?.numberReady, 1);
 
     // the same pod, same token: answers from the new agent (a new one has an empty cache, so it went to the server)

@@ -1,10 +1,13 @@
 // Associations as Kubernetes resources, on a real kube-apiserver: the CRD from
 // the Helm chart applied with kubectl, a `pod-identity server` with
-// syncCrds watching it, and the EKS API (@aws-sdk/client-eks) as the judge of
-// what the server's store holds.
+// syncCrds watching it (its credentials from an exec plugin), and the EKS API
+// (@aws-sdk/client-eks) as the judge of what the server's store holds. Then
+// two replicas on one PostgreSQL database syncing the same cluster: one
+// leads (a Lease), a deleted resource's association stays deleted, and
+// leadership moves when the leader is killed or stops.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,9 +19,11 @@ import {
   DescribePodIdentityAssociationCommand,
   type PodIdentityAssociation,
 } from '@aws-sdk/client-eks';
+import { CoordinationV1Api } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { ADMIN, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
-import { kubeBinary, kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
+import { kubeApiClient, kubeBinary, kubeMissingReason, startKubeControlPlane, writeExecKubeconfig, type ExecKubeconfig, type KubeControlPlane } from '../peers/kube.js';
+import { postgresSkip, startPostgres, type PostgresPeer } from '../peers/postgres.js';
 import { requirePeer } from '../peers/require.js';
 
 const CRD = resolve('deploy/helm/pod-identity/crds/podidentityassociations.yaml');
@@ -36,39 +41,65 @@ interface Resource {
   status?: { associationId?: string; associationArn?: string; observedGeneration?: number; conditions?: Condition[] };
 }
 
+function runKubectl(kube: KubeControlPlane, args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(kubeBinary('kubectl'), ['--kubeconfig', kube.kubeconfigPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolveRun({ code, stdout, stderr });
+    });
+    child.stdin.end(input ?? '');
+  });
+}
+
+async function runKubectlOk(kube: KubeControlPlane, args: string[], input?: string): Promise<string> {
+  const result = await runKubectl(kube, args, input);
+  assert.equal(result.code, 0, `kubectl ${args.join(' ')}: ${result.stderr}`);
+  return result.stdout;
+}
+
+function manifest(name: string, namespace: string, spec: Record<string, unknown>): string {
+  return stringify({ apiVersion: 'podidentity.dev/v1alpha1', kind: 'PodIdentityAssociation', metadata: { name, namespace }, spec });
+}
+
+/** Polls until `check` answers a value (not undefined), bounded; a failure shows the end of `logs`. */
+async function eventuallyOr<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, logs: () => string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ''}\nserver log:\n${logs().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function installCrd(kube: KubeControlPlane, namespaces: string[]): Promise<void> {
+  await runKubectlOk(kube, ['apply', '-f', CRD]);
+  await runKubectlOk(kube, ['wait', '--for=condition=Established', '--timeout=30s', 'crd/podidentityassociations.podidentity.dev']);
+  for (const ns of namespaces) await runKubectlOk(kube, ['create', 'namespace', ns]);
+}
+
 describe('PodIdentityAssociation resources reconciled into the store', { skip: requirePeer('kube-apiserver', kubeMissingReason) }, () => {
   let kube: KubeControlPlane;
+  let exec: ExecKubeconfig;
   let server: ServerProcess;
   let eks: EKSClient;
   /** the test's own, so that the store outlives a server's stop() (which removes the data directory it made itself) */
   const dataDir = mkdtempSync(join(tmpdir(), 'crd-sync-data-'));
 
-  function kubectl(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-    return new Promise((resolveRun, reject) => {
-      const child = spawn(kubeBinary('kubectl'), ['--kubeconfig', kube.kubeconfigPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-      child.once('error', reject);
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        resolveRun({ code, stdout, stderr });
-      });
-      child.stdin.end(input ?? '');
-    });
-  }
-
-  async function kubectlOk(args: string[], input?: string): Promise<string> {
-    const result = await kubectl(args, input);
-    assert.equal(result.code, 0, `kubectl ${args.join(' ')}: ${result.stderr}`);
-    return result.stdout;
-  }
-
-  function manifest(name: string, namespace: string, spec: Record<string, unknown>): string {
-    return stringify({ apiVersion: 'podidentity.dev/v1alpha1', kind: 'PodIdentityAssociation', metadata: { name, namespace }, spec });
-  }
+  const kubectl = (args: string[], input?: string) => runKubectl(kube, args, input);
+  const kubectlOk = (args: string[], input?: string) => runKubectlOk(kube, args, input);
 
   async function getResource(namespace: string, name: string): Promise<Resource> {
     return JSON.parse(await kubectlOk(['get', 'podidentityassociation', name, '-n', namespace, '-o', 'json'])) as Resource;
@@ -76,21 +107,7 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
 
   const ready = (r: Resource) => r.status?.conditions?.find((c) => c.type === 'Ready');
 
-  /** Polls until `check` answers a value (not undefined), bounded. */
-  async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    let last: unknown;
-    for (;;) {
-      try {
-        const value = await check();
-        if (value !== undefined) return value;
-      } catch (error) {
-        last = error;
-      }
-      if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ''}\nserver log:\n${server?.logs().slice(-3000)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  const eventually = <T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000) => eventuallyOr(what, check, timeoutMs, () => server?.logs() ?? '');
 
   async function associationFor(namespace: string, serviceAccount: string): Promise<PodIdentityAssociation | undefined> {
     const listed = await eks.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo', namespace, serviceAccount }));
@@ -102,15 +119,16 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
   async function startServer() {
     server = await startServerProcess({
       dataDir,
-      config: { clusters: [{ name: 'demo', kubeconfig: kube.kubeconfigPath, syncCrds: true }] },
+      // the reconciler's credentials come from an exec plugin
+      config: { clusters: [{ name: 'demo', kubeconfig: exec.path, syncCrds: true }] },
     });
   }
 
   before(async () => {
     kube = await startKubeControlPlane();
-    await kubectlOk(['apply', '-f', CRD]);
-    await kubectlOk(['wait', '--for=condition=Established', '--timeout=30s', 'crd/podidentityassociations.podidentity.dev']);
-    for (const ns of ['shop', 'payments']) await kubectlOk(['create', 'namespace', ns]);
+    exec = writeExecKubeconfig(kube, 'crd-sync');
+    // pod-identity: where the server's Lease lives when POD_NAMESPACE is unset (a kubeconfig file, not in-cluster)
+    await installCrd(kube, ['shop', 'payments', 'pod-identity']);
     await startServer();
     eks = new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: { ...ADMIN }, maxAttempts: 1 });
   });
@@ -237,5 +255,118 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
     await eventually('orphan removed at start', async () => ((await associationFor('payments', 'orphan')) ? undefined : true));
     // What was in sync stays as it was: the same association, kept in the store across the restart.
     assert.deepEqual(await associationFor('shop', 'checkout'), inSync);
+  });
+
+  test('the reconciler’s credentials came from the exec plugin, which ran once for all its requests', () => {
+    // one run per server process: the credential it printed lasts an hour
+    assert.equal(readFileSync(exec.runLog, 'utf8').trim().split('\n').length, 2, 'two server processes so far');
+  });
+
+  test('a failing exec plugin: the server stays up and logs the kubeconfig, the plugin and what it printed', async () => {
+    const failing = writeExecKubeconfig(kube, 'crd-sync-logged-out', { failWith: 'error: token expired; run: login' });
+    const other = await startServerProcess({ config: { clusters: [{ name: 'demo', kubeconfig: failing.path, syncCrds: true }] } });
+    try {
+      const expected = `${failing.path}: the exec credential plugin ${failing.command} failed: error: token expired; run: login`;
+      await eventuallyOr(
+        'the failure logged',
+        async () => other.logs().split('\n').some((line) => line.startsWith('{') && ((JSON.parse(line) as { err?: string }).err ?? '').includes(expected)) || undefined,
+        10_000,
+        () => other.logs(),
+      );
+      assert.equal((await fetch(`${other.metricsUrl}/readyz`)).status, 200);
+      assert.ok(existsSync(failing.runLog));
+    } finally {
+      await other.stop();
+    }
+  });
+});
+
+describe('two replicas syncing the same cluster, one PostgreSQL store', { skip: requirePeer('kube-apiserver', kubeMissingReason) || postgresSkip() }, () => {
+  const LEASE = { namespace: 'pod-identity-system', name: 'pod-identity-crd-demo' };
+  let kube: KubeControlPlane;
+  let pg: PostgresPeer;
+  let databaseUrl: string;
+  let exec: ExecKubeconfig;
+  const replicas = new Map<string, ServerProcess>();
+  const clients: EKSClient[] = [];
+  const logs = () => [...replicas].map(([name, r]) => `--- ${name}\n${r.logs().slice(-2000)}`).join('\n');
+  const eventually = <T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000) => eventuallyOr(what, check, timeoutMs, logs);
+
+  /** A replica as the chart runs it: POD_NAMESPACE and POD_NAME from the downward API. */
+  async function replica(name: string): Promise<{ server: ServerProcess; eks: EKSClient }> {
+    const server = await startServerProcess({
+      config: { databaseUrl, clusters: [{ name: 'demo', kubeconfig: exec.path, syncCrds: true }] },
+      env: { POD_NAMESPACE: LEASE.namespace, POD_NAME: name },
+    });
+    replicas.set(name, server);
+    const eks = new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: { ...ADMIN }, maxAttempts: 1 });
+    clients.push(eks);
+    return { server, eks };
+  }
+
+  /** The replica named in the Lease (POD_NAME, then its random suffix), or undefined when nobody holds it. */
+  async function leader(): Promise<string | undefined> {
+    const lease = await kubeApiClient(kube, CoordinationV1Api).readNamespacedLease(LEASE);
+    return lease.spec?.holderIdentity?.replace(/-[0-9a-f]{8}$/, '') || undefined;
+  }
+
+  async function associationsOf(eks: EKSClient, serviceAccount: string) {
+    return (await eks.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo', namespace: 'shop', serviceAccount }))).associations ?? [];
+  }
+
+  before(async () => {
+    [kube, pg] = await Promise.all([startKubeControlPlane(), startPostgres()]);
+    databaseUrl = await pg.createDatabase();
+    exec = writeExecKubeconfig(kube, 'replicas');
+    await installCrd(kube, ['shop', LEASE.namespace]);
+  });
+  after(async () => {
+    for (const client of clients) client.destroy();
+    for (const server of replicas.values()) await server.kill();
+    await Promise.all([kube?.stop(), pg?.stop()]);
+  });
+
+  test('one replica leads; a deleted resource’s association stays deleted; leadership moves when the leader is killed, and at once when it stops', { timeout: 240_000 }, async (t) => {
+    const a = await replica('replica-a');
+    const b = await replica('replica-b');
+    const first = await eventually('a leader', leader);
+    const [leaderName, followerName] = first === 'replica-a' ? ['replica-a', 'replica-b'] : ['replica-b', 'replica-a'];
+    const follower = first === 'replica-a' ? b : a;
+    t.diagnostic(`${leaderName} leads`);
+
+    await runKubectlOk(kube, ['apply', '-f', '-'], manifest('doomed', 'shop', { serviceAccount: 'doomed', roleArn: ROLE }));
+    await eventually('association created', async () => ((await associationsOf(follower.eks, 'doomed')).length === 1 ? true : undefined));
+    await runKubectlOk(kube, ['delete', 'podidentityassociation', 'doomed', '-n', 'shop']);
+    await eventually('association deleted', async () => ((await associationsOf(follower.eks, 'doomed')).length === 0 ? true : undefined));
+    // and it stays deleted: no replica puts it back
+    const deletedAt = Date.now();
+    while (Date.now() - deletedAt < 30_000) {
+      for (const { eks } of [a, b]) assert.deepEqual(await associationsOf(eks, 'doomed'), [], `put back ${Date.now() - deletedAt} ms after the deletion`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal(await leader(), leaderName, 'still the same leader');
+    assert.doesNotMatch(replicas.get(followerName)!.logs(), /from PodIdentityAssociation|with its PodIdentityAssociation/, 'the follower reconciled nothing');
+
+    // The leader dies without a word: the other replica takes over once the lease expires.
+    await replicas.get(leaderName)!.kill();
+    const killedAt = Date.now();
+    await runKubectlOk(kube, ['apply', '-f', '-'], manifest('after-failover', 'shop', { serviceAccount: 'after-failover', roleArn: ROLE }));
+    await eventually('the follower leads', async () => ((await leader()) === followerName ? true : undefined), 30_000);
+    const tookOverMs = Date.now() - killedAt;
+    await eventually('the new leader reconciles', async () => ((await associationsOf(follower.eks, 'after-failover')).length === 1 ? true : undefined), 30_000 - tookOverMs);
+    const reconciledMs = Date.now() - killedAt;
+    t.diagnostic(`after SIGKILL of ${leaderName}: ${followerName} held the lease after ${tookOverMs} ms and had reconciled a new resource after ${reconciledMs} ms`);
+    assert.ok(reconciledMs < 30_000);
+
+    // A clean stop (a rolling update) releases the lease: a new replica takes over at once, not after the lease's 15 s.
+    const c = await replica('replica-c');
+    await replicas.get(followerName)!.stop();
+    const stoppedAt = Date.now();
+    await eventually('the new replica leads', async () => ((await leader()) === 'replica-c' ? true : undefined), 10_000);
+    const handedOverMs = Date.now() - stoppedAt;
+    await runKubectlOk(kube, ['apply', '-f', '-'], manifest('after-handover', 'shop', { serviceAccount: 'after-handover', roleArn: ROLE }));
+    await eventually('replica c reconciles', async () => ((await associationsOf(c.eks, 'after-handover')).length === 1 ? true : undefined));
+    t.diagnostic(`after SIGTERM of ${followerName}: replica-c held the lease after ${handedOverMs} ms`);
+    assert.ok(handedOverMs < 5_000, `${handedOverMs} ms`);
   });
 });

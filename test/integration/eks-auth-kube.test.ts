@@ -1,18 +1,21 @@
 // Tokens issued by a real kube-apiserver (TokenRequest bound to a pod on a
 // node), verified by the built server in every mode that talks to a cluster:
 // the API server's JWKS through the kubeconfig (plus pod liveness checks),
-// TokenReview, and OIDC discovery of the issuer. A deleted pod's token stops
-// working within 60 s wherever the server has API access.
+// TokenReview (with a token, and with an exec credential plugin), and OIDC
+// discovery of the issuer. A deleted pod's token stops working within 60 s
+// wherever the server has API access; a failing credential plugin is a
+// ServiceUnavailableException and a log line naming it.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { signRequest } from '../../src/lib/sigv4.js';
 import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { createNode, createPod, createServiceAccount, deletePod, requestPodToken } from '../peers/kube-api.js';
-import { kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
+import { kubeMissingReason, startKubeControlPlane, writeExecKubeconfig, type ExecKubeconfig, type KubeControlPlane } from '../peers/kube.js';
 import { requirePeer } from '../peers/require.js';
 
 const skip = requirePeer('kube-apiserver', kubeMissingReason);
-const MODES = ['jwks', 'review', 'discovery'] as const;
+const MODES = ['jwks', 'review', 'exec', 'discovery'] as const;
 
 async function signedPost(url: URL, body: unknown, credentials: { accessKeyId: string; secretAccessKey: string }, service: string) {
   const text = JSON.stringify(body);
@@ -24,23 +27,30 @@ async function signedPost(url: URL, body: unknown, credentials: { accessKeyId: s
 describe('EKS Auth with a real kube-apiserver', { skip, timeout: 300_000 }, () => {
   let kube: KubeControlPlane;
   let server: ServerProcess;
+  let exec: ExecKubeconfig;
+  let failingExec: ExecKubeconfig;
 
   before(async () => {
     kube = await startKubeControlPlane();
     await createServiceAccount(kube, 'default', 'app');
     await createNode(kube, 'node-1');
+    exec = writeExecKubeconfig(kube, 'server');
+    failingExec = writeExecKubeconfig(kube, 'logged-out', { failWith: 'error: the SSO session has expired; run: login' });
     server = await startServerProcess({
       config: {
         clusters: [
           { name: 'jwks', issuer: kube.issuer, kubeconfig: kube.kubeconfigPath, tokenReview: false },
           { name: 'review', issuer: kube.issuer, kubeconfig: kube.kubeconfigPath, tokenReview: true },
+          // credentials from an exec plugin, as managed and OIDC-backed clusters hand them out
+          { name: 'exec', issuer: kube.issuer, kubeconfig: exec.path, tokenReview: true },
+          { name: 'exec-fails', issuer: kube.issuer, kubeconfig: failingExec.path, tokenReview: true },
           { name: 'discovery', issuer: kube.issuer },
         ],
       },
       // OIDC discovery over HTTPS from the server process: trust the test cluster's CA.
       env: { NODE_EXTRA_CA_CERTS: kube.caCertPath },
     });
-    for (const cluster of MODES) {
+    for (const cluster of [...MODES, 'exec-fails']) {
       const created = await signedPost(
         new URL(`/clusters/${cluster}/pod-identity-associations`, server.apiUrl),
         { namespace: 'default', serviceAccount: 'app', roleArn: 'arn:aws:iam::111122223333:role/app' },
@@ -65,7 +75,7 @@ describe('EKS Auth with a real kube-apiserver', { skip, timeout: 300_000 }, () =
 
   const exchange = (cluster: string, body: Record<string, unknown>) => signedPost(new URL(`/clusters/${cluster}/assume-role-for-pod-identity`, server.apiUrl), body, NODE, 'eks-auth');
 
-  it('accepts a pod-bound token of the cluster in JWKS, TokenReview and OIDC discovery modes', async () => {
+  it('accepts a pod-bound token of the cluster in JWKS, TokenReview (token and exec plugin) and OIDC discovery modes', async () => {
     const { token } = await podWithToken('web-1');
     for (const cluster of MODES) {
       const answer = await exchange(cluster, { token, eksNodeName: 'node-1' });
@@ -112,5 +122,26 @@ describe('EKS Auth with a real kube-apiserver', { skip, timeout: 300_000 }, () =
     t.diagnostic(`refused after deletion: JWKS mode ${refusedAfter.jwks} ms, TokenReview mode ${refusedAfter.review} ms`);
     assert.ok(refusedAfter.jwks !== undefined && refusedAfter.jwks < 60_000, `JWKS mode still accepted the token ${Date.now() - deleted} ms after deletion`);
     assert.ok(refusedAfter.review !== undefined && refusedAfter.review < 60_000, `TokenReview mode still accepted the token ${Date.now() - deleted} ms after deletion`);
+  });
+
+  it('TokenReview through an exec plugin: the plugin ran once for every review so far', () => {
+    assert.equal(readFileSync(exec.runLog, 'utf8').trim().split('\n').length, 1);
+  });
+
+  it('a failing exec plugin: ServiceUnavailableException, and a log line naming the kubeconfig, the plugin and what it printed', async () => {
+    const { token } = await podWithToken('web-4');
+    const answer = await exchange('exec-fails', { token });
+    assert.equal(answer.status, 503, JSON.stringify(answer.body));
+    assert.equal(answer.body.__type, 'ServiceUnavailableException');
+    const expected = `${failingExec.path}: the exec credential plugin ${failingExec.command} failed: error: the SSO session has expired; run: login`;
+    const logged = () =>
+      server
+        .logs()
+        .split('\n')
+        .filter((line) => line.includes('TokenReview failed'))
+        .map((line) => (JSON.parse(line) as { err?: string }).err);
+    // the server writes its log in batches
+    for (const deadline = Date.now() + 5_000; !logged().includes(expected) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
+    assert.ok(logged().includes(expected), JSON.stringify(logged()));
   });
 });

@@ -111,6 +111,8 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
       'Deployment',
       'MutatingWebhookConfiguration',
       'PersistentVolumeClaim',
+      'Role',
+      'RoleBinding',
       'Secret',
       'Service',
       'ServiceAccount',
@@ -180,6 +182,15 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     const [server] = deployment.spec.template.spec.containers as { args: string[]; securityContext: Loose }[];
     assert.deepEqual(server!.args, ['server', '--config', '/etc/pod-identity/config/config.yaml']);
     assert.equal(server!.securityContext.readOnlyRootFilesystem, true);
+    // the CRD reconciler's leader election: the Lease in the pod's namespace, held as the pod
+    const env = (server as unknown as { env: { name: string; valueFrom?: { fieldRef?: { fieldPath?: string } } }[] }).env;
+    assert.deepEqual(
+      env.map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]),
+      [
+        ['POD_NAMESPACE', 'metadata.namespace'],
+        ['POD_NAME', 'metadata.name'],
+      ],
+    );
     assert.equal(deployment.spec.template.spec.securityContext.runAsNonRoot, true);
     assert.equal(deployment.spec.strategy.type, 'Recreate', 'one SQLite writer at a time');
   });
@@ -263,6 +274,9 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
       ['list', 'podidentityassociations.podidentity.dev', '--all-namespaces'], // syncCrds
       ['watch', 'podidentityassociations.podidentity.dev', '--all-namespaces'],
       ['patch', 'podidentityassociations.podidentity.dev', '--subresource=status', '--all-namespaces'],
+      ['get', 'leases.coordination.k8s.io', '-n', NAMESPACE], // leader election of the CRD reconciler
+      ['create', 'leases.coordination.k8s.io', '-n', NAMESPACE],
+      ['update', 'leases.coordination.k8s.io', '-n', NAMESPACE],
     ];
     for (const args of needed) assert.equal(await canI(...args), 'yes', `can-i ${args.join(' ')}`);
     // and nothing it does not need
@@ -271,6 +285,8 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
       ['get', 'secrets', '--all-namespaces'],
       ['create', 'serviceaccounts/token', '--all-namespaces'],
       ['delete', 'podidentityassociations.podidentity.dev', '--all-namespaces'],
+      ['delete', 'leases.coordination.k8s.io', '-n', NAMESPACE],
+      ['update', 'leases.coordination.k8s.io', '-n', 'kube-system'],
     ]) {
       assert.equal(await canI(...args), 'no', `can-i ${args.join(' ')}`);
     }

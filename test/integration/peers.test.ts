@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
+import { AdmissionregistrationV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import { httpsJson } from '../peers/https.js';
 import {
@@ -21,11 +22,10 @@ import {
   createServiceAccount,
   deletePod,
   getPod,
-  kubeRequest,
   requestPodToken,
   tokenReview,
 } from '../peers/kube-api.js';
-import { EKS_AUDIENCE, kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
+import { EKS_AUDIENCE, kubeApiClient, kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
 import { createRole, MOTO_ACCOUNT_ID, startMoto, type MotoServer } from '../peers/moto.js';
 import { pythonPeersMissingReason, runAwsCli, runPython } from '../peers/python.js';
 import { requirePeer } from '../peers/require.js';
@@ -108,7 +108,7 @@ describe('Kubernetes API server peer', { skip: kubeSkip }, () => {
   }
 
   test('TokenRequest bound to a pod: claims, and jose verifies it through OIDC discovery', { timeout: 30_000 }, async () => {
-    const serviceAccount = await kubeRequest<{ metadata: { uid: string } }>(kube, 'GET', `/api/v1/namespaces/${namespace}/serviceaccounts/app`);
+    const serviceAccount = await kubeApiClient(kube, CoreV1Api).readNamespacedServiceAccount({ namespace, name: 'app' });
     const { uid, token } = await podWithToken('token-pod');
 
     const claims = decodeJwt(token);
@@ -118,7 +118,7 @@ describe('Kubernetes API server peer', { skip: kubeSkip }, () => {
     assert.equal((claims.exp ?? 0) - (claims.iat ?? 0), 86400);
     const k8s = claims['kubernetes.io'] as PodClaims;
     assert.equal(k8s.namespace, namespace);
-    assert.deepEqual(k8s.serviceaccount, { name: 'app', uid: serviceAccount.metadata.uid });
+    assert.deepEqual(k8s.serviceaccount, { name: 'app', uid: serviceAccount.metadata?.uid });
     assert.deepEqual(k8s.pod, { name: 'token-pod', uid });
 
     // discovery is open to anonymous clients, as with a public issuer
@@ -238,7 +238,9 @@ describe('Kubernetes API server peer', { skip: kubeSkip }, () => {
       assert.equal(other.metadata?.labels?.['peers-webhook'], undefined);
       assert.equal(calls.length, before + 1);
     } finally {
-      await kubeRequest(kube, 'DELETE', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/peers-test').catch(() => {});
+      await kubeApiClient(kube, AdmissionregistrationV1Api)
+        .deleteMutatingWebhookConfiguration({ name: 'peers-test' })
+        .catch(() => {});
       await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
       rmSync(dir, { recursive: true, force: true });
     }
@@ -250,7 +252,7 @@ describe('Kubernetes API server peer', { skip: kubeSkip }, () => {
       ['apiVersion: v1', 'kind: ConfigMap', 'metadata:', '  name: applied', `  namespace: ${namespace}`, 'data:', '  key: value', ''].join('\n'),
     );
     assert.match(output, /configmap\/applied/);
-    const configMap = await kubeRequest<{ data: Record<string, string> }>(kube, 'GET', `/api/v1/namespaces/${namespace}/configmaps/applied`);
+    const configMap = await kubeApiClient(kube, CoreV1Api).readNamespacedConfigMap({ namespace, name: 'applied' });
     assert.deepEqual(configMap.data, { key: 'value' });
   });
 

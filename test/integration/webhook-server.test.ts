@@ -477,7 +477,7 @@ describe('webhook certificates', () => {
       assert.equal((await post(port, `${a.caCert}${b.caCert}`, review)).peerCertificate, fingerprint(b.cert));
       assert.equal(readFileSync(keyFile, 'utf8'), b.key);
     } finally {
-      webhook.close();
+      await webhook.close();
       await closeServer(webhook.server, 1000);
       await store.close();
     }

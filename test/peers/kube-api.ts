@@ -1,51 +1,38 @@
-// Kubernetes API calls the tests make, over plain HTTPS with the cluster's CA
-// and a bearer token. Objects are the API's JSON; the @kubernetes/client-node
-// model types describe them (only types are imported: its Date fields arrive
-// as RFC 3339 strings).
+// Kubernetes API calls the tests make, with @kubernetes/client-node's typed
+// clients (kube.ts kubeApiClient: the cluster's CA and a bearer token). A
+// refused call throws client-node's ApiException (its `code` is the HTTP
+// status).
 import { execFile } from 'node:child_process';
-import type {
-  V1MutatingWebhookConfiguration,
-  V1Namespace,
-  V1Node,
-  V1ObjectMeta,
-  V1Pod,
-  V1PodSpec,
-  V1ServiceAccount,
-  V1TokenReviewStatus,
+import {
+  AdmissionregistrationV1Api,
+  ApiException,
+  AuthenticationV1Api,
+  CoreV1Api,
+  type V1MutatingWebhookConfiguration,
+  type V1Namespace,
+  type V1Node,
+  type V1ObjectMeta,
+  type V1Pod,
+  type V1PodSpec,
+  type V1ServiceAccount,
+  type V1TokenReviewStatus,
 } from '@kubernetes/client-node';
-import { httpsJson } from './https.js';
-import { EKS_AUDIENCE, kubeBinary, type KubeConnection } from './kube.js';
+import { EKS_AUDIENCE, kubeApiClient, kubeBinary, type KubeConnection } from './kube.js';
 
-class KubeApiError extends Error {
-  constructor(
-    readonly method: string,
-    readonly path: string,
-    readonly status: number,
-    readonly reason: string | undefined,
-    readonly body: string,
-  ) {
-    super(`${method} ${path}: ${status}${reason ? ` ${reason}` : ''}: ${body.slice(0, 500)}`);
-    this.name = 'KubeApiError';
-  }
-}
+const core = (kube: KubeConnection) => kubeApiClient(kube, CoreV1Api);
 
-/** One API call; non-2xx answers throw KubeApiError. */
-export async function kubeRequest<T>(kube: KubeConnection, method: string, path: string, body?: unknown): Promise<T> {
-  const res = await httpsJson<T>(`${kube.url}${path}`, { method, ca: kube.caPem, token: kube.token, body });
-  if (res.status < 200 || res.status > 299) {
-    const reason = typeof res.body === 'object' && res.body !== null ? (res.body as { reason?: string }).reason : undefined;
-    throw new KubeApiError(method, path, res.status, reason, res.text);
-  }
-  return res.body;
+/**
+ * A pod as plain JSON data, as the API server sent it (client-node answers
+ * instances of its model classes, with Dates), so that tests compare parts of
+ * it with object literals; its timestamps are RFC 3339 strings.
+ */
+function plain(pod: V1Pod): V1Pod {
+  return JSON.parse(JSON.stringify(pod)) as V1Pod;
 }
 
 /** Creates a namespace and its `default` service account (no controller makes it here). */
 export async function createNamespace(kube: KubeConnection, name: string, labels: Record<string, string> = {}): Promise<V1Namespace> {
-  const namespace = await kubeRequest<V1Namespace>(kube, 'POST', '/api/v1/namespaces', {
-    apiVersion: 'v1',
-    kind: 'Namespace',
-    metadata: { name, labels },
-  });
+  const namespace = await core(kube).createNamespace({ body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } } });
   await createServiceAccount(kube, name, 'default');
   return namespace;
 }
@@ -56,16 +43,12 @@ export async function createServiceAccount(
   name: string,
   metadata: Pick<V1ObjectMeta, 'labels' | 'annotations'> = {},
 ): Promise<V1ServiceAccount> {
-  return kubeRequest<V1ServiceAccount>(kube, 'POST', `/api/v1/namespaces/${namespace}/serviceaccounts`, {
-    apiVersion: 'v1',
-    kind: 'ServiceAccount',
-    metadata: { ...metadata, name, namespace },
-  });
+  return core(kube).createNamespacedServiceAccount({ namespace, body: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { ...metadata, name, namespace } } });
 }
 
 /** A Node object (no kubelet behind it): pods bound to it get node claims in their tokens. */
 export async function createNode(kube: KubeConnection, name: string): Promise<V1Node> {
-  return kubeRequest<V1Node>(kube, 'POST', '/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name } });
+  return core(kube).createNode({ body: { apiVersion: 'v1', kind: 'Node', metadata: { name } } });
 }
 
 export interface CreatePodOptions {
@@ -87,32 +70,27 @@ export async function createPod(kube: KubeConnection, options: CreatePodOptions)
     ...(options.serviceAccountName !== undefined && { serviceAccountName: options.serviceAccountName }),
     ...options.spec,
   };
-  const query = options.dryRun ? '?dryRun=All' : '';
-  return kubeRequest<V1Pod>(kube, 'POST', `/api/v1/namespaces/${options.namespace}/pods${query}`, {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name: options.name, namespace: options.namespace, labels: options.labels, annotations: options.annotations },
-    spec,
+  const stored = await core(kube).createNamespacedPod({
+    namespace: options.namespace,
+    body: { apiVersion: 'v1', kind: 'Pod', metadata: { name: options.name, namespace: options.namespace, labels: options.labels, annotations: options.annotations }, spec },
+    ...(options.dryRun && { dryRun: 'All' }),
   });
+  return plain(stored);
 }
 
 export async function getPod(kube: KubeConnection, namespace: string, name: string): Promise<V1Pod> {
-  return kubeRequest<V1Pod>(kube, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`);
+  return plain(await core(kube).readNamespacedPod({ namespace, name }));
 }
 
 /** Deletes a pod at once (grace period 0) and waits until it is gone. */
 export async function deletePod(kube: KubeConnection, namespace: string, name: string, timeoutMs = 10_000): Promise<void> {
-  await kubeRequest(kube, 'DELETE', `/api/v1/namespaces/${namespace}/pods/${name}`, {
-    apiVersion: 'v1',
-    kind: 'DeleteOptions',
-    gracePeriodSeconds: 0,
-  });
+  await core(kube).deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 });
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
       await getPod(kube, namespace, name);
     } catch (error) {
-      if (error instanceof KubeApiError && error.status === 404) return;
+      if (error instanceof ApiException && error.code === 404) return;
       throw error;
     }
     if (Date.now() > deadline) throw new Error(`pod ${namespace}/${name} still present ${timeoutMs} ms after deletion`);
@@ -131,8 +109,7 @@ export interface PodTokenRequest {
 
 export interface PodToken {
   token: string;
-  /** RFC 3339 */
-  expirationTimestamp: string;
+  expirationTimestamp: Date;
 }
 
 /**
@@ -141,11 +118,10 @@ export interface PodToken {
  * unless told otherwise, as in the EKS webhook's volume).
  */
 export async function requestPodToken(kube: KubeConnection, request: PodTokenRequest): Promise<PodToken> {
-  const answer = await kubeRequest<{ status?: { token?: string; expirationTimestamp?: string } }>(
-    kube,
-    'POST',
-    `/api/v1/namespaces/${request.namespace}/serviceaccounts/${request.serviceAccount}/token`,
-    {
+  const answer = await core(kube).createNamespacedServiceAccountToken({
+    namespace: request.namespace,
+    name: request.serviceAccount,
+    body: {
       apiVersion: 'authentication.k8s.io/v1',
       kind: 'TokenRequest',
       spec: {
@@ -154,17 +130,15 @@ export async function requestPodToken(kube: KubeConnection, request: PodTokenReq
         boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: request.podName, uid: request.podUid },
       },
     },
-  );
+  });
   if (!answer.status?.token || !answer.status.expirationTimestamp) throw new Error('TokenRequest answered no token');
   return { token: answer.status.token, expirationTimestamp: answer.status.expirationTimestamp };
 }
 
 /** TokenReview of `token` for `audiences` (the API server's own audiences when omitted). */
 export async function tokenReview(kube: KubeConnection, token: string, audiences?: string[]): Promise<V1TokenReviewStatus> {
-  const answer = await kubeRequest<{ status?: V1TokenReviewStatus }>(kube, 'POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
-    apiVersion: 'authentication.k8s.io/v1',
-    kind: 'TokenReview',
-    spec: { token, ...(audiences && { audiences }) },
+  const answer = await kubeApiClient(kube, AuthenticationV1Api).createTokenReview({
+    body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, ...(audiences && { audiences }) } },
   });
   return answer.status ?? {};
 }
@@ -173,10 +147,8 @@ export async function createMutatingWebhookConfiguration(
   kube: KubeConnection,
   configuration: V1MutatingWebhookConfiguration,
 ): Promise<V1MutatingWebhookConfiguration> {
-  return kubeRequest<V1MutatingWebhookConfiguration>(kube, 'POST', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations', {
-    apiVersion: 'admissionregistration.k8s.io/v1',
-    kind: 'MutatingWebhookConfiguration',
-    ...configuration,
+  return kubeApiClient(kube, AdmissionregistrationV1Api).createMutatingWebhookConfiguration({
+    body: { ...configuration, apiVersion: 'admissionregistration.k8s.io/v1', kind: 'MutatingWebhookConfiguration' },
   });
 }
 

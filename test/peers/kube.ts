@@ -3,14 +3,26 @@
 // certificate, an RSA service-account signing key, OIDC discovery open to
 // anonymous clients, a static admin token and a kubeconfig. No controller
 // manager and no scheduler: pods stay Pending, ServiceAccounts are created
-// explicitly (TokenRequest needs no token controller).
+// explicitly (TokenRequest needs no token controller). The tests' own calls
+// go through @kubernetes/client-node (kubeApiClient).
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import {
+  ApiException,
+  CoreV1Api,
+  createConfiguration,
+  Health,
+  KubeConfig,
+  RbacAuthorizationV1Api,
+  ServerConfiguration,
+  type Configuration,
+  type RequestContext,
+} from '@kubernetes/client-node';
+import { Agent } from 'undici';
 import { stringify } from 'yaml';
 import { freePort } from '../helpers/server-process.js';
-import { httpsJson } from './https.js';
 import { INSTALL_K8S, kubeBinDir } from './paths.js';
 import { registerTempDir, spawnPeer, waitUntil, type PeerProcess } from './processes.js';
 import { createCertificateAuthority, issueCertificate } from './tls.js';
@@ -71,6 +83,87 @@ export function helmMissingReason(): string | undefined {
   return existsSync(kubeBinary('helm')) ? undefined : `helm not found in ${kubeBinDir()}; run ${INSTALL_K8S}`;
 }
 
+/** The connection as a client-node KubeConfig (its own request path: a new connection per request). */
+function kubeConfigOf(kube: KubeConnection): KubeConfig {
+  const config = new KubeConfig();
+  config.loadFromOptions({
+    clusters: [{ name: 'test', server: kube.url, caData: Buffer.from(kube.caPem).toString('base64'), skipTLSVerify: false }],
+    users: [{ name: 'admin', token: kube.token }],
+    contexts: [{ name: 'test', cluster: 'test', user: 'admin' }],
+    currentContext: 'test',
+  });
+  return config;
+}
+
+/** One kept-alive pool per API server for the tests' clients, closed with the control plane. */
+const pools = new Map<string, Agent>();
+
+/**
+ * A typed client-node API client (CoreV1Api, …) for the tests' own calls:
+ * client-node's own HTTP library, with the cluster's CA and bearer token, over
+ * one kept-alive pool (client-node's KubeConfig would open a connection per
+ * request, which a benchmark minting thousands of tokens cannot afford).
+ */
+export function kubeApiClient<T>(kube: KubeConnection, type: new (configuration: Configuration) => T): T {
+  let pool = pools.get(kube.url);
+  if (!pool) pools.set(kube.url, (pool = new Agent({ connect: { ca: kube.caPem }, connections: 32 })));
+  const dispatcher = pool;
+  const auth = {
+    getName: () => 'test bearer token',
+    applySecurityAuthentication(context: RequestContext) {
+      context.setHeaderParam('Authorization', `Bearer ${kube.token}`);
+      context.setDispatcher(dispatcher);
+    },
+  };
+  return new type(createConfiguration({ baseServer: new ServerConfiguration(kube.url, {}), authMethods: { default: auth } }));
+}
+
+export interface ExecKubeconfigOptions {
+  /** what the plugin prints on stderr before it exits 1; unset: it prints an ExecCredential with the admin token */
+  failWith?: string;
+}
+
+export interface ExecKubeconfig {
+  path: string;
+  /** the plugin's path */
+  command: string;
+  /** a file the plugin appends a line to on each run */
+  runLog: string;
+}
+
+/**
+ * A kubeconfig whose user is an `exec` credential plugin (a shell script in
+ * the control plane's temp dir) that prints a client.authentication.k8s.io/v1
+ * ExecCredential with the static admin token, as cloud CLIs do
+ * (`aws eks get-token`, `gke-gcloud-auth-plugin`), or fails.
+ */
+export function writeExecKubeconfig(kube: KubeControlPlane, name: string, options: ExecKubeconfigOptions = {}): ExecKubeconfig {
+  const command = join(kube.dir, `${name}-credential-plugin.sh`);
+  const runLog = `${command}.runs`;
+  const credential = JSON.stringify({
+    apiVersion: 'client.authentication.k8s.io/v1',
+    kind: 'ExecCredential',
+    status: { token: kube.adminToken, expirationTimestamp: new Date(Date.now() + 3_600_000).toISOString() },
+  });
+  const body = options.failWith !== undefined ? `echo ${JSON.stringify(options.failWith)} >&2\nexit 1` : `cat <<'CREDENTIAL'\n${credential}\nCREDENTIAL`;
+  writeFileSync(command, `#!/bin/sh\necho run >> ${runLog}\n${body}\n`);
+  chmodSync(command, 0o755);
+  const path = join(kube.dir, `${name}.kubeconfig`);
+  writeFileSync(
+    path,
+    stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'test', cluster: { server: kube.url, 'certificate-authority-data': Buffer.from(kube.caPem).toString('base64') } }],
+      users: [{ name: 'exec', user: { exec: { apiVersion: 'client.authentication.k8s.io/v1', command, interactiveMode: 'Never' } } }],
+      contexts: [{ name: 'test', context: { cluster: 'test', user: 'exec' } }],
+      'current-context': 'test',
+    }),
+    { mode: 0o600 },
+  );
+  return { path, command, runLog };
+}
+
 export async function startKubeControlPlane(options: KubeControlPlaneOptions = {}): Promise<KubeControlPlane> {
   const missing = kubeMissingReason();
   if (missing) throw new Error(missing);
@@ -90,15 +183,18 @@ async function startOnce(options: KubeControlPlaneOptions): Promise<KubeControlP
   const removeDir = registerTempDir(dir);
   let etcd: PeerProcess | undefined;
   let apiserver: PeerProcess | undefined;
+  let url: string | undefined;
   const teardown = async () => {
+    const pool = url === undefined ? undefined : pools.get(url);
+    if (url !== undefined) pools.delete(url);
     // throwaway state: no graceful shutdown needed
-    await Promise.all([apiserver?.stop(0), etcd?.stop(0)]);
+    await Promise.all([apiserver?.stop(0), etcd?.stop(0), pool?.destroy()]);
     removeDir();
   };
 
   try {
     const [etcdClientPort, etcdPeerPort, securePort] = [await freePort(), await freePort(), await freePort()];
-    const url = `https://127.0.0.1:${securePort}`;
+    url = `https://127.0.0.1:${securePort}`;
     const issuer = url;
     const jwksUri = `${url}/openid/v1/jwks`;
 
@@ -170,10 +266,8 @@ async function startOnce(options: KubeControlPlaneOptions): Promise<KubeControlP
       ...(options.apiserverArgs ?? []),
     ]);
     const apiserverProcess = apiserver;
-    await waitUntil(apiserverProcess, 'kube-apiserver /readyz', options.readyTimeoutMs ?? 90_000, async () => {
-      const res = await httpsJson(`${url}/readyz`, { ca: ca.certPem, token: adminToken, timeoutMs: 2_000 });
-      return res.status === 200;
-    });
+    const health = new Health(kubeConfigOf({ url, caPem: ca.certPem, token: adminToken }));
+    await waitUntil(apiserverProcess, 'kube-apiserver /readyz', options.readyTimeoutMs ?? 90_000, () => health.readyz({ signal: AbortSignal.timeout(2_000) }));
 
     const kubeconfigPath = join(dir, 'kubeconfig');
     writeFileSync(
@@ -215,20 +309,25 @@ async function startOnce(options: KubeControlPlaneOptions): Promise<KubeControlP
 
 /** What a cluster made by an installer has and a bare API server lacks. */
 async function setUpCluster(kube: KubeConnection): Promise<void> {
-  const post = async (path: string, body: unknown) => {
-    const res = await httpsJson(`${kube.url}${path}`, { method: 'POST', ca: kube.caPem, token: kube.token, body });
-    if (res.status !== 201 && res.status !== 409) throw new Error(`POST ${path}: ${res.status} ${res.text}`);
+  const alreadyThere = (error: unknown) => {
+    if (!(error instanceof ApiException && error.code === 409)) throw error;
   };
   // OIDC discovery for anyone, as clusters that serve their issuer publicly do
   // (the default binding admits only service accounts).
-  await post('/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRoleBinding',
-    metadata: { name: 'service-account-issuer-discovery-unauthenticated' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:service-account-issuer-discovery' },
-    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:unauthenticated' }],
-  });
+  await kubeApiClient(kube, RbacAuthorizationV1Api)
+    .createClusterRoleBinding({
+      body: {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name: 'service-account-issuer-discovery-unauthenticated' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:service-account-issuer-discovery' },
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:unauthenticated' }],
+      },
+    })
+    .catch(alreadyThere);
   // the ServiceAccount admission plugin wants each pod's account to exist;
   // there is no controller to make `default`
-  await post('/api/v1/namespaces/default/serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default' } });
+  await kubeApiClient(kube, CoreV1Api)
+    .createNamespacedServiceAccount({ namespace: 'default', body: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default' } } })
+    .catch(alreadyThere);
 }

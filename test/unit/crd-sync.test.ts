@@ -2,7 +2,17 @@
 // the update that brings an association in line, and the status it reports.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { changesFor, desiredFromSpec, nextStatus, ownerArnOf, type PodIdentityAssociationResource } from '../../src/kube/crd/resource.js';
+import {
+  changesFor,
+  conflictMessage,
+  createInputFor,
+  desiredFromSpec,
+  leaseNameFor,
+  nextStatus,
+  ownerArnOf,
+  ownerArnPrefix,
+  type PodIdentityAssociationResource,
+} from '../../src/kube/crd/resource.js';
 import type { Association } from '../../src/api/eks.js';
 
 const ROLE = 'arn:aws:iam::111122223333:role/app';
@@ -62,33 +72,63 @@ describe('changesFor', () => {
   const desired = { namespace: 'shop', serviceAccount: 'app', roleArn: ROLE, disableSessionTags: false, tags: {} };
 
   test('nothing to do when the association matches', () => {
-    assert.equal(changesFor(current, desired, 5), undefined);
+    assert.equal(changesFor(current, desired), undefined);
   });
 
-  test('role, flags and policy are changed; a new target role gets a new externalId', () => {
-    const changes = changesFor(current, { ...desired, roleArn: 'arn:aws:iam::111122223333:role/b', disableSessionTags: true, policy: '{}', targetRoleArn: TARGET }, 9)!;
-    assert.equal(changes.modifiedAt, 9);
-    assert.equal(changes.roleArn, 'arn:aws:iam::111122223333:role/b');
-    assert.equal(changes.disableSessionTags, true);
-    assert.equal(changes.policy, '{}');
-    assert.equal(changes.targetRoleArn, TARGET);
-    assert.match(changes.externalId!, /^[0-9a-f-]{36}$/);
+  test('role, flags, policy and target role become an UpdatePodIdentityAssociation (the service makes the externalId)', () => {
+    assert.deepEqual(changesFor(current, { ...desired, roleArn: 'arn:aws:iam::111122223333:role/b', disableSessionTags: true, policy: '{}', targetRoleArn: TARGET }), {
+      roleArn: 'arn:aws:iam::111122223333:role/b',
+      disableSessionTags: true,
+      policy: '{}',
+      targetRoleArn: TARGET,
+    });
   });
 
   test('changed tags replace the old ones', () => {
-    assert.deepEqual(changesFor(current, { ...desired, tags: { team: 'a' } }, 9)?.tags, { team: 'a' });
+    assert.deepEqual(changesFor(current, { ...desired, tags: { team: 'a' } }), { tags: { team: 'a' } });
+    assert.deepEqual(changesFor({ ...current, tags: { team: 'a' } }, desired), { tags: {} });
   });
 
-  test('a removed target role and policy are cleared (keys present, undefined)', () => {
-    const changes = changesFor({ ...current, targetRoleArn: TARGET, externalId: 'x', policy: '{}', disableSessionTags: true }, { ...desired, disableSessionTags: true }, 9)!;
-    assert.ok('targetRoleArn' in changes && changes.targetRoleArn === undefined);
-    assert.ok('externalId' in changes && changes.externalId === undefined);
-    assert.ok('policy' in changes && changes.policy === undefined);
+  test('a removed target role and policy are "" (what UpdatePodIdentityAssociation takes for removal)', () => {
+    assert.deepEqual(changesFor({ ...current, targetRoleArn: TARGET, externalId: 'x', policy: '{}', disableSessionTags: true }, { ...desired, disableSessionTags: true }), {
+      policy: '',
+      targetRoleArn: '',
+    });
   });
 
-  test('the same target role keeps its externalId', () => {
-    assert.equal(changesFor({ ...current, targetRoleArn: TARGET, externalId: 'x' }, { ...desired, targetRoleArn: TARGET }, 9), undefined);
+  test('the same target role is no change (its externalId stays)', () => {
+    assert.equal(changesFor({ ...current, targetRoleArn: TARGET, externalId: 'x' }, { ...desired, targetRoleArn: TARGET }), undefined);
   });
+});
+
+test('createInputFor asks CreatePodIdentityAssociation for the spec, without empty tags', () => {
+  const desired = { namespace: 'shop', serviceAccount: 'app', roleArn: ROLE, disableSessionTags: false, tags: {} };
+  assert.deepEqual(createInputFor(desired), { namespace: 'shop', serviceAccount: 'app', roleArn: ROLE, disableSessionTags: false });
+  assert.deepEqual(createInputFor({ ...desired, tags: { a: 'b' }, targetRoleArn: TARGET, disableSessionTags: true, policy: '{}' }), {
+    namespace: 'shop',
+    serviceAccount: 'app',
+    roleArn: ROLE,
+    disableSessionTags: true,
+    tags: { a: 'b' },
+    targetRoleArn: TARGET,
+    policy: '{}',
+  });
+});
+
+test('conflictMessage names the association and who made it', () => {
+  const prefix = ownerArnPrefix('us-east-1', '000000000000', 'demo');
+  const desired = { namespace: 'shop', serviceAccount: 'app', roleArn: ROLE, disableSessionTags: false, tags: {} };
+  assert.equal(conflictMessage(desired, current, prefix), 'service account shop/app already has association a-abcdefghijklmnopq, made by the EKS API');
+  assert.match(conflictMessage(desired, { ...current, ownerArn: `${prefix}shop/other/uid-1` }, prefix), /made by the PodIdentityAssociation shop\/other$/);
+  assert.match(conflictMessage(desired, { ...current, ownerArn: 'arn:aws:iam::1:role/x' }, prefix), /made by arn:aws:iam::1:role\/x$/);
+});
+
+test('leaseNameFor: one valid Lease name per cluster', () => {
+  assert.equal(leaseNameFor('demo'), 'pod-identity-crd-demo');
+  const names = ['Prod_1', 'prod-1', 'prod-1-', 'PROD', '_'].map(leaseNameFor);
+  assert.equal(new Set(names).size, names.length, names.join(' '));
+  for (const name of [...names, leaseNameFor('a'.repeat(100))]) assert.match(name, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, name);
+  assert.match(leaseNameFor('Prod_1'), /^pod-identity-crd-prod-1-[0-9a-f]{8}$/);
 });
 
 describe('nextStatus', () => {

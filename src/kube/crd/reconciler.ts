@@ -1,23 +1,36 @@
-// Associations as Kubernetes resources: watches PodIdentityAssociation
-// objects (podidentity.dev/v1alpha1, deploy/helm/pod-identity/crds/) in one
-// cluster and reconciles them into the association store, level-triggered:
-// every full list (at start, after a lost watch, and every resync period)
-// reconciles every resource and removes associations whose resource is gone.
-// What a resource asks for and what its status says are decided in
-// resource.ts; this file does the I/O. Nothing here throws out of the loop:
-// failures are logged and retried.
-import { randomUUID } from 'node:crypto';
+// Associations as Kubernetes resources: PodIdentityAssociation objects
+// (podidentity.dev/v1alpha1, deploy/helm/pod-identity/crds/) of one cluster
+// reconciled into associations through the AssociationService, with the
+// rules of the EKS API. Level-triggered: client-node's informer lists and
+// watches the resources; every list (at start, and after the watch fell too
+// far behind) and every resync period reconciles each resource and removes
+// associations whose resource is gone.
+//
+// One replica reconciles at a time: startCrdSync elects a leader on a Lease
+// (leader-election.ts), and only the leader runs a reconciler; losing the
+// lease stops it at once. What a resource asks for and what its status says
+// are decided in resource.ts; this file does the I/O. Nothing here throws out
+// of the loop: failures are logged and retried.
+import { CustomObjectsApi, makeInformer, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import type { Association } from '../../api/eks.js';
-import { associationArn, newAssociationId } from '../../associations/service.js';
-import { SubjectTakenError, type AssociationStore, type StoreChange } from '../../associations/store.js';
+import type { Actor } from '../../associations/audit.js';
+import type { AssociationService } from '../../associations/service.js';
+import type { StoreChange } from '../../associations/store.js';
+import { WireError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
-import { kubeClientFromKubeconfig, type KubeClient } from '../client.js';
+import { describeKubeError, refusedStatus, type KubeApi } from '../connect.js';
+import { startLeaderElection, type LeaseTiming } from '../leader-election.js';
 import {
+  actorOf,
+  actorOfOwnerArn,
   changesFor,
+  conflictMessage,
+  createInputFor,
   CRD_GROUP,
   CRD_PLURAL,
   CRD_VERSION,
   desiredFromSpec,
+  leaseNameFor,
   nextStatus,
   ownerArnOf,
   ownerArnPrefix,
@@ -29,95 +42,133 @@ import {
 const COLLECTION = `/apis/${CRD_GROUP}/${CRD_VERSION}/${CRD_PLURAL}`;
 /** A full list of the cluster's resources is read in one answer: room for ~100,000 of them. */
 const MAX_LIST_BYTES = 256 * 1024 * 1024;
+const RETRY_MS = 5_000;
+const MAX_BACKOFF_MS = 30_000;
+const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
-// ---------------------------------------------------------------- API server answers
-
-/** The API server refused a status write (the store side may be fine). */
+/** The API server refused a status write (the association side may be fine). */
 class StatusUpdateError extends Error {
   override name = 'StatusUpdateError';
 }
 
-interface WatchEvent {
-  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
-  object: PodIdentityAssociationResource & { code?: number; metadata: { resourceVersion?: string } };
+/** Leadership was lost while a reconcile ran: it ends without writing anything more. */
+class StoppedError extends Error {
+  override name = 'StoppedError';
 }
 
-// ---------------------------------------------------------------- the reconciler
-
-export interface CrdSyncOptions {
+interface ReconcilerOptions {
   clusterName: string;
-  kubeconfigPath: string;
-  store: AssociationStore;
+  kube: KubeApi;
+  associations: AssociationService;
+  /** the store's change feed: changes made elsewhere (the API, another replica) that a resource may have to answer */
+  onStoreChange(listener: (change: StoreChange) => void): () => void;
   region: string;
   accountId: string;
   logger: Logger;
-  /** full relist (reconcile all, remove orphans) this often; default 5 min */
+  /** reconcile every resource again and remove orphans this often; default 5 min */
   resyncMs?: number;
+  /** counts a failure: a resource not reconciled, a status write refused, the list or watch broken */
+  onError?: (kind: CrdSyncErrorKind) => void;
   now?: () => number;
 }
 
-export interface CrdSync {
-  /** resolves after the first full list was reconciled */
-  synced: Promise<void>;
+export type CrdSyncErrorKind = 'reconcile' | 'status' | 'watch';
+
+interface Reconciler {
+  /** ends the watch, drops the work not started, and waits for the reconcile in progress */
   stop(): Promise<void>;
 }
 
-export function startCrdSync(options: CrdSyncOptions): CrdSync {
-  const { clusterName, store, region, accountId } = options;
+/** Reconciles the cluster's resources until stopped (one leadership term). */
+function startReconciler(options: ReconcilerOptions): Reconciler {
+  const { clusterName, associations, region, accountId } = options;
+  const countError = options.onError ?? (() => undefined);
   const logger = options.logger.child({ component: 'crd-sync', cluster: clusterName });
   const now = options.now ?? Date.now;
-  const resyncSeconds = Math.max(1, Math.round((options.resyncMs ?? 300_000) / 1000));
   const prefix = ownerArnPrefix(region, accountId, clusterName);
-  const controller = new AbortController();
-  /** the resources as last seen, by uid */
-  const known = new Map<string, PodIdentityAssociationResource>();
-  const retryTimers = new Set<NodeJS.Timeout>();
-  let kube: KubeClient | undefined;
+  const objects = options.kube.client(CustomObjectsApi, { timeoutMs: 10_000 });
+  const lister = options.kube.client(CustomObjectsApi, { timeoutMs: 30_000, maxBytes: MAX_LIST_BYTES });
+  const crd = { group: CRD_GROUP, version: CRD_VERSION, plural: CRD_PLURAL };
+  const timers = new Set<NodeJS.Timeout>();
+  let active = true;
+  let backoffMs = 500;
   let queue: Promise<void> = Promise.resolve();
-  let markSynced: () => void = () => {};
-  const synced = new Promise<void>((resolve) => (markSynced = resolve));
+  /** resources with a reconcile queued and not yet started, by namespace/name */
+  const queued = new Set<string>();
 
   const ownerOf = (resource: PodIdentityAssociationResource) => ownerArnOf(region, accountId, clusterName, resource);
-  const statusPath = (r: PodIdentityAssociationResource) =>
-    `/apis/${CRD_GROUP}/${CRD_VERSION}/namespaces/${encodeURIComponent(r.metadata.namespace)}/${CRD_PLURAL}/${encodeURIComponent(r.metadata.name)}/status`;
+  const keyOf = (resource: PodIdentityAssociationResource) => `${resource.metadata.namespace}/${resource.metadata.name}`;
 
-  /** Runs jobs one at a time: reconciles never race each other within a replica. */
-  function enqueue(job: () => Promise<void>) {
-    queue = queue.then(job).catch((error: unknown) => logger.error({ err: error }, 'PodIdentityAssociation reconcile failed'));
-  }
-
-  function retryLater(resource: PodIdentityAssociationResource) {
+  function later(ms: number, job: () => void): void {
     const timer = setTimeout(() => {
-      retryTimers.delete(timer);
-      const latest = known.get(resource.metadata.uid);
-      if (latest) enqueue(() => reconcile(latest));
-    }, 5000);
+      timers.delete(timer);
+      if (active) job();
+    }, ms);
     timer.unref();
-    retryTimers.add(timer);
+    timers.add(timer);
   }
 
-  async function writeStatus(resource: PodIdentityAssociationResource, status: ResourceStatus) {
+  function ensureActive(): void {
+    if (!active) throw new StoppedError('no longer leading');
+  }
+
+  /** Runs jobs one at a time, so reconciles never race each other; none starts once stopped. */
+  function enqueue(job: () => Promise<void>): void {
+    queue = queue
+      .then(() => (active ? job() : undefined))
+      .catch((error: unknown) => {
+        if (error instanceof StoppedError) return;
+        countError('reconcile');
+        logger.error({ err: error }, 'PodIdentityAssociation reconcile failed');
+      });
+  }
+
+  /** Reconciles the resource as it is when the job runs (events for it meanwhile make no more jobs). */
+  function enqueueReconcile(resource: PodIdentityAssociationResource): void {
+    const key = keyOf(resource);
+    if (queued.has(key)) return;
+    queued.add(key);
+    enqueue(async () => {
+      queued.delete(key);
+      const latest = informer.get(resource.metadata.name, resource.metadata.namespace);
+      // gone: its DELETED event removes what it made
+      if (latest) await reconcile(latest);
+    });
+  }
+
+  async function writeStatus(resource: PodIdentityAssociationResource, status: ResourceStatus): Promise<void> {
     if (sameStatus(resource.status, status)) return;
-    const res = await kube!.request('PATCH', statusPath(resource), { body: { status }, contentType: 'application/merge-patch+json', timeoutMs: 10_000 });
-    if (res.status === 404) return; // deleted meanwhile
-    if (res.status < 200 || res.status >= 300) {
-      throw new StatusUpdateError(`status update of ${resource.metadata.namespace}/${resource.metadata.name} answered HTTP ${res.status}: ${JSON.stringify(res.body).slice(0, 300)}`);
+    ensureActive();
+    const { namespace, name } = resource.metadata;
+    try {
+      await objects.patchNamespacedCustomObjectStatus({ ...crd, namespace, name, body: { status } }, MERGE_PATCH);
+    } catch (error) {
+      if (refusedStatus(error) === 404) return; // deleted meanwhile
+      throw new StatusUpdateError(`status update of ${namespace}/${name}: ${describeKubeError(error)}`, { cause: error });
     }
-    const updated = res.body as PodIdentityAssociationResource;
-    if (known.has(resource.metadata.uid) && updated?.metadata) known.set(resource.metadata.uid, updated);
   }
 
   /** The association this resource made earlier, if it still exists and is still its own. */
   async function ownAssociation(resource: PodIdentityAssociationResource): Promise<Association | undefined> {
     const id = resource.status?.associationId;
     if (!id) return undefined;
-    const found = await store.get(clusterName, id);
-    return found && found.ownerArn === ownerOf(resource) ? found : undefined;
+    const found = await associations.find(clusterName, id);
+    return found?.ownerArn === ownerOf(resource) ? found : undefined;
+  }
+
+  async function deleteIfThere(associationId: string, actor: Actor): Promise<void> {
+    ensureActive();
+    try {
+      await associations.delete(clusterName, associationId, { actor });
+    } catch (error) {
+      if (!(error instanceof WireError && error.code === 'ResourceNotFoundException')) throw error;
+    }
   }
 
   async function reconcile(resource: PodIdentityAssociationResource, attempt = 1): Promise<void> {
     if (resource.metadata.deletionTimestamp) return remove(resource);
     const owner = ownerOf(resource);
+    const actor = actorOf(resource);
     const generation = resource.metadata.generation;
     const wanted = desiredFromSpec(resource);
     try {
@@ -131,201 +182,183 @@ export function startCrdSync(options: CrdSyncOptions): CrdSync {
       const desired = wanted.desired;
       // The service account changed: the association for the old one goes.
       const previous = await ownAssociation(resource);
-      if (previous && previous.serviceAccount !== desired.serviceAccount) await store.delete(clusterName, previous.associationId);
+      if (previous && previous.serviceAccount !== desired.serviceAccount) await deleteIfThere(previous.associationId, actor);
 
-      let current = await store.findBySubject({ clusterName, namespace: desired.namespace, serviceAccount: desired.serviceAccount });
+      let current = await associations.findBySubject({ clusterName, namespace: desired.namespace, serviceAccount: desired.serviceAccount });
       if (current && current.ownerArn !== owner) {
-        const heldBy = current.ownerArn?.startsWith(prefix)
-          ? `the PodIdentityAssociation ${current.ownerArn.slice(prefix.length).split('/').slice(0, 2).join('/')}`
-          : current.ownerArn
-            ? current.ownerArn
-            : 'the EKS API';
-        const message = `service account ${desired.namespace}/${desired.serviceAccount} already has association ${current.associationId}, made by ${heldBy}`;
-        await writeStatus(resource, nextStatus(resource.status, generation, { ready: false, reason: 'Conflict', message }, now()));
+        await writeStatus(resource, nextStatus(resource.status, generation, { ready: false, reason: 'Conflict', message: conflictMessage(desired, current, prefix) }, now()));
         return;
       }
       if (!current) {
-        const created = now();
-        const associationId = newAssociationId();
-        const association: Association = {
-          clusterName,
-          namespace: desired.namespace,
-          serviceAccount: desired.serviceAccount,
-          roleArn: desired.roleArn,
-          associationId,
-          associationArn: associationArn(region, accountId, clusterName, associationId),
-          tags: desired.tags,
-          createdAt: created,
-          modifiedAt: created,
-          ownerArn: owner,
-          disableSessionTags: desired.disableSessionTags,
-          ...(desired.targetRoleArn !== undefined && { targetRoleArn: desired.targetRoleArn, externalId: randomUUID() }),
-          ...(desired.policy !== undefined && { policy: desired.policy }),
-        };
+        ensureActive();
         try {
-          await store.create(association);
-          current = association;
-          logger.info({ namespace: desired.namespace, serviceAccount: desired.serviceAccount, associationId, resource: resource.metadata.name }, 'association created from PodIdentityAssociation');
+          current = await associations.create(clusterName, createInputFor(desired), { actor }, { ownerArn: owner });
         } catch (error) {
-          // Another replica (or an API call) got there first: decide again on what is there now.
-          if (error instanceof SubjectTakenError && attempt < 3) return reconcile(resource, attempt + 1);
+          // An API call got there first: decide again on what is there now.
+          if (error instanceof WireError && error.code === 'ResourceInUseException' && attempt < 3) return reconcile(resource, attempt + 1);
           throw error;
         }
+        logger.info({ namespace: desired.namespace, serviceAccount: desired.serviceAccount, associationId: current.associationId, resource: resource.metadata.name }, 'association created from PodIdentityAssociation');
       } else {
-        const changes = changesFor(current, desired, now());
+        const changes = changesFor(current, desired);
         if (changes) {
-          current = (await store.update(clusterName, current.associationId, changes)) ?? current;
+          ensureActive();
+          current = await associations.update(clusterName, current.associationId, changes, { actor });
           logger.info({ associationId: current.associationId, resource: resource.metadata.name }, 'association updated from PodIdentityAssociation');
         }
       }
-      await writeStatus(
-        resource,
-        nextStatus(
-          resource.status,
-          generation,
-          { ready: true, reason: 'Synced', message: `association ${current.associationId} maps ${desired.namespace}/${desired.serviceAccount} to ${desired.roleArn}`, association: current },
-          now(),
-        ),
-      );
+      const message = `association ${current.associationId} maps ${desired.namespace}/${desired.serviceAccount} to ${desired.roleArn}`;
+      await writeStatus(resource, nextStatus(resource.status, generation, { ready: true, reason: 'Synced', message, association: current }, now()));
     } catch (error) {
+      if (error instanceof StoppedError) throw error;
+      countError(error instanceof StatusUpdateError ? 'status' : 'reconcile');
       logger.warn({ err: error, namespace: resource.metadata.namespace, name: resource.metadata.name }, 'PodIdentityAssociation not reconciled; retrying');
-      retryLater(resource);
+      later(RETRY_MS, () => enqueueReconcile(resource));
       if (!(error instanceof StatusUpdateError)) {
-        await writeStatus(
-          resource,
-          nextStatus(resource.status, generation, { ready: false, reason: 'StoreError', message: 'the association store could not be updated; retrying' }, now()),
-        ).catch(() => {});
+        const status = nextStatus(resource.status, generation, { ready: false, reason: 'StoreError', message: 'the association store could not be updated; retrying' }, now());
+        await writeStatus(resource, status).catch(() => undefined);
       }
     }
   }
 
   /** The resource is gone: so is every association it made. */
   async function remove(resource: PodIdentityAssociationResource): Promise<void> {
-    known.delete(resource.metadata.uid);
     const owner = ownerOf(resource);
     const candidates = new Set<string>();
     if (resource.status?.associationId) candidates.add(resource.status.associationId);
     const serviceAccount = resource.spec?.serviceAccount;
     if (typeof serviceAccount === 'string') {
-      const bySubject = await store.findBySubject({ clusterName, namespace: resource.metadata.namespace, serviceAccount });
+      const bySubject = await associations.findBySubject({ clusterName, namespace: resource.metadata.namespace, serviceAccount }).catch(() => undefined);
       if (bySubject) candidates.add(bySubject.associationId);
     }
     for (const id of candidates) {
-      const found = await store.get(clusterName, id);
+      const found = await associations.find(clusterName, id);
       if (found?.ownerArn === owner) {
-        await store.delete(clusterName, id);
+        await deleteIfThere(id, actorOf(resource));
         logger.info({ associationId: id, resource: resource.metadata.name, namespace: resource.metadata.namespace }, 'association deleted with its PodIdentityAssociation');
       }
     }
   }
 
-  /** Deletes associations made from resources that no longer exist (missed while not watching). */
-  async function collectOrphans(): Promise<void> {
-    const live = new Set([...known.values()].map((r) => ownerOf(r)));
-    let afterId: string | undefined;
-    for (;;) {
-      const page = await store.list(clusterName, { afterId, limit: 500 });
-      for (const a of page) {
-        if (a.ownerArn?.startsWith(prefix) && !live.has(a.ownerArn)) {
-          await store.delete(clusterName, a.associationId);
+  /** Deletes associations made from resources not in `live` (deleted while nobody watched). */
+  async function collectOrphans(live: readonly PodIdentityAssociationResource[]): Promise<void> {
+    const owners = new Set(live.map(ownerOf));
+    let nextToken: string | undefined;
+    do {
+      const page = await associations.list(clusterName, { maxResults: 100, nextToken });
+      for (const a of page.associations) {
+        if (a.ownerArn?.startsWith(prefix) && !owners.has(a.ownerArn)) {
+          await deleteIfThere(a.associationId, actorOfOwnerArn(a.ownerArn, prefix));
           logger.info({ associationId: a.associationId, owner: a.ownerArn }, 'association deleted: its PodIdentityAssociation is gone');
         }
       }
-      if (page.length < 500) return;
-      afterId = page[page.length - 1]!.associationId;
-    }
+      nextToken = page.nextToken;
+    } while (nextToken);
   }
 
+  /** A full list: every resource in it is reconciled, then what no listed resource owns is removed. */
+  async function listAll() {
+    let list;
+    try {
+      list = (await lister.listClusterCustomObject(crd)) as { metadata?: { resourceVersion?: string }; items: PodIdentityAssociationResource[] };
+    } catch (error) {
+      if (refusedStatus(error) === 404) throw new Error(`the PodIdentityAssociation CRD (${CRD_PLURAL}.${CRD_GROUP}) is not installed in cluster ${clusterName}`, { cause: error });
+      throw new Error(`listing PodIdentityAssociations: ${describeKubeError(error)}`, { cause: error });
+    }
+    // stopped meanwhile: an error keeps the informer from starting a watch after all
+    if (!active) throw new StoppedError('no longer leading');
+    backoffMs = 500;
+    // queued before the informer's add/update events for these items, which it sends once this returns
+    const items = list.items ?? [];
+    enqueue(() => collectOrphans(items));
+    return list;
+  }
+
+  const informer = makeInformer<PodIdentityAssociationResource>(options.kube.config, COLLECTION, listAll);
+  // an event means the watch works again: the next failure waits the shortest time
+  const onEvent = (handle: (resource: PodIdentityAssociationResource) => void) => (resource: PodIdentityAssociationResource) => {
+    backoffMs = 500;
+    handle(resource);
+  };
+  informer.on('add', onEvent(enqueueReconcile));
+  informer.on('update', onEvent(enqueueReconcile));
+  informer.on('delete', onEvent((resource) => enqueue(() => remove(resource))));
+  // The informer stops at an error; it starts again from its last resourceVersion, later each time.
+  informer.on('error', (error: unknown) => {
+    if (!active) return;
+    countError('watch');
+    logger.warn({ err: (error as Error)?.message ?? String(error), retryInMs: backoffMs }, 'PodIdentityAssociation watch failed; retrying');
+    later(backoffMs, () => void informer.start());
+    backoffMs = Math.min(backoffMs * 2, MAX_BACKOFF_MS);
+  });
+
+  function resync(): void {
+    const resources = informer.list();
+    for (const resource of resources) enqueueReconcile(resource);
+    enqueue(() => collectOrphans(resources));
+    later(options.resyncMs ?? 300_000, resync);
+  }
+  later(options.resyncMs ?? 300_000, resync);
+
   /** Changes made elsewhere (the API, another replica) that a resource may need to answer. */
-  function onStoreChange(change: StoreChange) {
+  const unsubscribe = options.onStoreChange((change) => {
     const a = change.association;
     if (a.clusterName !== clusterName) return;
-    for (const resource of known.values()) {
+    for (const resource of informer.list()) {
       const sameSubject = resource.metadata.namespace === a.namespace && resource.spec?.serviceAccount === a.serviceAccount;
       const ownsIt = a.ownerArn === ownerOf(resource);
       // A freed service account may end a Conflict; an owned association changed or deleted behind our back is put back.
-      if ((change.kind === 'delete' && sameSubject) || (ownsIt && change.kind === 'upsert' && desiredFromSpec(resource).ok)) {
-        enqueue(() => reconcile(known.get(resource.metadata.uid) ?? resource));
-      }
+      if ((change.kind === 'delete' && sameSubject) || (ownsIt && change.kind === 'upsert' && desiredFromSpec(resource).ok)) enqueueReconcile(resource);
     }
-  }
+  });
 
-  async function listAndReconcile(): Promise<string | undefined> {
-    const res = await kube!.request('GET', COLLECTION, { timeoutMs: 30_000, maxBytes: MAX_LIST_BYTES });
-    if (res.status === 404) throw new Error(`the PodIdentityAssociation CRD (${CRD_PLURAL}.${CRD_GROUP}) is not installed in cluster ${clusterName}`);
-    if (res.status !== 200) throw new Error(`listing PodIdentityAssociations answered HTTP ${res.status}`);
-    const list = res.body as { metadata?: { resourceVersion?: string }; items?: PodIdentityAssociationResource[] };
-    known.clear();
-    for (const item of list.items ?? []) known.set(item.metadata.uid, item);
-    await new Promise<void>((resolve) => {
-      for (const item of list.items ?? []) enqueue(() => reconcile(item));
-      enqueue(async () => {
-        await collectOrphans();
-        resolve();
-      });
-    });
-    return list.metadata?.resourceVersion;
-  }
-
-  async function run() {
-    let backoffMs = 500;
-    while (!controller.signal.aborted) {
-      try {
-        kube ??= kubeClientFromKubeconfig(options.kubeconfigPath);
-        let resourceVersion = await listAndReconcile();
-        markSynced();
-        backoffMs = 500;
-        // Watch until the server ends it (timeoutSeconds = the resync period) or it fails; then list again.
-        let expired = false;
-        const query = `?watch=true&allowWatchBookmarks=true&timeoutSeconds=${resyncSeconds}${resourceVersion ? `&resourceVersion=${encodeURIComponent(resourceVersion)}` : ''}`;
-        await kube.watch(
-          `${COLLECTION}${query}`,
-          (line) => {
-            const event = JSON.parse(line) as WatchEvent;
-            if (event.object?.metadata?.resourceVersion) resourceVersion = event.object.metadata.resourceVersion;
-            if (event.type === 'ERROR') {
-              expired = true; // typically 410 Gone: our resourceVersion is too old
-              return;
-            }
-            if (event.type === 'BOOKMARK') return;
-            const resource = event.object;
-            if (event.type === 'DELETED') {
-              known.delete(resource.metadata.uid);
-              enqueue(() => remove(resource));
-            } else {
-              known.set(resource.metadata.uid, resource);
-              enqueue(() => reconcile(known.get(resource.metadata.uid) ?? resource));
-            }
-          },
-          controller.signal,
-          (resyncSeconds + 60) * 1000,
-        );
-        if (expired) logger.debug('watch expired; listing again');
-      } catch (error) {
-        if (controller.signal.aborted) break;
-        logger.warn({ err: error, retryInMs: backoffMs }, 'PodIdentityAssociation watch failed; retrying');
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, backoffMs);
-          controller.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
-        });
-        backoffMs = Math.min(backoffMs * 2, 30_000);
-      }
-    }
-  }
-
-  const unsubscribe = store.onChange(onStoreChange);
-  const running = run();
+  void informer.start();
   logger.info('watching PodIdentityAssociation resources');
 
   return {
-    synced,
     async stop() {
-      controller.abort();
+      active = false;
       unsubscribe();
-      for (const timer of retryTimers) clearTimeout(timer);
-      await running;
+      for (const timer of timers) clearTimeout(timer);
+      await informer.stop();
       await queue;
-      kube?.close();
+      logger.info('stopped watching PodIdentityAssociation resources');
     },
   };
+}
+
+export interface CrdSyncOptions extends ReconcilerOptions {
+  /** where the Lease lives (the server's own namespace) */
+  leaseNamespace: string;
+  /** this replica's name among those that sync the same cluster */
+  identity: string;
+  leaseTiming?: LeaseTiming;
+}
+
+export interface CrdSync {
+  isLeading(): boolean;
+  /** stops reconciling and releases the lease, so that another replica takes over at once */
+  stop(): Promise<void>;
+}
+
+/** Reconciles the cluster's resources whenever this replica holds the cluster's Lease. */
+export function startCrdSync(options: CrdSyncOptions): CrdSync {
+  let reconciler: Reconciler | undefined;
+  const election = startLeaderElection({
+    kube: options.kube,
+    namespace: options.leaseNamespace,
+    name: leaseNameFor(options.clusterName),
+    identity: options.identity,
+    logger: options.logger.child({ component: 'crd-sync', cluster: options.clusterName }),
+    timing: options.leaseTiming,
+    now: options.now,
+    onStartedLeading() {
+      reconciler = startReconciler(options);
+    },
+    async onStoppedLeading() {
+      await reconciler?.stop();
+      reconciler = undefined;
+    },
+  });
+  return { isLeading: () => election.isLeading(), stop: () => election.stop() };
 }

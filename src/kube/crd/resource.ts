@@ -8,9 +8,11 @@
 // own associations from ones made through the EKS API: those are never
 // touched, and a resource asking for their service account gets a Conflict
 // condition. Invalid specs get an InvalidSpec condition.
-import { randomUUID } from 'node:crypto';
-import { createInput, validate, type Association } from '../../api/eks.js';
-import type { AssociationChanges } from '../../associations/types.js';
+import { createHash } from 'node:crypto';
+import type { Actor } from '../../associations/audit.js';
+import type { V1ObjectMeta } from '@kubernetes/client-node';
+import { createInput, validate, type Association, type CreateInput } from '../../api/eks.js';
+import type { AssociationUpdate } from '../../associations/service.js';
 import { WireError } from '../../lib/errors.js';
 
 export const CRD_GROUP = 'podidentity.dev';
@@ -36,7 +38,8 @@ export interface ResourceStatus {
 }
 
 export interface PodIdentityAssociationResource {
-  metadata: { name: string; namespace: string; uid: string; generation?: number; resourceVersion?: string; deletionTimestamp?: string };
+  /** only its presence tells anything here; the timestamps are the API's strings, not the Dates the model type names */
+  metadata: V1ObjectMeta & { name: string; namespace: string; uid: string };
   spec?: Record<string, unknown>;
   status?: ResourceStatus;
 }
@@ -62,6 +65,19 @@ export function ownerArnOf(region: string, accountId: string, clusterName: strin
 
 export function ownerArnPrefix(region: string, accountId: string, clusterName: string): string {
   return `arn:aws:eks:${region}:${accountId}:podidentityassociationresource/${clusterName}/`;
+}
+
+/** The audit trail's actor of a change made for this resource. */
+export function actorOf(resource: Pick<PodIdentityAssociationResource, 'metadata'>): Actor {
+  const { namespace, name, uid } = resource.metadata;
+  return { kind: 'kubernetes', apiVersion: `${CRD_GROUP}/${CRD_VERSION}`, resource: CRD_PLURAL, namespace, name, ...(uid && { uid }) };
+}
+
+/** The actor of a change for a resource known only by the owner ARN (`<prefix><namespace>/<name>/<uid>`) it left on an association: one deleted while nobody watched. */
+export function actorOfOwnerArn(ownerArn: string, prefix: string): Actor {
+  const [namespace = '', name = '', uid, ...rest] = ownerArn.slice(prefix.length).split('/');
+  if (!ownerArn.startsWith(prefix) || !uid || rest.length > 0) return actorOf({ metadata: { namespace: '', name: ownerArn, uid: '' } });
+  return actorOf({ metadata: { namespace, name, uid } });
 }
 
 /** The spec checked with the same rules as CreatePodIdentityAssociation; a message when it breaks one. */
@@ -99,32 +115,28 @@ export function desiredFromSpec(resource: PodIdentityAssociationResource): { ok:
   }
 }
 
-/** The update that makes `current` match `desired`, or undefined when it already does. A new target role gets a new externalId. */
-export function changesFor(current: Association, desired: DesiredAssociation, now: number): AssociationChanges | undefined {
-  const changes: AssociationChanges = { modifiedAt: now };
-  let changed = false;
-  if (current.roleArn !== desired.roleArn) {
-    changes.roleArn = desired.roleArn;
-    changed = true;
-  }
-  if (current.disableSessionTags !== desired.disableSessionTags) {
-    changes.disableSessionTags = desired.disableSessionTags;
-    changed = true;
-  }
-  if (current.policy !== desired.policy) {
-    changes.policy = desired.policy;
-    changed = true;
-  }
-  if (current.targetRoleArn !== desired.targetRoleArn) {
-    changes.targetRoleArn = desired.targetRoleArn;
-    changes.externalId = desired.targetRoleArn === undefined ? undefined : randomUUID();
-    changed = true;
-  }
-  if (!sameTags(current.tags, desired.tags)) {
-    changes.tags = desired.tags;
-    changed = true;
-  }
-  return changed ? changes : undefined;
+/** What CreatePodIdentityAssociation is asked for a valid spec. */
+export function createInputFor(desired: DesiredAssociation): CreateInput {
+  return {
+    namespace: desired.namespace,
+    serviceAccount: desired.serviceAccount,
+    roleArn: desired.roleArn,
+    disableSessionTags: desired.disableSessionTags,
+    ...(Object.keys(desired.tags).length > 0 && { tags: desired.tags }),
+    ...(desired.targetRoleArn !== undefined && { targetRoleArn: desired.targetRoleArn }),
+    ...(desired.policy !== undefined && { policy: desired.policy }),
+  };
+}
+
+/** The update that makes `current` match `desired`, or undefined when it already does; "" removes a target role or a policy. */
+export function changesFor(current: Association, desired: DesiredAssociation): AssociationUpdate | undefined {
+  const update: AssociationUpdate = {};
+  if (current.roleArn !== desired.roleArn) update.roleArn = desired.roleArn;
+  if (current.disableSessionTags !== desired.disableSessionTags) update.disableSessionTags = desired.disableSessionTags;
+  if (current.policy !== desired.policy) update.policy = desired.policy ?? '';
+  if (current.targetRoleArn !== desired.targetRoleArn) update.targetRoleArn = desired.targetRoleArn ?? '';
+  if (!sameTags(current.tags, desired.tags)) update.tags = desired.tags;
+  return Object.keys(update).length > 0 ? update : undefined;
 }
 
 function sameTags(a: Record<string, string>, b: Record<string, string>): boolean {
@@ -165,3 +177,23 @@ export function sameStatus(a: ResourceStatus | undefined, b: ResourceStatus): bo
   return JSON.stringify({ ...a, associationId: a?.associationId ?? null, associationArn: a?.associationArn ?? null }) === JSON.stringify(b);
 }
 
+
+/**
+ * The Lease whose holder reconciles a cluster's resources. Lease names are
+ * DNS-1123 subdomains and cluster names are not (capitals, `_`, a trailing
+ * `-`): such names are lowered, cleaned and given a hash of the real name,
+ * so two clusters never share a Lease.
+ */
+export function leaseNameFor(clusterName: string): string {
+  if (/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(clusterName)) return `pod-identity-crd-${clusterName}`;
+  const cleaned = clusterName.toLowerCase().replace(/[^a-z0-9-]/g, '-').replace(/-+$/, '');
+  return `pod-identity-crd-${cleaned}${cleaned ? '-' : ''}${createHash('sha256').update(clusterName).digest('hex').slice(0, 8)}`;
+}
+
+/** The Conflict condition's message: which association holds the service account, and who made it. */
+export function conflictMessage(desired: DesiredAssociation, current: Association, ownerPrefix: string): string {
+  const heldBy = current.ownerArn?.startsWith(ownerPrefix)
+    ? `the PodIdentityAssociation ${current.ownerArn.slice(ownerPrefix.length).split('/').slice(0, 2).join('/')}`
+    : current.ownerArn ? current.ownerArn : 'the EKS API';
+  return `service account ${desired.namespace}/${desired.serviceAccount} already has association ${current.associationId}, made by ${heldBy}`;
+}

@@ -20,7 +20,7 @@ export interface EksAuth {
   /** set when issuer.type is local: the server then answers STS GetCallerIdentity for its credentials */
   localIssuer?: LocalIssuer;
   clusters: readonly ClusterAuth[];
-  close(): void;
+  close(): Promise<void>;
 }
 
 export interface EksAuthOptions {
@@ -60,10 +60,10 @@ export function createEksAuth(config: ServerConfig, options: EksAuthOptions): Ek
     service,
     ...(localIssuer && { localIssuer }),
     clusters,
-    close() {
+    async close() {
       resolver.close();
       issuer.close();
-      for (const cluster of clusters) cluster.close();
+      await Promise.all(clusters.map((cluster) => cluster.close()));
     },
   };
 }

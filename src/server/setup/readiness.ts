@@ -2,17 +2,18 @@
 // signing keys in a JWKS mode (read and imported as EKS Auth would), and its
 // API server whenever a kubeconfig reaches it (GET /version with the
 // kubeconfig's credentials: reachable, and the credentials accepted).
+import { VersionApi } from '@kubernetes/client-node';
 import type { ClusterConfig, ServerConfig } from '../../config/schema.js';
 import { keySource, verificationMode } from '../../auth/cluster.js';
 import { importJwks } from '../../auth/keys.js';
-import { kubeClientFromKubeconfig } from '../../kube/client.js';
+import { connectKube, describeKubeError } from '../../kube/connect.js';
 import type { DependencyCheck } from '../readiness.js';
 
 const VERSION_TIMEOUT_MS = 3_000;
 
-function clusterChecks(cluster: ClusterConfig, clients: { close(): void }[]): DependencyCheck[] {
+function clusterChecks(cluster: ClusterConfig, clients: { close(): Promise<void> }[]): DependencyCheck[] {
   const mode = verificationMode(cluster);
-  const kube = cluster.kubeconfig ? kubeClientFromKubeconfig(cluster.kubeconfig) : undefined;
+  const kube = cluster.kubeconfig ? connectKube(cluster.kubeconfig) : undefined;
   if (kube) clients.push(kube);
   const checks: DependencyCheck[] = [];
   const keys = keySource(cluster, mode, kube);
@@ -29,13 +30,17 @@ function clusterChecks(cluster: ClusterConfig, clients: { close(): void }[]): De
   }
   // the API server's JWKS already goes through it
   if (kube && mode !== 'api-server-jwks') {
+    const version = kube.client(VersionApi, { timeoutMs: VERSION_TIMEOUT_MS });
     checks.push({
       cluster: cluster.name,
       dependency: 'api-server',
       describe: kube.server,
       async probe() {
-        const { status } = await kube.request('GET', '/version', { timeoutMs: VERSION_TIMEOUT_MS });
-        if (status !== 200) throw new Error(`GET /version answered HTTP ${status}`);
+        try {
+          await version.getCode();
+        } catch (error) {
+          throw new Error(`GET /version: ${describeKubeError(error)}`, { cause: error });
+        }
       },
     });
   }
@@ -43,8 +48,8 @@ function clusterChecks(cluster: ClusterConfig, clients: { close(): void }[]): De
 }
 
 /** Every cluster's checks, and how to release the API clients they probe with. */
-export function dependencyChecks(config: ServerConfig): { checks: DependencyCheck[]; close(): void } {
-  const clients: { close(): void }[] = [];
+export function dependencyChecks(config: ServerConfig): { checks: DependencyCheck[]; close(): Promise<void> } {
+  const clients: { close(): Promise<void> }[] = [];
   const checks = config.clusters.flatMap((cluster) => clusterChecks(cluster, clients));
-  return { checks, close: () => clients.forEach((client) => client.close()) };
+  return { checks, close: async () => void (await Promise.all(clients.map((client) => client.close()))) };
 }

@@ -7,6 +7,7 @@ import type { Server } from 'node:https';
 import { Gauge, type Registry } from 'prom-client';
 import type { AssociationStore } from '../../associations/store.js';
 import type { ClusterConfig, ServerConfig } from '../../config/schema.js';
+import { connectKube } from '../../kube/connect.js';
 import { parseListen } from '../../lib/http.js';
 import type { Logger } from '../../lib/logger.js';
 import { generatedCertificates, servingHosts, watchedCertificateFiles, type KeyPair, type TlsSource } from '../../webhook/certs.js';
@@ -22,8 +23,8 @@ export function webhookCluster(config: ServerConfig): ClusterConfig | undefined 
 export interface StartedWebhook {
   server: Server;
   tls: TlsSource;
-  /** stop the certificate timers (the listener is closed by its owner) */
-  close(): void;
+  /** stop the certificate timers and close the cluster's API connections (the listener is closed by its owner) */
+  close(): Promise<void>;
 }
 
 export interface WebhookDeps {
@@ -51,7 +52,8 @@ export async function createWebhookFromConfig(config: ServerConfig, deps: Webhoo
     config.webhook.certFile && config.webhook.keyFile
       ? watchedCertificateFiles(config.webhook.certFile, config.webhook.keyFile, { logger, onChange, pollMs: deps.certPollMs })
       : await generatedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts), { logger, onChange, now: deps.now });
-  const serviceAccounts = cluster?.kubeconfig ? kubeServiceAccountLookup({ kubeconfigPath: cluster.kubeconfig, logger }) : undefined;
+  const kube = cluster?.kubeconfig ? connectKube(cluster.kubeconfig) : undefined;
+  const serviceAccounts = kube ? kubeServiceAccountLookup({ kube, logger }) : undefined;
   const server = createWebhookServer(
     {
       store: deps.store,
@@ -68,7 +70,14 @@ export async function createWebhookFromConfig(config: ServerConfig, deps: Webhoo
   );
   target.server = server;
   watchCertificateExpiry(deps.registry, tls);
-  return { server, tls, close: () => tls.close() };
+  return {
+    server,
+    tls,
+    async close() {
+      tls.close();
+      await kube?.close();
+    },
+  };
 }
 
 /** The first certificate of a PEM bundle's notAfter, in epoch seconds; remembered per PEM text. */

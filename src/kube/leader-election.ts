@@ -123,6 +123,8 @@ export interface LeaderElectionOptions {
   onStartedLeading(): void | Promise<void>;
   /** called when it stops leading (lost, or stopping); awaited before the lease is released */
   onStoppedLeading(): void | Promise<void>;
+  /** called for every attempt whose read or write of the Lease failed (not a conflict) */
+  onFailedAttempt?(): void;
   timing?: LeaseTiming;
   now?: () => number;
 }
@@ -202,6 +204,7 @@ export function startLeaderElection(options: LeaderElectionOptions): LeaderElect
       if (refusedStatus(error) === 409) return 'conflict';
       const message = describeKubeError(error);
       logOnce(`error ${message}`, () => logger.warn({ err: message }, 'lease not read or written; retrying'));
+      options.onFailedAttempt?.();
       return 'failed';
     }
   }

@@ -16,6 +16,7 @@ import { Gauge } from 'prom-client';
 import { DependencyMonitor } from './readiness.js';
 import { preflight } from './setup/preflight.js';
 import { dependencyChecks } from './setup/readiness.js';
+import { kubeConnections } from './setup/kube-connections.js';
 import { startCrdSyncs } from './setup/crd-sync.js';
 import { createWebhookFromConfig } from './setup/webhook.js';
 import { startApiListener } from './api-listener.js';
@@ -88,15 +89,16 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   const api = await startApiSide(config, opened, logger, registry, audit);
   const { store } = api;
 
-  const webhook = await createWebhookFromConfig(config, { store, logger, registry });
+  // the primary's connections to its clusters, shared by the webhook, the CRD reconciler and the readiness probes
+  const kube = kubeConnections();
+  const webhook = await createWebhookFromConfig(config, { store, logger, registry, kube });
   const webhookAddress = await listen(webhook.server, parseListen(config.webhookListen));
 
   // PodIdentityAssociation resources of clusters with syncCrds, reconciled in the background by whichever replica leads.
-  const crdSyncs = startCrdSyncs(config, { store, logger, audit, registry });
+  const crdSyncs = startCrdSyncs(config, { store, logger, audit, registry, kube });
 
   // Each cluster's signing keys and API server, probed in the background.
-  const dependencies = dependencyChecks(config);
-  const monitor = new DependencyMonitor({ checks: dependencies.checks, registry, logger: logger.child({ component: 'readiness' }) });
+  const monitor = new DependencyMonitor({ checks: dependencyChecks(config, kube), registry, logger: logger.child({ component: 'readiness' }) });
   void monitor.start();
 
   let closing = false;
@@ -151,8 +153,8 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
       await webhook.close();
       await closeServer(metrics, 1000);
       monitor.close();
-      await dependencies.close();
       await crdSyncs.stop();
+      await kube.close();
       await audit.close();
       await store.close();
       logger.info('server stopped');

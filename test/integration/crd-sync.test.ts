@@ -120,9 +120,10 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
     server = await startServerProcess({
       dataDir,
       // the reconciler's credentials come from an exec plugin
-      config: { clusters: [{ name: 'demo', kubeconfig: exec.path, syncCrds: true }] },
+      config: { clusters: [{ name: 'demo', kubeconfig: exec.path, syncCrds: true }], audit: { file: auditFile } },
     });
   }
+  const auditFile = join(dataDir, 'audit.jsonl');
 
   before(async () => {
     kube = await startKubeControlPlane();
@@ -257,14 +258,70 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
     assert.deepEqual(await associationFor('shop', 'checkout'), inSync);
   });
 
+  test('every change the reconciler made is in the audit trail with its resource as actor, beside the API\'s; no sync error was counted', async () => {
+    interface Change {
+      operation: string;
+      actor: { kind: string; accessKeyId?: string; apiVersion?: string; resource?: string; namespace?: string; name?: string; uid?: string };
+      before: { serviceAccount: string; roleArn: string; targetRoleArn?: string } | null;
+      after: { serviceAccount: string; roleArn: string; targetRoleArn?: string; ownerArn?: string } | null;
+    }
+    const changes = readFileSync(auditFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { type: string } & Change)
+      .filter((r) => r.type === 'association-change');
+    const of = (namespace: string, serviceAccount: string) =>
+      changes.filter((c) => (c.after ?? c.before)!.serviceAccount === serviceAccount && (c.actor.namespace === namespace || c.actor.kind === 'access-key'));
+    const checkout = await getResource('shop', 'checkout');
+    const byCheckout = { kind: 'kubernetes', apiVersion: 'podidentity.dev/v1alpha1', resource: 'podidentityassociations', namespace: 'shop', name: 'checkout', uid: checkout.metadata.uid };
+    assert.deepEqual(
+      of('shop', 'checkout').map((c) => [c.operation, c.actor]),
+      [
+        ['CreatePodIdentityAssociation', byCheckout],
+        ['UpdatePodIdentityAssociation', byCheckout],
+      ],
+    );
+    const [created, updated] = of('shop', 'checkout');
+    assert.equal(created!.before, null);
+    assert.match(created!.after!.ownerArn ?? '', new RegExp(`/shop/checkout/${checkout.metadata.uid}$`));
+    assert.equal(updated!.before!.targetRoleArn, undefined);
+    assert.equal(updated!.after!.targetRoleArn, 'arn:aws:iam::444455556666:role/target');
+    assert.deepEqual(
+      of('shop', 'short-lived').map((c) => [c.operation, c.actor.name, c.after === null]),
+      [
+        ['CreatePodIdentityAssociation', 'short-lived', false],
+        ['DeletePodIdentityAssociation', 'short-lived', true],
+      ],
+    );
+    // deleted while the server was down: removed at start, the actor read from the owner ARN it left
+    const orphan = of('payments', 'orphan');
+    assert.deepEqual(orphan.map((c) => [c.operation, c.actor.kind, c.actor.namespace, c.actor.name]), [
+      ['CreatePodIdentityAssociation', 'kubernetes', 'payments', 'orphan'],
+      ['DeletePodIdentityAssociation', 'kubernetes', 'payments', 'orphan'],
+    ]);
+    assert.equal(orphan[1]!.actor.uid, orphan[0]!.actor.uid);
+    // the API's own changes to the same service account are the access key's
+    assert.deepEqual(
+      of('payments', 'api').map((c) => [c.operation, c.actor.kind === 'access-key' ? c.actor.accessKeyId : c.actor.name]),
+      [
+        ['CreatePodIdentityAssociation', ADMIN.accessKeyId],
+        ['DeletePodIdentityAssociation', ADMIN.accessKeyId],
+        ['CreatePodIdentityAssociation', 'api'],
+      ],
+    );
+
+    const metrics = await (await fetch(`${server.metricsUrl}/metrics`)).text();
+    for (const kind of ['reconcile', 'status', 'watch', 'lease']) assert.match(metrics, new RegExp(`^pod_identity_crd_sync_errors_total\\{cluster="demo",kind="${kind}"\\} 0$`, 'm'));
+  });
+
   test('the reconciler’s credentials came from the exec plugin, which ran once for all its requests', () => {
     // one run per server process: the credential it printed lasts an hour
     assert.equal(readFileSync(exec.runLog, 'utf8').trim().split('\n').length, 2, 'two server processes so far');
   });
 
-  test('a failing exec plugin: the server stays up and logs the kubeconfig, the plugin and what it printed', async () => {
+  test('a failing exec plugin: the server stays up, is not ready, logs the kubeconfig, the plugin and what it printed, and counts the sync errors', async () => {
     const failing = writeExecKubeconfig(kube, 'crd-sync-logged-out', { failWith: 'error: token expired; run: login' });
-    const other = await startServerProcess({ config: { clusters: [{ name: 'demo', kubeconfig: failing.path, syncCrds: true }] } });
+    const other = await startServerProcess({ config: { clusters: [{ name: 'demo', kubeconfig: failing.path, syncCrds: true }] }, untilAlive: true });
     try {
       const expected = `${failing.path}: the exec credential plugin ${failing.command} failed: error: token expired; run: login`;
       await eventuallyOr(
@@ -273,7 +330,27 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
         10_000,
         () => other.logs(),
       );
-      assert.equal((await fetch(`${other.metricsUrl}/readyz`)).status, 200);
+      const readyz = await eventuallyOr(
+        'not ready, naming the API server and the plugin',
+        async () => {
+          const res = await fetch(`${other.metricsUrl}/readyz`);
+          const body = await res.text();
+          return res.status === 503 && body.includes('token expired') ? body : undefined;
+        },
+        10_000,
+        () => other.logs(),
+      );
+      assert.match(readyz, /- cluster demo: api-server \(https:\/\/127\.0\.0\.1:\d+\): .*the exec credential plugin .* failed: error: token expired; run: login/);
+      await eventuallyOr(
+        'a lease error counted',
+        async () => {
+          const metrics = await (await fetch(`${other.metricsUrl}/metrics`)).text();
+          const count = Number(/^pod_identity_crd_sync_errors_total\{cluster="demo",kind="lease"\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
+          return count > 0 || undefined;
+        },
+        15_000,
+        () => other.logs(),
+      );
       assert.ok(existsSync(failing.runLog));
     } finally {
       await other.stop();

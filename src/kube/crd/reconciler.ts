@@ -67,12 +67,12 @@ interface ReconcilerOptions {
   logger: Logger;
   /** reconcile every resource again and remove orphans this often; default 5 min */
   resyncMs?: number;
-  /** counts a failure: a resource not reconciled, a status write refused, the list or watch broken */
+  /** counts a failure: a resource not reconciled, a status write refused, the list or watch broken, the Lease not read or written */
   onError?: (kind: CrdSyncErrorKind) => void;
   now?: () => number;
 }
 
-export type CrdSyncErrorKind = 'reconcile' | 'status' | 'watch';
+type CrdSyncErrorKind = 'reconcile' | 'status' | 'watch' | 'lease';
 
 interface Reconciler {
   /** ends the watch, drops the work not started, and waits for the reconcile in progress */
@@ -352,6 +352,7 @@ export function startCrdSync(options: CrdSyncOptions): CrdSync {
     logger: options.logger.child({ component: 'crd-sync', cluster: options.clusterName }),
     timing: options.leaseTiming,
     now: options.now,
+    onFailedAttempt: () => options.onError?.('lease'),
     onStartedLeading() {
       reconciler = startReconciler(options);
     },

@@ -9,7 +9,7 @@ import type { ChangeAudit } from '../../associations/audit.js';
 import { AssociationService } from '../../associations/service.js';
 import type { AssociationStore } from '../../associations/store.js';
 import type { ServerConfig } from '../../config/schema.js';
-import { connectKube } from '../../kube/connect.js';
+import type { KubeConnections } from './kube-connections.js';
 import { startCrdSync, type CrdSync } from '../../kube/crd/reconciler.js';
 import type { Logger } from '../../lib/logger.js';
 
@@ -35,6 +35,8 @@ export interface CrdSyncDeps {
   /** where the reconciler's changes are recorded, with the resource as actor */
   audit: ChangeAudit;
   registry: Registry;
+  /** the process's cluster connections (closed by their owner) */
+  kube: KubeConnections;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -44,16 +46,16 @@ export function startCrdSyncs(config: ServerConfig, deps: CrdSyncDeps): CrdSyncs
   const associations = new AssociationService({ store: deps.store, region: config.region, accountId: config.accountId, clusters: () => clusterNames, audit: deps.audit });
   const errors = new Counter({
     name: 'pod_identity_crd_sync_errors_total',
-    help: 'PodIdentityAssociation sync failures, by cluster and kind: reconcile (a resource not reconciled), status (a status write refused), watch (the list or watch failed)',
+    help: 'PodIdentityAssociation sync failures, by cluster and kind: reconcile (a resource not reconciled), status (a status write refused), watch (the list or watch failed), lease (the leader election\'s Lease not read or written)',
     labelNames: ['cluster', 'kind'],
     registers: [deps.registry],
   });
-  for (const cluster of config.clusters) if (cluster.syncCrds) for (const kind of ['reconcile', 'status', 'watch']) errors.inc({ cluster: cluster.name, kind }, 0);
+  for (const cluster of config.clusters) if (cluster.syncCrds) for (const kind of ['reconcile', 'status', 'watch', 'lease']) errors.inc({ cluster: cluster.name, kind }, 0);
   const identity = replicaIdentity(env);
-  const running: { sync: CrdSync; close(): Promise<void> }[] = [];
+  const running: CrdSync[] = [];
   for (const cluster of config.clusters) {
     if (!cluster.syncCrds || !cluster.kubeconfig) continue;
-    const kube = connectKube(cluster.kubeconfig);
+    const kube = deps.kube.get(cluster.kubeconfig);
     const namespace = leaseNamespace(env, cluster.kubeconfig === 'in-cluster' ? kube.namespace : undefined);
     const sync = startCrdSync({
       clusterName: cluster.name,
@@ -67,16 +69,11 @@ export function startCrdSyncs(config: ServerConfig, deps: CrdSyncDeps): CrdSyncs
       identity,
       onError: (kind) => errors.inc({ cluster: cluster.name, kind }),
     });
-    running.push({ sync, close: () => kube.close() });
+    running.push(sync);
   }
   return {
     async stop() {
-      await Promise.all(
-        running.map(async ({ sync, close }) => {
-          await sync.stop();
-          await close();
-        }),
-      );
+      await Promise.all(running.map((sync) => sync.stop()));
     },
   };
 }

@@ -6,15 +6,15 @@ import { VersionApi } from '@kubernetes/client-node';
 import type { ClusterConfig, ServerConfig } from '../../config/schema.js';
 import { keySource, verificationMode } from '../../auth/cluster.js';
 import { importJwks } from '../../auth/keys.js';
-import { connectKube, describeKubeError } from '../../kube/connect.js';
+import { describeKubeError } from '../../kube/connect.js';
+import type { KubeConnections } from './kube-connections.js';
 import type { DependencyCheck } from '../readiness.js';
 
 const VERSION_TIMEOUT_MS = 3_000;
 
-function clusterChecks(cluster: ClusterConfig, clients: { close(): Promise<void> }[]): DependencyCheck[] {
+function clusterChecks(cluster: ClusterConfig, connections: KubeConnections): DependencyCheck[] {
   const mode = verificationMode(cluster);
-  const kube = cluster.kubeconfig ? connectKube(cluster.kubeconfig) : undefined;
-  if (kube) clients.push(kube);
+  const kube = cluster.kubeconfig ? connections.get(cluster.kubeconfig) : undefined;
   const checks: DependencyCheck[] = [];
   const keys = keySource(cluster, mode, kube);
   if (keys) {
@@ -47,9 +47,7 @@ function clusterChecks(cluster: ClusterConfig, clients: { close(): Promise<void>
   return checks;
 }
 
-/** Every cluster's checks, and how to release the API clients they probe with. */
-export function dependencyChecks(config: ServerConfig): { checks: DependencyCheck[]; close(): Promise<void> } {
-  const clients: { close(): Promise<void> }[] = [];
-  const checks = config.clusters.flatMap((cluster) => clusterChecks(cluster, clients));
-  return { checks, close: async () => void (await Promise.all(clients.map((client) => client.close()))) };
+/** Every cluster's checks, through the process's cluster connections. */
+export function dependencyChecks(config: ServerConfig, connections: KubeConnections): DependencyCheck[] {
+  return config.clusters.flatMap((cluster) => clusterChecks(cluster, connections));
 }

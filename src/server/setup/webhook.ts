@@ -7,7 +7,7 @@ import type { Server } from 'node:https';
 import { Gauge, type Registry } from 'prom-client';
 import type { AssociationStore } from '../../associations/store.js';
 import type { ClusterConfig, ServerConfig } from '../../config/schema.js';
-import { connectKube } from '../../kube/connect.js';
+import { kubeConnections, type KubeConnections } from './kube-connections.js';
 import { parseListen } from '../../lib/http.js';
 import type { Logger } from '../../lib/logger.js';
 import { generatedCertificates, servingHosts, watchedCertificateFiles, type KeyPair, type TlsSource } from '../../webhook/certs.js';
@@ -31,6 +31,8 @@ export interface WebhookDeps {
   store: AssociationStore;
   logger: Logger;
   registry: Registry;
+  /** the process's shared cluster connections (closed by their owner); else the webhook makes and closes its own */
+  kube?: KubeConnections;
   /** test hook: how often configured certificate files are checked */
   certPollMs?: number;
   /** test hook: the clock generated certificates are issued and checked by */
@@ -52,7 +54,8 @@ export async function createWebhookFromConfig(config: ServerConfig, deps: Webhoo
     config.webhook.certFile && config.webhook.keyFile
       ? watchedCertificateFiles(config.webhook.certFile, config.webhook.keyFile, { logger, onChange, pollMs: deps.certPollMs })
       : await generatedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts), { logger, onChange, now: deps.now });
-  const kube = cluster?.kubeconfig ? connectKube(cluster.kubeconfig) : undefined;
+  const connections = deps.kube ?? kubeConnections();
+  const kube = cluster?.kubeconfig ? connections.get(cluster.kubeconfig) : undefined;
   const serviceAccounts = kube ? kubeServiceAccountLookup({ kube, logger }) : undefined;
   const server = createWebhookServer(
     {
@@ -75,7 +78,7 @@ export async function createWebhookFromConfig(config: ServerConfig, deps: Webhoo
     tls,
     async close() {
       tls.close();
-      await kube?.close();
+      if (!deps.kube) await connections.close();
     },
   };
 }

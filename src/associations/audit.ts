@@ -19,7 +19,7 @@ export interface ChangeContext {
 }
 
 /** The audit record of one change (docs/operations.md, Audit records). */
-export interface AssociationChangeRecord {
+interface AssociationChangeRecord {
   type: 'association-change';
   /** ISO 8601 */
   time: string;

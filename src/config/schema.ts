@@ -67,6 +67,8 @@ export const serverConfigSchema = z
       .object({
         type: z.enum(['local', 'aws-sts']).default('local'),
         stsEndpoint: z.string().url().optional(),
+        /** IAM endpoint for reading roles' trust policies (pod-identity doctor); defaults to stsEndpoint when that is set (emulators serve both) */
+        iamEndpoint: z.string().url().optional(),
         /** STS region; defaults to the server's region */
         region: z.string().min(1).optional(),
         durationSeconds: z.number().int().min(900).max(43200).default(3600),

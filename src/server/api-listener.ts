@@ -19,6 +19,10 @@ import type { Route } from './router.js';
 import { associationRoutes } from './routes/associations.js';
 import { clusterRoutes } from './routes/clusters.js';
 import { tagRoutes } from './routes/tags.js';
+import { diagnosticsRoutes } from './routes/diagnostics.js';
+import { reviewOptions, webhookCluster } from './setup/webhook.js';
+import { createDecider } from '../webhook/review.js';
+import { connectKube } from '../kube/connect.js';
 import { eksAuthRoutes } from './routes/eks-auth.js';
 import { stsRoutes } from './routes/sts.js';
 
@@ -34,6 +38,9 @@ export async function startApiListener(config: ServerConfig, deps: { store: Asso
   const clusterNames = config.clusters.map((c) => c.name);
   const associations = new AssociationService({ store, region: config.region, accountId: config.accountId, clusters: () => clusterNames });
   const eksAuth = createEksAuth(config, { store, logger, registry });
+  // doctor's webhook question reads ServiceAccounts as the webhook does
+  const webhookKubeconfig = webhookCluster(config)?.kubeconfig;
+  const diagnosticsKube = webhookKubeconfig ? connectKube(webhookKubeconfig) : undefined;
   const routes: Route[] = [
     ...associationRoutes(associations, staticKeys(config.admins)),
     ...tagRoutes(associations, staticKeys(config.admins)),
@@ -44,6 +51,16 @@ export async function startApiListener(config: ServerConfig, deps: { store: Asso
     ...identitiesRoutes(store, () => clusterNames, staticKeys(config.admins)),
     ...eksAuthRoutes(eksAuth.service, config.nodes),
     ...(eksAuth.localIssuer ? stsRoutes(eksAuth.localIssuer) : []),
+    ...diagnosticsRoutes(
+      {
+        store,
+        clusters: clusterNames,
+        decide: createDecider(reviewOptions(config, store, logger, diagnosticsKube)),
+        webhookCluster: webhookCluster(config)?.name,
+        issuer: { type: config.issuer.type, ...(config.issuer.stsEndpoint && { stsEndpoint: config.issuer.stsEndpoint }), ...(eksAuth.principal && { principal: eksAuth.principal }) },
+      },
+      staticKeys(config.admins),
+    ),
   ];
   const handler = createApiHandler({ routes, logger, registry });
   const server = config.tls
@@ -55,6 +72,7 @@ export async function startApiListener(config: ServerConfig, deps: { store: Asso
     address = await listen(server, parseListen(config.listen));
   } catch (error) {
     await eksAuth.close();
+    await diagnosticsKube?.close();
     throw error;
   }
   return {
@@ -62,6 +80,7 @@ export async function startApiListener(config: ServerConfig, deps: { store: Asso
     async close() {
       await closeServer(server);
       await eksAuth.close();
+      await diagnosticsKube?.close();
     },
   };
 }

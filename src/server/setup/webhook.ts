@@ -6,10 +6,11 @@ import type { Server } from 'node:https';
 import type { Registry } from 'prom-client';
 import type { AssociationStore } from '../../associations/store.js';
 import type { ClusterConfig, ServerConfig } from '../../config/schema.js';
-import { connectKube } from '../../kube/connect.js';
+import { connectKube, type KubeApi } from '../../kube/connect.js';
 import { parseListen } from '../../lib/http.js';
 import type { Logger } from '../../lib/logger.js';
 import { generatedCertificates, servingHosts, watchedCertificateFiles, type KeyPair, type TlsSource } from '../../webhook/certs.js';
+import type { ReviewOptions } from '../../webhook/review.js';
 import { kubeServiceAccountLookup } from '../../webhook/service-accounts.js';
 import { createWebhookServer } from '../webhook-listener.js';
 
@@ -36,6 +37,21 @@ export interface WebhookDeps {
   now?: () => number;
 }
 
+/** What the webhook decides with, from the configuration: its cluster, region, defaults and ServiceAccount reads. */
+export function reviewOptions(config: ServerConfig, store: AssociationStore, logger: Logger, kube: KubeApi | undefined): ReviewOptions {
+  const cluster = webhookCluster(config);
+  return {
+    store,
+    clusterName: cluster?.name,
+    ipv6: cluster?.ipv6 ?? false,
+    region: config.webhook.injectRegion ? config.region : undefined,
+    serviceAccounts: kube ? kubeServiceAccountLookup({ kube, logger }) : undefined,
+    defaultTokenExpirationSeconds: config.webhook.tokenExpirationSeconds,
+    stsRegionalEndpoints: config.webhook.stsRegionalEndpoints,
+    logger,
+  };
+}
+
 /** Builds the webhook listener from the server configuration (not yet listening). */
 export async function createWebhookFromConfig(config: ServerConfig, deps: WebhookDeps): Promise<StartedWebhook> {
   const logger = deps.logger.child({ component: 'webhook' });
@@ -52,21 +68,7 @@ export async function createWebhookFromConfig(config: ServerConfig, deps: Webhoo
       ? watchedCertificateFiles(config.webhook.certFile, config.webhook.keyFile, { logger, onChange, pollMs: deps.certPollMs })
       : await generatedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts), { logger, onChange, now: deps.now });
   const kube = cluster?.kubeconfig ? connectKube(cluster.kubeconfig) : undefined;
-  const serviceAccounts = kube ? kubeServiceAccountLookup({ kube, logger }) : undefined;
-  const server = createWebhookServer(
-    {
-      store: deps.store,
-      clusterName: cluster?.name,
-      ipv6: cluster?.ipv6 ?? false,
-      region: config.webhook.injectRegion ? config.region : undefined,
-      serviceAccounts,
-      defaultTokenExpirationSeconds: config.webhook.tokenExpirationSeconds,
-      stsRegionalEndpoints: config.webhook.stsRegionalEndpoints,
-      logger,
-      registry: deps.registry,
-    },
-    tls,
-  );
+  const server = createWebhookServer({ ...reviewOptions(config, deps.store, logger, kube), registry: deps.registry }, tls);
   target.server = server;
   return {
     server,

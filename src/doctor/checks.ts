@@ -9,7 +9,7 @@ const VOLUME_NAME = 'eks-pod-identity-token';
 const FULL_URI = 'AWS_CONTAINER_CREDENTIALS_FULL_URI';
 const TOKEN_FILE = 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE';
 
-export type CheckStatus = 'passed' | 'failed' | 'skipped';
+type CheckStatus = 'passed' | 'failed' | 'skipped';
 
 export interface CheckResult {
   /** stable id, for scripts: association, webhook, pod, token, eks-auth, agent, caller-identity, trust */

@@ -71,6 +71,7 @@ const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
 function roundFigures(written: StoreEnginePhase, read: StoreEnginePhase, dbBytes: number): Record<string, number> {
   const { createMs = [], updateMs = [], deleteMs = [], hitMs = [], missMs = [] } = { ...written, ...read };
   const start = read.startMs!;
+  const cpu = { ...written.cpuMicros, ...read.cpuMicros };
   return {
     'create rate (per s)': round(createMs.length / written.writeSeconds!.create, 0),
     'create p50 (ms)': round(percentile(createMs, 50), 3),
@@ -81,11 +82,16 @@ function roundFigures(written: StoreEnginePhase, read: StoreEnginePhase, dbBytes
     'delete rate (per s)': round(deleteMs.length / written.writeSeconds!.delete, 0),
     'delete p50 (ms)': round(percentile(deleteMs, 50), 3),
     'delete p99 (ms)': round(percentile(deleteMs, 99), 3),
+    'create CPU (µs)': round(cpu.create!, 1),
+    'update CPU (µs)': round(cpu.update!, 1),
+    'delete CPU (µs)': round(cpu.delete!, 1),
     'lookup p50 (ms)': round(percentile(hitMs, 50), 4),
     'lookup p99 (ms)': round(percentile(hitMs, 99), 4),
     'lookups per s (one at a time)': round(hitMs.length / (sum(hitMs) / 1000), 0),
+    'lookup CPU (µs)': round(cpu.hit!, 2),
     'lookup, none found, p50 (ms)': round(percentile(missMs, 50), 4),
     'lookup, none found, p99 (ms)': round(percentile(missMs, 99), 4),
+    'lookup, none found, CPU (µs)': round(cpu.miss!, 2),
     'engine load (ms)': round(start.load, 1),
     'store open, 100,000 rows (ms)': round(start.open, 2),
     'first lookup (ms)': round(start.firstLookup, 2),

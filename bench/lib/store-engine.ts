@@ -37,6 +37,8 @@ export interface StoreEnginePhase {
   updateMs?: number[];
   deleteMs?: number[];
   writeSeconds?: { create: number; update: number; delete: number };
+  /** CPU time (user + system) per operation in µs: what contention with other work does not inflate as much as wall time */
+  cpuMicros?: Partial<Record<'create' | 'update' | 'delete' | 'hit' | 'miss', number>>;
   /** engine module loaded, store opened (pragmas, migrations, statements), first lookup answered */
   startMs?: { load: number; open: number; firstLookup: number };
   hitMs?: number[];
@@ -50,6 +52,12 @@ const CLUSTER = 'bench';
 
 /** The i-th association's subject, the same in every phase. */
 export const subjectOf = (i: number) => ({ namespace: `ns-${i % 500}`, serviceAccount: `sa-${i}` });
+
+/** CPU µs per operation since `since` (a process.cpuUsage() reading). */
+function cpuPer(since: NodeJS.CpuUsage, operations: number): number {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / operations;
+}
 
 function procMiB(field: 'VmRSS' | 'VmHWM'): number {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
@@ -72,7 +80,9 @@ async function writePhase(spec: StoreEngineSpec, Store: new (path: string) => As
   const updateMs: number[] = [];
   const deleteMs: number[] = [];
   const ids: string[] = [];
+  const cpuMicros: StoreEnginePhase['cpuMicros'] = {};
   let started = performance.now();
+  let cpu = process.cpuUsage();
   // The last DELETES are made to be deleted, so COUNT remain for the read phase.
   for (let i = 0; i < spec.count + spec.deletes; i++) {
     const input = { ...subjectOf(i), roleArn: `arn:aws:iam::111122223333:role/role-${i % 1000}`, tags: { team: `t${i % 50}` }, clientRequestToken: randomUUID() };
@@ -80,18 +90,23 @@ async function writePhase(spec: StoreEngineSpec, Store: new (path: string) => As
     ids.push(made.associationId);
   }
   const create = (performance.now() - started) / 1000;
+  cpuMicros.create = cpuPer(cpu, createMs.length);
   started = performance.now();
+  cpu = process.cpuUsage();
   for (let i = 0; i < spec.updates; i++) {
     const id = ids[(i * 7919) % spec.count]!;
     await timed(updateMs, () => service.update(CLUSTER, id, { roleArn: `arn:aws:iam::111122223333:role/updated-${i}` }));
   }
   const update = (performance.now() - started) / 1000;
+  cpuMicros.update = cpuPer(cpu, updateMs.length);
   started = performance.now();
+  cpu = process.cpuUsage();
   for (const id of ids.slice(spec.count)) await timed(deleteMs, () => service.delete(CLUSTER, id));
   const deleted = (performance.now() - started) / 1000;
+  cpuMicros.delete = cpuPer(cpu, deleteMs.length);
   const written = procMiB('VmRSS');
   await store.close();
-  return { createMs, updateMs, deleteMs, writeSeconds: { create, update, delete: deleted }, rss: { before: rssBefore, written, peak: procMiB('VmHWM') } };
+  return { createMs, updateMs, deleteMs, writeSeconds: { create, update, delete: deleted }, cpuMicros, rss: { before: rssBefore, written, peak: procMiB('VmHWM') } };
 }
 
 async function readPhase(spec: StoreEngineSpec): Promise<StoreEnginePhase> {
@@ -107,14 +122,19 @@ async function readPhase(spec: StoreEngineSpec): Promise<StoreEnginePhase> {
   const rssOpened = procMiB('VmRSS');
   const hitMs: number[] = [];
   const missMs: number[] = [];
+  const cpuMicros: StoreEnginePhase['cpuMicros'] = {};
+  let cpu = process.cpuUsage();
   for (let i = 0; i < spec.lookups; i++) {
     const subject = { clusterName: CLUSTER, ...subjectOf((i * 7919) % spec.count) };
     if (!(await timed(hitMs, () => store.findBySubject(subject)))) throw new Error(`lookup missed ${subject.namespace}/${subject.serviceAccount}`);
   }
+  cpuMicros.hit = cpuPer(cpu, spec.lookups);
+  cpu = process.cpuUsage();
   for (let i = 0; i < spec.lookups; i++) {
     const subject = { clusterName: CLUSTER, namespace: `ns-${i % 500}`, serviceAccount: `absent-${i}` };
     if (await timed(missMs, () => store.findBySubject(subject))) throw new Error(`lookup found ${subject.serviceAccount}`);
   }
+  cpuMicros.miss = cpuPer(cpu, spec.lookups);
   const rssLookups = procMiB('VmRSS');
   const service = new AssociationService({ store, region: 'us-east-1', accountId: '000000000000', clusters: () => [CLUSTER] });
   const listStart = performance.now();
@@ -133,6 +153,7 @@ async function readPhase(spec: StoreEngineSpec): Promise<StoreEnginePhase> {
     startMs: { load: t1 - t0, open: t2 - t1, firstLookup: t3 - t2 },
     hitMs,
     missMs,
+    cpuMicros,
     listSeconds,
     rss: { before: rssBefore, opened: rssOpened, lookups: rssLookups, listed: rssListed, peak: procMiB('VmHWM') },
   };

@@ -11,7 +11,6 @@ import { associationArn, newAssociationId } from '../../src/associations/service
 import { SubjectTakenError, type AssociationStore, type StoreChange } from '../../src/associations/store.js';
 import { PostgresAssociationStore, redactDatabaseUrl } from '../../src/associations/stores/postgres/store.js';
 import { SqliteAssociationStore } from '../../src/associations/stores/sqlite.js';
-import { NodeSqliteAssociationStore } from '../../src/associations/stores/node-sqlite.js';
 import type { Association } from '../../src/api/eks.js';
 import { postgresSkip, startPostgres, type PostgresPeer } from '../peers/postgres.js';
 
@@ -90,20 +89,6 @@ const sqlite: Backend = {
   },
 };
 
-const nodeSqlite: Backend = {
-  name: 'NodeSqliteAssociationStore',
-  skip: () => false,
-  async setup() {},
-  async open() {
-    const dir = mkdtempSync(join(tmpdir(), 'store-contract-'));
-    tmpDirs.push(dir);
-    return new NodeSqliteAssociationStore(join(dir, 'associations.db'));
-  },
-  async teardown() {
-    for (const dir of tmpDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
-  },
-};
-
 let peer: PostgresPeer | undefined;
 const postgres: Backend = {
   name: 'PostgresAssociationStore',
@@ -119,7 +104,7 @@ const postgres: Backend = {
   },
 };
 
-for (const backend of [sqlite, nodeSqlite, postgres]) {
+for (const backend of [sqlite, postgres]) {
   describe(`association store contract: ${backend.name}`, { skip: backend.skip() }, () => {
     const open: AssociationStore[] = [];
     const fresh = async () => {

@@ -5,24 +5,19 @@
 //          service (each its own durable transaction, with a request token as
 //          every SDK sends), UPDATES updates, then DELETES deletes, each timed;
 //   read:  on the file a write phase left (COUNT associations), load the
-//          engine, open the store, LOOKUPS lookups by subject that find one and
+//          store's module (and with it node:sqlite), open the store, LOOKUPS lookups by subject that find one and
 //          LOOKUPS that find none (the webhook's usual case), then the full
 //          paginated list; each timed, and the resident memory after each.
-// Run by bench/store.ts as `node --import tsx bench/lib/store-engine.ts` with
-// STORE_ENGINE (JSON, StoreEngineSpec) in the environment; prints its figures
-// (StoreEnginePhase) as JSON on stdout.
+// Run by bench/store.ts as `node --import tsx bench/lib/store-phase.ts` with
+// STORE_PHASE (JSON, StorePhaseSpec) in the environment; prints its figures
+// (StorePhase) as JSON on stdout.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { AssociationStore } from '../../src/associations/store.js';
 
-export const ENGINES = {
-  'better-sqlite3': async () => (await import('../../src/associations/stores/sqlite.js')).SqliteAssociationStore,
-  'node:sqlite': async () => (await import('../../src/associations/stores/node-sqlite.js')).NodeSqliteAssociationStore,
-};
-export type Engine = keyof typeof ENGINES;
+/** Imported when measured: loading the module is part of the store's start. */
+export const loadStore = async () => (await import('../../src/associations/stores/sqlite.js')).SqliteAssociationStore;
 
-export interface StoreEngineSpec {
-  engine: Engine;
+export interface StorePhaseSpec {
   phase: 'write' | 'read';
   path: string;
   count: number;
@@ -32,19 +27,19 @@ export interface StoreEngineSpec {
 }
 
 /** Latencies in ms, in the order they were measured. */
-export interface StoreEnginePhase {
+export interface StorePhase {
   createMs?: number[];
   updateMs?: number[];
   deleteMs?: number[];
   writeSeconds?: { create: number; update: number; delete: number };
   /** CPU time (user + system) per operation in µs: what contention with other work does not inflate as much as wall time */
   cpuMicros?: Partial<Record<'create' | 'update' | 'delete' | 'hit' | 'miss', number>>;
-  /** engine module loaded, store opened (pragmas, migrations, statements), first lookup answered */
+  /** store module loaded, store opened (pragmas, migrations, statements), first lookup answered */
   startMs?: { load: number; open: number; firstLookup: number };
   hitMs?: number[];
   missMs?: number[];
   listSeconds?: number;
-  /** MiB: before the engine was loaded (read) or the store opened (write), after open, after the lookups, after the list, after the writes, and the peak */
+  /** MiB: before the store's module was loaded (read) or the store opened (write), after open, after the lookups, after the list, after the writes, and the peak */
   rss: { before: number; opened?: number; lookups?: number; listed?: number; written?: number; peak: number };
 }
 
@@ -71,16 +66,17 @@ async function timed<T>(latencies: number[], work: () => Promise<T>): Promise<T>
   return result;
 }
 
-async function writePhase(spec: StoreEngineSpec, Store: new (path: string) => AssociationStore): Promise<StoreEnginePhase> {
-  const rssBefore = procMiB('VmRSS');
+async function writePhase(spec: StorePhaseSpec): Promise<StorePhase> {
   const { AssociationService } = await import('../../src/associations/service.js');
+  const Store = await loadStore();
+  const rssBefore = procMiB('VmRSS');
   const store = new Store(spec.path);
   const service = new AssociationService({ store, region: 'us-east-1', accountId: '000000000000', clusters: () => [CLUSTER] });
   const createMs: number[] = [];
   const updateMs: number[] = [];
   const deleteMs: number[] = [];
   const ids: string[] = [];
-  const cpuMicros: StoreEnginePhase['cpuMicros'] = {};
+  const cpuMicros: StorePhase['cpuMicros'] = {};
   let started = performance.now();
   let cpu = process.cpuUsage();
   // The last DELETES are made to be deleted, so COUNT remain for the read phase.
@@ -109,11 +105,11 @@ async function writePhase(spec: StoreEngineSpec, Store: new (path: string) => As
   return { createMs, updateMs, deleteMs, writeSeconds: { create, update, delete: deleted }, cpuMicros, rss: { before: rssBefore, written, peak: procMiB('VmHWM') } };
 }
 
-async function readPhase(spec: StoreEngineSpec): Promise<StoreEnginePhase> {
+async function readPhase(spec: StorePhaseSpec): Promise<StorePhase> {
   const { AssociationService } = await import('../../src/associations/service.js');
   const rssBefore = procMiB('VmRSS');
   const t0 = performance.now();
-  const Store = await ENGINES[spec.engine]();
+  const Store = await loadStore();
   const t1 = performance.now();
   const store = new Store(spec.path);
   const t2 = performance.now();
@@ -122,7 +118,7 @@ async function readPhase(spec: StoreEngineSpec): Promise<StoreEnginePhase> {
   const rssOpened = procMiB('VmRSS');
   const hitMs: number[] = [];
   const missMs: number[] = [];
-  const cpuMicros: StoreEnginePhase['cpuMicros'] = {};
+  const cpuMicros: StorePhase['cpuMicros'] = {};
   let cpu = process.cpuUsage();
   for (let i = 0; i < spec.lookups; i++) {
     const subject = { clusterName: CLUSTER, ...subjectOf((i * 7919) % spec.count) };
@@ -160,7 +156,7 @@ async function readPhase(spec: StoreEngineSpec): Promise<StoreEnginePhase> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const spec = JSON.parse(process.env.STORE_ENGINE ?? '{}') as StoreEngineSpec;
-  const phase = spec.phase === 'write' ? await writePhase(spec, await ENGINES[spec.engine]()) : await readPhase(spec);
+  const spec = JSON.parse(process.env.STORE_PHASE ?? '{}') as StorePhaseSpec;
+  const phase = spec.phase === 'write' ? await writePhase(spec) : await readPhase(spec);
   process.stdout.write(JSON.stringify(phase));
 }

@@ -271,7 +271,7 @@ export async function startAgent(options: AgentOptions, deps: AgentDependencies)
     events: metrics.upstream,
   });
   const cache = maxCacheSize > 0 ? new CredentialCache({ upstream, maxSize: maxCacheSize, maxRefreshQps: options.maxServiceQps ?? 3, events: metrics.cache }) : undefined;
-  if (cache) metrics.watchCacheSize(() => cache.size);
+  if (cache) metrics.watchCache(cache);
   const source: CredentialSource = cache ?? upstream;
 
   const allowedHosts = new Set<string>();

@@ -13,7 +13,7 @@ import { applyServerTimeouts, closeServer, formatUrlHost, listen, parseListen } 
 import type { Logger } from '../lib/logger.js';
 import { identitiesRoutes } from './routes/identities.js';
 import { createApiHandler } from './api.js';
-import { staticKeys } from './authenticate.js';
+import { sigv4Authenticator, staticKeys } from './authenticate.js';
 import type { ServerConfig } from '../config/schema.js';
 import type { Route } from './router.js';
 import { associationRoutes } from './routes/associations.js';
@@ -34,16 +34,18 @@ export async function startApiListener(config: ServerConfig, deps: { store: Asso
   const clusterNames = config.clusters.map((c) => c.name);
   const associations = new AssociationService({ store, region: config.region, accountId: config.accountId, clusters: () => clusterNames });
   const eksAuth = createEksAuth(config, { store, logger, registry });
+  // Every admin operation is SigV4 with signing name `eks`, scoped to the server's region.
+  const admins = sigv4Authenticator({ service: 'eks', region: config.region }, staticKeys(config.admins));
   const routes: Route[] = [
-    ...associationRoutes(associations, staticKeys(config.admins)),
-    ...tagRoutes(associations, staticKeys(config.admins)),
+    ...associationRoutes(associations, admins),
+    ...tagRoutes(associations, admins),
     ...clusterRoutes(
       config.clusters.map((c) => ({ name: c.name, arn: clusterArn(config.region, config.accountId, c.name), ...(c.issuer !== undefined && { issuer: c.issuer }) })),
-      staticKeys(config.admins),
+      admins,
     ),
-    ...identitiesRoutes(store, () => clusterNames, staticKeys(config.admins)),
-    ...eksAuthRoutes(eksAuth.service, config.nodes),
-    ...(eksAuth.localIssuer ? stsRoutes(eksAuth.localIssuer) : []),
+    ...identitiesRoutes(store, () => clusterNames, admins),
+    ...eksAuthRoutes(eksAuth.service, config.nodes, config.region),
+    ...(eksAuth.localIssuer ? stsRoutes(eksAuth.localIssuer, config.region) : []),
   ];
   const handler = createApiHandler({ routes, logger, registry });
   const server = config.tls

@@ -58,7 +58,7 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
       try {
         const caller = verifySigV4(
           { method: req.method!, path: url.pathname, query: url.searchParams, headers: req.headers, body: raw },
-          { service: 'eks-auth', lookup: (id) => (id === NODE_KEY.accessKeyId ? NODE_KEY : undefined) },
+          { service: 'eks-auth', region: 'us-east-1', lookup: (id) => (id === NODE_KEY.accessKeyId ? NODE_KEY : undefined) },
         );
         service = caller.service;
       } catch (error) {

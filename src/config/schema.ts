@@ -34,6 +34,8 @@ const cluster = z
     /** true: verify by TokenReview; false: verify locally (the API server's JWKS when no jwksFile/jwksUri); unset: TokenReview when a kubeconfig is the only key source */
     tokenReview: z.boolean().optional(),
     requireNodeBinding: z.boolean().default(false),
+    /** the longest `exp - iat` a service-account token may have (default 48 h); Kubernetes' own minimum is 600 */
+    maxTokenLifetimeSeconds: z.number().int().min(600).optional(),
     /** IPv6 cluster: the webhook injects the fd00:ec2::23 URI */
     ipv6: z.boolean().default(false),
     /** reconcile the cluster's PodIdentityAssociation resources (podidentity.dev) into the store; needs kubeconfig */

@@ -2,6 +2,7 @@
 // answers, "host:port" parsing and socket timeouts. Plain node:http keeps the
 // hot paths free of framework overhead.
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { Transform, type Readable } from 'node:stream';
 import { WireError } from './errors.js';
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
@@ -35,6 +36,58 @@ export function readBody(req: IncomingMessage, limit = DEFAULT_BODY_LIMIT): Prom
       if (!failed) reject(error);
     });
   });
+}
+
+/**
+ * Reads a fetch() answer's body, at most `limit` bytes: a larger declared
+ * length is refused before reading, and a body that grows past the limit is
+ * cancelled while it streams, so a huge or endless answer costs at most
+ * `limit` bytes of memory. (The request's own signal bounds the time.)
+ */
+export async function readResponseLimited(res: Response, limit: number, what: string): Promise<Buffer> {
+  const tooLarge = () => new Error(`${what} answered more than ${limit} bytes`);
+  const declared = Number(res.headers.get('content-length') ?? '0');
+  if (declared > limit) {
+    await res.body?.cancel().catch(() => undefined);
+    throw tooLarge();
+  }
+  if (!res.body) return Buffer.alloc(0);
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw tooLarge();
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/**
+ * The same bound for a Node stream (an AWS SDK client's response body): the
+ * returned stream fails, and the source is destroyed (its socket closed), as
+ * soon as more than `limit` bytes arrive.
+ */
+export function limitStream(source: Readable, limit: number, what: string): Readable {
+  let size = 0;
+  const limited = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      size += chunk.length;
+      if (size > limit) {
+        source.destroy();
+        done(new Error(`${what} answered more than ${limit} bytes`));
+        return;
+      }
+      done(null, chunk);
+    },
+  });
+  source.on('error', (error) => limited.destroy(error));
+  return source.pipe(limited);
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -6,6 +6,7 @@
 //
 // The request path is kept close to a bare node:http handler: the response
 // bytes and headers are encoded once per credentials object and reused.
+import { readFileSync } from 'node:fs';
 import { createServer, get as httpGet, STATUS_CODES, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -19,7 +20,7 @@ import { encodeCredentials, encodeFailure, type PodCredentials } from '../api/cr
 import { PresentedToken, type CredentialSource } from './credentials.js';
 import { createAgentMetrics, type ResponseCounter } from './metrics.js';
 import { TokenBucket } from '../lib/token-bucket.js';
-import { EksAuthUpstream } from './upstream.js';
+import { EksAuthUpstream, parseCaBundle } from './upstream.js';
 
 export const AGENT_IPV4 = '169.254.170.23';
 export const AGENT_IPV6 = 'fd00:ec2::23';
@@ -29,6 +30,10 @@ export interface AgentOptions {
   clusterName: string;
   /** EKS Auth base URL; default https://eks-auth.{region}.api.aws */
   endpoint?: string;
+  /** a PEM file of the CAs the endpoint's certificate must chain to (default: the system's roots) */
+  caBundleFile?: string;
+  /** take a plain-http endpoint (role credentials unencrypted on the wire) */
+  allowInsecureHttpEndpoint?: boolean;
   region: string;
   /** IP literals (brackets allowed); default 169.254.170.23 and fd00:ec2::23 */
   bindHosts?: string[];
@@ -258,10 +263,22 @@ export async function startAgent(options: AgentOptions, deps: AgentDependencies)
   const rateLimit = options.rateLimit ?? 1000;
   const rateLimitBurst = options.rateLimitBurst ?? 1000;
 
+  let caBundle: string | undefined;
+  if (options.caBundleFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(options.caBundleFile, 'utf8');
+    } catch (error) {
+      throw new Error(`cannot read CA bundle ${options.caBundleFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+    }
+    caBundle = parseCaBundle(text, options.caBundleFile);
+  }
   const registry = createRegistry('pod_identity_agent_');
   const metrics = createAgentMetrics(registry);
   const upstream = new EksAuthUpstream({
     endpoint: options.endpoint,
+    caBundle,
+    allowInsecureHttp: options.allowInsecureHttpEndpoint,
     clusterName: options.clusterName,
     region: options.region,
     credentials: deps.credentials,

@@ -1,7 +1,6 @@
 // The API listener and everything that answers on it: the association API,
 // the webhook's identities API, EKS Auth and (with the local issuer) STS.
 // The server runs it in its own process, or once in each API worker.
-import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Registry } from 'prom-client';
@@ -16,6 +15,7 @@ import { createApiHandler } from './api.js';
 import { sigv4Authenticator, staticKeys } from './authenticate.js';
 import type { ServerConfig } from '../config/schema.js';
 import type { Route } from './router.js';
+import { API_CERTIFICATES, generatedCertificates, servingHosts, watchedCertificateFiles, type KeyPair, type TlsSource } from '../webhook/certs.js';
 import { associationRoutes } from './routes/associations.js';
 import { clusterRoutes } from './routes/clusters.js';
 import { tagRoutes } from './routes/tags.js';
@@ -27,6 +27,18 @@ export interface ApiListener {
   url: string;
   /** drain in-flight requests, then release EKS Auth's resources (the store stays open) */
   close(): Promise<void>;
+}
+
+/** The names a generated API certificate covers: loopback, the listen address and tls.certHosts. */
+export function apiCertificateHosts(config: ServerConfig): string[] {
+  return servingHosts(parseListen(config.listen).host, config.tls?.certHosts ?? []);
+}
+
+/** The API listener's certificate: the configured files (watched for rotation), or one from the server's own CA in the data directory. */
+async function apiTlsSource(config: ServerConfig, logger: Logger, onChange: (pair: KeyPair) => void): Promise<TlsSource> {
+  const tls = config.tls!;
+  const options = { logger: logger.child({ component: 'api-tls' }), onChange, set: API_CERTIFICATES };
+  return tls.certFile && tls.keyFile ? watchedCertificateFiles(tls.certFile, tls.keyFile, options) : generatedCertificates(config.dataDir, apiCertificateHosts(config), options);
 }
 
 export async function startApiListener(config: ServerConfig, deps: { store: AssociationStore; logger: Logger; registry: Registry }): Promise<ApiListener> {
@@ -48,20 +60,30 @@ export async function startApiListener(config: ServerConfig, deps: { store: Asso
     ...(eksAuth.localIssuer ? stsRoutes(eksAuth.localIssuer, config.region) : []),
   ];
   const handler = createApiHandler({ routes, logger, registry });
-  const server = config.tls
-    ? createHttpsServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, handler)
-    : createHttpServer(handler);
+  let tls: TlsSource | undefined;
+  let server;
+  try {
+    // A renewed or rotated certificate is used by new connections; the secure context is swapped on the server made below.
+    const target: { server?: ReturnType<typeof createHttpsServer> } = {};
+    tls = config.tls ? await apiTlsSource(config, logger, (pair) => target.server?.setSecureContext({ ...pair, minVersion: 'TLSv1.2' })) : undefined;
+    server = tls ? (target.server = createHttpsServer({ ...tls.current(), minVersion: 'TLSv1.2' }, handler)) : createHttpServer(handler);
+  } catch (error) {
+    await eksAuth.close();
+    throw error;
+  }
   applyServerTimeouts(server);
   let address;
   try {
     address = await listen(server, parseListen(config.listen));
   } catch (error) {
+    tls?.close();
     await eksAuth.close();
     throw error;
   }
   return {
-    url: `${config.tls ? 'https' : 'http'}://${formatUrlHost(address.host)}:${address.port}`,
+    url: `${tls ? 'https' : 'http'}://${formatUrlHost(address.host)}:${address.port}`,
     async close() {
+      tls?.close();
       await closeServer(server);
       await eksAuth.close();
     },

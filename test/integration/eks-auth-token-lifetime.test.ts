@@ -40,7 +40,7 @@ describe('maximum service-account token lifetime', { timeout: 60_000 }, () => {
         ],
       },
     });
-    const eks = new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: ADMIN, maxAttempts: 1 });
+    const eks = new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: { ...ADMIN }, maxAttempts: 1 });
     for (const clusterName of ['demo', 'short']) {
       await eks.send(new CreatePodIdentityAssociationCommand({ clusterName, namespace: 'default', serviceAccount: 'app', roleArn: 'arn:aws:iam::111122223333:role/app' }));
     }

@@ -74,7 +74,7 @@ describe('SigV4 credential scope: region and service at every signed API', { tim
   after(() => cp?.stop());
 
   const eks = (options: { region: string; signingName?: string }) =>
-    new EKSClient({ endpoint: cp.server.apiUrl, region: options.region, credentials: ADMIN, maxAttempts: 1, ...(options.signingName && { httpAuthSchemeProvider: signingAs(options.signingName) }) });
+    new EKSClient({ endpoint: cp.server.apiUrl, region: options.region, credentials: { ...ADMIN }, maxAttempts: 1, ...(options.signingName && { httpAuthSchemeProvider: signingAs(options.signingName) }) });
   const sts = (options: { region: string; signingName?: string }) =>
     new STSClient({ endpoint: cp.server.apiUrl, region: options.region, credentials, maxAttempts: 1, ...(options.signingName && { httpAuthSchemeProvider: signingAs(options.signingName) }) });
 

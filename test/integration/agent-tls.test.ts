@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -116,6 +117,29 @@ describe('TLS between agent and server', { timeout: 120_000 }, () => {
     const bad = run(['--endpoint', generated.apiUrl, '--ca-bundle', garbage]);
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /CA bundle .*garbage\.pem holds no PEM certificate/);
+  });
+
+  test('with API workers the primary makes the certificate once: every worker serves the same one, from the CA in the data directory', async () => {
+    const workers = await startServerProcess({ config: { workers: 2, tls: {}, issuer: { type: 'local' } } });
+    try {
+      const ca = readFileSync(join(workers.dataDir, 'api-tls', 'ca.crt'), 'utf8');
+      const port = Number(new URL(workers.apiUrl).port);
+      const fingerprints = new Set<string>();
+      for (let i = 0; i < 6; i++) {
+        fingerprints.add(
+          await new Promise<string>((resolve, reject) => {
+            const socket = tlsConnect({ host: '127.0.0.1', port, ca }, () => {
+              resolve(socket.getPeerX509Certificate()!.fingerprint256);
+              socket.end();
+            });
+            socket.on('error', reject);
+          }),
+        );
+      }
+      assert.equal(fingerprints.size, 1, 'one certificate, verified against the CA by every handshake');
+    } finally {
+      await workers.stop();
+    }
   });
 
   test('the generated CA is kept across restarts, so agents keep trusting the server', async () => {

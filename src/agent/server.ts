@@ -237,6 +237,13 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
   socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`), body]));
 }
 
+const EXPECTATION_FAILED = encodeError('ExpectationFailed', 'The agent supports no Expect header but 100-continue.', true);
+
+function answerExpectationFailed(_req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(417, EXPECTATION_FAILED.headers);
+  res.end(EXPECTATION_FAILED.body);
+}
+
 function isUnavailableIpv6(host: string, error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
   return isIP(host) === 6 && (code === 'EADDRNOTAVAIL' || code === 'EAFNOSUPPORT');
@@ -306,6 +313,8 @@ export async function startAgent(options: AgentOptions, deps: AgentDependencies)
       );
       applyServerTimeouts(server, { headersTimeoutMs: 5000, requestTimeoutMs: 10_000, keepAliveTimeoutMs: 5000 });
       server.on('clientError', answerClientError);
+      // Node's own 417 for an Expect it does not know has no body; SDKs read JSON
+      server.on('checkExpectation', answerExpectationFailed);
       try {
         const bound = await listen(server, { host, port });
         listeners.push({ server, host, port: bound.port });

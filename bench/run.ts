@@ -14,6 +14,7 @@ const SCENARIOS: Record<string, () => Promise<{ run(): Promise<ScenarioResult> }
   agent: () => import('./agent.js'),
   'agent-storm': () => import('./agent-storm.js'),
   'assume-role': () => import('./assume-role.js'),
+  'kube-verify': () => import('./kube-verify.js'),
   'request-cost': () => import('./request-cost.js'),
   webhook: () => import('./webhook.js'),
   store: () => import('./store.js'),

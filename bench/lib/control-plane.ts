@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { CreatePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
 import { signRequest } from '../../src/lib/sigv4.js';
 import { freePort } from '../../test/helpers/server-process.js';
-import { CLI, startProcess } from './processes.js';
+import { CURRENT_BUILD, startProcess, type Build } from './processes.js';
 import { BENCH_SERVICE_ACCOUNTS } from './tokens.js';
 
 const BENCH_ADMIN = { accessKeyId: 'AKIABENCHADMIN', secretAccessKey: 'bench-admin-secret' };
@@ -32,13 +32,22 @@ export interface BenchServer {
   metricsUrl: string;
 }
 
+/** How the server verifies the tokens of cluster `bench` (the server's cluster keys). */
+export interface BenchCluster {
+  issuer?: string;
+  jwksFile?: string;
+  kubeconfig?: string;
+  tokenReview?: boolean;
+}
+
 /**
  * `pod-identity server` with SQLite under `dir`, the local issuer and one
  * cluster `bench`, logging at info: one audit record per
  * AssumeRoleForPodIdentity, as in production (startProcess keeps reading it);
- * `workers` API worker processes (the server's `workers` key).
+ * `workers` API worker processes (the server's `workers` key); `build` says
+ * which CLI on which node (default: this checkout's, BENCH_CLI/BENCH_NODE).
  */
-export async function startBenchServer(dir: string, cluster: { issuer: string; jwksFile: string }, nodeArgs: string[] = [], workers: number | 'auto' = 1): Promise<BenchServer> {
+export async function startBenchServer(dir: string, cluster: BenchCluster, nodeArgs: string[] = [], workers: number | 'auto' = 1, build: Build = CURRENT_BUILD): Promise<BenchServer> {
   const [api, webhook, metrics] = await Promise.all([freePort(), freePort(), freePort()]);
   const config = join(dir, 'config.yaml');
   writeFileSync(
@@ -56,7 +65,7 @@ export async function startBenchServer(dir: string, cluster: { issuer: string; j
       issuer: { type: 'local', durationSeconds: 3600 },
     }),
   );
-  const child = await startProcess([...nodeArgs, CLI, 'server', '--config', config], {}, 'server started');
+  const child = await startProcess([...nodeArgs, build.cli, 'server', '--config', config], {}, 'server started', undefined, build.node);
   return { process: child, apiUrl: `http://127.0.0.1:${api}`, metricsUrl: `http://127.0.0.1:${metrics}` };
 }
 
@@ -99,9 +108,9 @@ export interface BenchAgent {
 /** `pod-identity agent` on loopback for the server at `apiUrl`, signing with the bench node key; `flags` are added to the CLI's. */
 export async function startBenchAgent(apiUrl: string, flags: string[] = [], nodeArgs: string[] = []): Promise<BenchAgent> {
   const [port, probePort, metricsPort] = await Promise.all([freePort(), freePort(), freePort()]);
-  const args = [...nodeArgs, CLI, 'agent', '--cluster-name', 'bench', '--endpoint', apiUrl, '--allow-insecure-http-endpoint', '--allow-loopback', '--bind-hosts', '127.0.0.1', '--port', String(port)];
+  const args = [...nodeArgs, CURRENT_BUILD.cli, 'agent', '--cluster-name', 'bench', '--endpoint', apiUrl, '--allow-insecure-http-endpoint', '--allow-loopback', '--bind-hosts', '127.0.0.1', '--port', String(port)];
   args.push('--probe-port', String(probePort), '--metrics-port', String(metricsPort), '--metrics-address', '127.0.0.1', '--log-level', 'info', ...flags);
   const env = { AWS_ACCESS_KEY_ID: BENCH_NODE.accessKeyId, AWS_SECRET_ACCESS_KEY: BENCH_NODE.secretAccessKey, AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' };
-  const child = await startProcess(args, env, 'agent started');
+  const child = await startProcess(args, env, 'agent started', undefined, CURRENT_BUILD.node);
   return { process: child, credentialsUrl: `http://127.0.0.1:${port}/v1/credentials`, metricsUrl: `http://127.0.0.1:${metricsPort}` };
 }

@@ -8,12 +8,27 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 /** The built CLI the scenarios run (`npm run build` first); BENCH_CLI overrides. */
-export const CLI = resolve(process.env.BENCH_CLI ?? 'dist/cli/main.js');
+const CLI = resolve(process.env.BENCH_CLI ?? 'dist/cli/main.js');
 
-/** Spawns `node <args>` and waits until its stdout or stderr contains `ready`. */
-export function startProcess(args: string[], env: Record<string, string>, ready: string, timeoutMs = 30_000): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  process.once('exit', () => child.kill('SIGKILL'));
+/** The node binary the product processes (server, agent) run on; BENCH_NODE overrides (e.g. another major). */
+const NODE = process.env.BENCH_NODE || process.execPath;
+
+/** A build of the product to run: its CLI and the node that runs it. */
+export interface Build {
+  cli: string;
+  node: string;
+}
+
+/** The build the scenarios measure: CLI (BENCH_CLI) on NODE (BENCH_NODE). */
+export const CURRENT_BUILD: Build = { cli: CLI, node: NODE };
+
+/** Spawns `<node> <args>` (this process's node unless told) and waits until its stdout or stderr contains `ready`. */
+export function startProcess(args: string[], env: Record<string, string>, ready: string, timeoutMs = 30_000, node = process.execPath): Promise<ChildProcess> {
+  const child = spawn(node, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // killed with this process; the hook goes with the child, so that scenarios starting many processes do not pile hooks up
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+  child.once('close', () => process.removeListener('exit', kill));
   return new Promise((resolveStart, reject) => {
     let log = '';
     const timer = setTimeout(() => reject(new Error(`not ready in ${timeoutMs / 1000} s: ${args.join(' ')}\n${log}`)), timeoutMs);

@@ -22,6 +22,10 @@ export function below(metric: string, value: number, limit: number): Target {
   return { metric, value: round(value), target: `< ${limit}`, met: value < limit };
 }
 
+export function atMost(metric: string, value: number, ceiling: number): Target {
+  return { metric, value: round(value), target: `<= ${ceiling}`, met: value <= ceiling };
+}
+
 export function atLeast(metric: string, value: number, floor: number): Target {
   return { metric, value: round(value), target: `>= ${floor}`, met: value >= floor };
 }

@@ -13,24 +13,13 @@ import {
   UntagResourceCommand,
   UpdatePodIdentityAssociationCommand,
 } from '@aws-sdk/client-eks';
+import { rejectsWith } from '../helpers/aws-errors.js';
 import { ADMIN, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { pythonPeersMissingReason, runAwsCli, runPython } from '../peers/python.js';
 import { requirePeer } from '../peers/require.js';
 
 const ROLE = 'arn:aws:iam::111122223333:role/app-role';
 const pythonSkip = requirePeer('boto3 and the AWS CLI', pythonPeersMissingReason);
-
-async function rejectsWith(promise: Promise<unknown>, name: string, status: number): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    const e = error as Error & { $metadata?: { httpStatusCode?: number } };
-    assert.equal(e.name, name, e.message);
-    assert.equal(e.$metadata?.httpStatusCode, status);
-    return e;
-  }
-  assert.fail(`expected ${name}`);
-}
 
 const manyTags = (n: number, prefix = 'k') => Object.fromEntries(Array.from({ length: n }, (_, i) => [`${prefix}${i}`, `v${i}`]));
 

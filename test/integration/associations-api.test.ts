@@ -12,6 +12,7 @@ import {
   UpdatePodIdentityAssociationCommand,
 } from '@aws-sdk/client-eks';
 import { signRequest } from '../../src/lib/sigv4.js';
+import { rejectsWith } from '../helpers/aws-errors.js';
 import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 
 const ROLE = 'arn:aws:iam::111122223333:role/app-role';
@@ -19,18 +20,6 @@ const TARGET = 'arn:aws:iam::444455556666:role/target-role';
 
 function eks(server: ServerProcess, credentials = ADMIN): EKSClient {
   return new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: { ...credentials }, maxAttempts: 1 });
-}
-
-async function rejectsWith(promise: Promise<unknown>, name: string, status: number): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    const e = error as Error & { $metadata?: { httpStatusCode?: number } };
-    assert.equal(e.name, name, e.message);
-    assert.equal(e.$metadata?.httpStatusCode, status);
-    return e;
-  }
-  assert.fail(`expected ${name}`);
 }
 
 describe('EKS association API with @aws-sdk/client-eks', () => {

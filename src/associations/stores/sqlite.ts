@@ -1,11 +1,11 @@
 // The embedded default store: one SQLite file in WAL mode with
 // synchronous=FULL, so a write that was acknowledged is on disk before the
 // answer leaves, and survives kill -9 and power loss alike.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { AssociationStore, ListQuery, RequestTokenRecord, StoreChange } from '../store.js';
-import { SubjectTakenError } from '../store.js';
+import { StoreWriteError, SubjectTakenError, type StoreWriteProblem } from '../store.js';
 import type { Association } from '../../api/eks.js';
 import { applyChanges, type AssociationChanges, type Subject } from '../types.js';
 
@@ -104,6 +104,25 @@ function isUniqueViolation(error: unknown): boolean {
   return (error as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE' || (error as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
 
+/** The engine's codes for a write that lacks space or permission (better-sqlite3 gives SQLite's extended codes). */
+function writeProblem(error: unknown): StoreWriteProblem | undefined {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== 'string') return undefined;
+  if (code === 'SQLITE_FULL') return 'disk full';
+  if (code.startsWith('SQLITE_READONLY')) return 'read-only';
+  if (code.startsWith('SQLITE_IOERR')) return 'I/O error';
+  return undefined;
+}
+
+/** How often /readyz may cost a write: often enough to notice a full disk, rarely enough to be free. */
+const WRITE_PROBE_INTERVAL_MS = 10_000;
+/**
+ * Free space a full disk must regain before the store calls itself ready: a
+ * one-page probe can succeed in what a failed write left allocated, while the
+ * largest association (50 tags, a policy) and its WAL frames need far more.
+ */
+const MIN_FREE_BYTES_AFTER_FULL = 1024 * 1024;
+
 function migrateSqlite(db: Database.Database): void {
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
   const applied = new Set(db.prepare('SELECT version FROM schema_migrations').pluck().all() as number[]);
@@ -120,10 +139,16 @@ export class SqliteAssociationStore implements AssociationStore {
   private readonly db: Database.Database;
   private readonly listeners = new Set<(change: StoreChange) => void>();
   private readonly statements;
+  /** the last write's failure, until a write succeeds again */
+  private writeFailure: StoreWriteError | undefined;
+  private lastProbeAt = Number.NEGATIVE_INFINITY;
+  /** the file system the database is on; undefined in memory */
+  private readonly dir: string | undefined;
 
   /** `path` is a file, or ':memory:' for tests of callers that need no durability. */
   constructor(path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.dir = path === ':memory:' ? undefined : dirname(path);
+    if (this.dir !== undefined) mkdirSync(this.dir, { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
@@ -155,6 +180,8 @@ export class SqliteAssociationStore implements AssociationStore {
       delete: this.db.prepare('DELETE FROM associations WHERE cluster_name = ? AND association_id = ?'),
       getToken: this.db.prepare('SELECT fingerprint, association_id FROM request_tokens WHERE cluster_name = ? AND token = ?'),
       insertToken: this.db.prepare('INSERT INTO request_tokens (cluster_name, token, fingerprint, association_id, created_at) VALUES (?, ?, ?, ?, ?)'),
+      // a write that changes nothing but still has to reach the disk (a WAL frame, synced)
+      probeWrite: this.db.prepare('UPDATE schema_migrations SET applied_at = applied_at WHERE version = (SELECT MAX(version) FROM schema_migrations)'),
     };
   }
 
@@ -175,7 +202,7 @@ export class SqliteAssociationStore implements AssociationStore {
       }
       return { created: true, association };
     });
-    const result = run.immediate();
+    const result = this.write(() => run.immediate());
     if (result.created) this.emit({ kind: 'upsert', association: result.association });
     return result;
   }
@@ -219,7 +246,7 @@ export class SqliteAssociationStore implements AssociationStore {
       this.statements.update.run(toRow(next));
       return next;
     });
-    const updated = run.immediate();
+    const updated = this.write(() => run.immediate());
     if (updated) this.emit({ kind: 'upsert', association: updated });
     return updated;
   }
@@ -231,7 +258,7 @@ export class SqliteAssociationStore implements AssociationStore {
       this.statements.delete.run(clusterName, associationId);
       return fromRow(row);
     });
-    const deleted = run.immediate();
+    const deleted = this.write(() => run.immediate());
     if (deleted) this.emit({ kind: 'delete', association: deleted });
     return deleted;
   }
@@ -245,6 +272,30 @@ export class SqliteAssociationStore implements AssociationStore {
 
   async ping() {
     this.db.prepare('SELECT 1').get();
+    // Reads work on a full disk; writes are what fail. Try one now and then,
+    // and at every check while writes fail, so readiness comes back by itself.
+    const now = Date.now();
+    if (this.writeFailure === undefined && now - this.lastProbeAt < WRITE_PROBE_INTERVAL_MS) return;
+    this.lastProbeAt = now;
+    if (this.writeFailure?.problem === 'disk full' && this.dir !== undefined) {
+      const { bavail, bsize } = statfsSync(this.dir);
+      if (bavail * bsize < MIN_FREE_BYTES_AFTER_FULL) throw this.writeFailure;
+    }
+    this.write(() => this.statements.probeWrite.run());
+  }
+
+  /** Runs a write; the engine's out-of-space and permission failures become StoreWriteError, remembered until a write succeeds. */
+  private write<T>(work: () => T): T {
+    try {
+      const result = work();
+      this.writeFailure = undefined;
+      return result;
+    } catch (error) {
+      const problem = writeProblem(error);
+      if (problem === undefined) throw error;
+      this.writeFailure = new StoreWriteError(problem, { cause: error });
+      throw this.writeFailure;
+    }
   }
 
   async close() {

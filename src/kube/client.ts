@@ -9,6 +9,8 @@ import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } fro
 import { loadKubeAccess, type KubeAccess } from './kubeconfig.js';
 
 const DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+/** A watch event is one object (etcd keeps them under ~1.5 MiB); a longer line is not one. */
+const MAX_WATCH_LINE_CHARS = 4 * 1024 * 1024;
 
 export interface KubeResponse {
   status: number;
@@ -21,7 +23,7 @@ interface KubeRequestOptions {
   body?: unknown;
   /** of the body; default application/json (a status patch: application/merge-patch+json) */
   contentType?: string;
-  /** default 2 s */
+  /** deadline of the whole request, the answer's body included; default 2 s */
   timeoutMs?: number;
   /** a larger answer fails the request; default 4 MiB */
   maxBytes?: number;
@@ -100,7 +102,9 @@ function kubeClient(access: KubeAccess): KubeClient {
           });
           res.on('error', reject);
         });
-        req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer from the API server within ${timeoutMs} ms`)));
+        // One deadline for the whole exchange: a socket timeout alone would let a byte-a-second answer run forever.
+        const deadline = setTimeout(() => req.destroy(new Error(`no answer from the API server within ${timeoutMs} ms`)), timeoutMs);
+        req.on('close', () => clearTimeout(deadline));
         req.on('error', reject);
         req.end(payload);
       });
@@ -129,6 +133,8 @@ function kubeClient(access: KubeAccess): KubeClient {
                 return;
               }
             }
+            // what is left is the start of the next event: it cannot grow without bound
+            if (buffered.length > MAX_WATCH_LINE_CHARS) req.destroy(new Error(`a watch event is longer than ${MAX_WATCH_LINE_CHARS} characters`));
           });
           res.on('end', () => resolve());
           res.on('error', reject);

@@ -81,6 +81,8 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
   function upstream(options: Partial<ConstructorParameters<typeof EksAuthUpstream>[0]> = {}): EksAuthUpstream {
     return new EksAuthUpstream({
       endpoint,
+      // the stand-in peer speaks plain http on loopback
+      allowInsecureHttp: true,
       clusterName: 'demo',
       region: 'us-east-1',
       credentials: async () => NODE_KEY,

@@ -4,7 +4,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { WireError } from '../lib/errors.js';
 import { looksLikeArn, parseAssociationArn, type CreateInput, type ListInput, type UpdateInput } from '../api/eks.js';
-import { SubjectTakenError, type AssociationStore } from './store.js';
+import { StoreWriteError, SubjectTakenError, type AssociationStore } from './store.js';
 import type { Association } from '../api/eks.js';
 import type { AssociationChanges, Subject } from './types.js';
 
@@ -88,6 +88,16 @@ function checkPolicyRule(disableSessionTags: boolean, policy: string | undefined
   }
 }
 
+/** A store that cannot write says why, in the words the operator needs (ServerException, as EKS answers a failure of its own). */
+async function writing<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (error instanceof StoreWriteError) throw new WireError('ServerException', error.message, { cause: error });
+    throw error;
+  }
+}
+
 export class AssociationService {
   private readonly store: AssociationStore;
   private readonly now: () => number;
@@ -129,7 +139,7 @@ export class AssociationService {
     const fingerprint = createFingerprint(clusterName, input);
     let result;
     try {
-      result = await this.store.create(association, input.clientRequestToken ? { token: input.clientRequestToken, fingerprint } : undefined);
+      result = await writing(this.store.create(association, input.clientRequestToken ? { token: input.clientRequestToken, fingerprint } : undefined));
     } catch (error) {
       if (error instanceof SubjectTakenError) {
         throw new WireError(
@@ -200,14 +210,14 @@ export class AssociationService {
     const disableSessionTags = changes.disableSessionTags ?? current.disableSessionTags;
     const nextPolicy = 'policy' in changes ? changes.policy : current.policy;
     checkPolicyRule(disableSessionTags, nextPolicy);
-    const updated = await this.store.update(clusterName, associationId, changes);
+    const updated = await writing(this.store.update(clusterName, associationId, changes));
     if (!updated) throw this.notFound(clusterName, associationId);
     return updated;
   }
 
   async delete(clusterName: string, associationId: string): Promise<Association> {
     this.requireCluster(clusterName);
-    const deleted = await this.store.delete(clusterName, associationId);
+    const deleted = await writing(this.store.delete(clusterName, associationId));
     if (!deleted) throw this.notFound(clusterName, associationId);
     return deleted;
   }
@@ -215,7 +225,7 @@ export class AssociationService {
   /** TagResource: sets these tags on the association the ARN names; its other tags stay. */
   async tagResource(resourceArn: string, tags: Readonly<Record<string, string>>): Promise<Association> {
     const { clusterName, associationId } = this.locate(resourceArn);
-    const updated = await this.store.update(clusterName, associationId, { tagEdits: { set: tags } });
+    const updated = await writing(this.store.update(clusterName, associationId, { tagEdits: { set: tags } }));
     if (!updated) throw this.unknownResource(resourceArn);
     return updated;
   }
@@ -223,7 +233,7 @@ export class AssociationService {
   /** UntagResource: removes these keys (absent ones are no error). */
   async untagResource(resourceArn: string, keys: readonly string[]): Promise<Association> {
     const { clusterName, associationId } = this.locate(resourceArn);
-    const updated = await this.store.update(clusterName, associationId, { tagEdits: { remove: keys } });
+    const updated = await writing(this.store.update(clusterName, associationId, { tagEdits: { remove: keys } }));
     if (!updated) throw this.unknownResource(resourceArn);
     return updated;
   }

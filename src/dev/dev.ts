@@ -154,6 +154,8 @@ async function startLocked(options: DevOptions, logger: Logger, unlock: () => vo
       {
         clusterName: DEV_CLUSTER,
         endpoint: server.apiUrl,
+        // both ends on loopback, in this one process
+        allowInsecureHttpEndpoint: true,
         region: options.region,
         bindHosts: ['127.0.0.1'],
         allowLoopback: true,

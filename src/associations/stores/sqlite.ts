@@ -3,11 +3,11 @@
 // answer leaves, and survives kill -9 and power loss alike. The engine is
 // Node's built-in node:sqlite: no native dependency, and on this workload it
 // measured as fast as better-sqlite3 or faster (bench/analysis/store.md).
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { AssociationStore, ListQuery, RequestTokenRecord, StoreChange } from '../store.js';
-import { SubjectTakenError } from '../store.js';
+import { StoreWriteError, SubjectTakenError, type StoreWriteProblem } from '../store.js';
 import type { Association } from '../../api/eks.js';
 import { applyChanges, type AssociationChanges, type Subject } from '../types.js';
 
@@ -132,6 +132,30 @@ function toRow(a: Association): Row {
 // SQLite's extended result codes (node:sqlite puts them in `errcode`; its `code` is always ERR_SQLITE_ERROR).
 const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
 const SQLITE_CONSTRAINT_UNIQUE = 2067;
+// Primary result codes (an extended code's low byte).
+const SQLITE_READONLY = 8;
+const SQLITE_IOERR = 10;
+const SQLITE_FULL = 13;
+
+/** The engine's codes for a write that lacks space or permission. */
+function writeProblem(error: unknown): StoreWriteProblem | undefined {
+  const errcode = (error as { errcode?: unknown }).errcode;
+  if (typeof errcode !== 'number') return undefined;
+  const primary = errcode & 0xff;
+  if (primary === SQLITE_FULL) return 'disk full';
+  if (primary === SQLITE_READONLY) return 'read-only';
+  if (primary === SQLITE_IOERR) return 'I/O error';
+  return undefined;
+}
+
+/** How often /readyz may cost a write: often enough to notice a full disk, rarely enough to be free. */
+const WRITE_PROBE_INTERVAL_MS = 10_000;
+/**
+ * Free space a full disk must regain before the store calls itself ready: a
+ * one-page probe can succeed in what a failed write left allocated, while the
+ * largest association (50 tags, a policy) and its WAL frames need far more.
+ */
+const MIN_FREE_BYTES_AFTER_FULL = 1024 * 1024;
 
 function isUniqueViolation(error: unknown): boolean {
   const errcode = (error as { errcode?: unknown }).errcode;
@@ -171,10 +195,16 @@ export class SqliteAssociationStore implements AssociationStore {
   private readonly db: DatabaseSync;
   private readonly listeners = new Set<(change: StoreChange) => void>();
   private readonly statements;
+  /** the last write's failure, until a write succeeds again */
+  private writeFailure: StoreWriteError | undefined;
+  private lastProbeAt = Number.NEGATIVE_INFINITY;
+  /** the file system the database is on; undefined in memory */
+  private readonly dir: string | undefined;
 
   /** `path` is a file, or ':memory:' for tests of callers that need no durability. */
   constructor(path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.dir = path === ':memory:' ? undefined : dirname(path);
+    if (this.dir !== undefined) mkdirSync(this.dir, { recursive: true });
     this.db = new DatabaseSync(path, { returnArrays: true });
     this.db.exec('PRAGMA journal_mode = WAL');
     this.db.exec('PRAGMA synchronous = FULL');
@@ -206,13 +236,15 @@ export class SqliteAssociationStore implements AssociationStore {
       ping: this.db.prepare('SELECT 1'),
       getToken: this.db.prepare('SELECT fingerprint, association_id FROM request_tokens WHERE cluster_name = ? AND token = ?'),
       insertToken: this.db.prepare('INSERT INTO request_tokens (cluster_name, token, fingerprint, association_id, created_at) VALUES (?, ?, ?, ?, ?)'),
+      // a write that changes nothing but still has to reach the disk (a WAL frame, synced)
+      probeWrite: this.db.prepare('UPDATE schema_migrations SET applied_at = applied_at WHERE version = (SELECT MAX(version) FROM schema_migrations)'),
     } satisfies Record<string, StatementSync>;
     // The update binds a whole row and sets the columns an update may change.
     this.statements.update.setAllowUnknownNamedParameters(true);
   }
 
   async create(association: Association, requestToken?: { token: string; fingerprint: string }) {
-    const result = immediate(this.db, (): { created: true; association: Association } | { created: false; record: RequestTokenRecord } => {
+    const result = this.write((): { created: true; association: Association } | { created: false; record: RequestTokenRecord } => {
       if (requestToken) {
         const row = this.statements.getToken.get(association.clusterName, requestToken.token) as [fingerprint: string, associationId: string] | undefined;
         if (row) return { created: false, record: { fingerprint: row[0], associationId: row[1] } };
@@ -264,7 +296,7 @@ export class SqliteAssociationStore implements AssociationStore {
   }
 
   async update(clusterName: string, associationId: string, changes: AssociationChanges) {
-    const updated = immediate(this.db, () => {
+    const updated = this.write(() => {
       const row = this.statements.get.get(clusterName, associationId) as StoredRow | undefined;
       if (!row) return undefined;
       const next = applyChanges(fromRow(row), changes);
@@ -276,7 +308,7 @@ export class SqliteAssociationStore implements AssociationStore {
   }
 
   async delete(clusterName: string, associationId: string) {
-    const deleted = immediate(this.db, () => {
+    const deleted = this.write(() => {
       const row = this.statements.get.get(clusterName, associationId) as StoredRow | undefined;
       if (!row) return undefined;
       this.statements.delete.run(clusterName, associationId);
@@ -295,6 +327,34 @@ export class SqliteAssociationStore implements AssociationStore {
 
   async ping() {
     this.statements.ping.get();
+    // Reads work on a full disk; writes are what fail. Try one now and then,
+    // and at every check while writes fail, so readiness comes back by itself.
+    const now = Date.now();
+    if (this.writeFailure === undefined && now - this.lastProbeAt < WRITE_PROBE_INTERVAL_MS) return;
+    this.lastProbeAt = now;
+    if (this.writeFailure?.problem === 'disk full' && this.dir !== undefined) {
+      const { bavail, bsize } = statfsSync(this.dir);
+      if (bavail * bsize < MIN_FREE_BYTES_AFTER_FULL) throw this.writeFailure;
+    }
+    this.write(() => this.statements.probeWrite.run());
+  }
+
+  /**
+   * Runs a write transaction (BEGIN IMMEDIATE); the engine's out-of-space and
+   * permission failures become StoreWriteError, remembered until a write
+   * succeeds.
+   */
+  private write<T>(work: () => T): T {
+    try {
+      const result = immediate(this.db, work);
+      this.writeFailure = undefined;
+      return result;
+    } catch (error) {
+      const problem = writeProblem(error);
+      if (problem === undefined) throw error;
+      this.writeFailure = new StoreWriteError(problem, { cause: error });
+      throw this.writeFailure;
+    }
   }
 
   async close() {

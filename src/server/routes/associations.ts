@@ -2,7 +2,7 @@
 // AssociationService → encode. SigV4 with signing name `eks`, admin keys only.
 import { createInput, listInput, parseJsonBody, toWireAssociation, toWireSummary, updateInput, validate } from '../../api/eks.js';
 import type { AssociationService } from '../../associations/service.js';
-import { sigv4Authenticator, type KeyLookup } from '../authenticate.js';
+import type { Authenticator } from '../authenticate.js';
 import type { Route } from '../router.js';
 
 const CLUSTER = '(?<cluster>[^/]+)';
@@ -10,8 +10,7 @@ const ID = '(?<id>[^/]+)';
 const COLLECTION = new RegExp(`^/clusters/${CLUSTER}/pod-identity-associations/?$`);
 const ITEM = new RegExp(`^/clusters/${CLUSTER}/pod-identity-associations/${ID}$`);
 
-export function associationRoutes(service: AssociationService, admins: KeyLookup): Route[] {
-  const authenticate = sigv4Authenticator('eks', admins);
+export function associationRoutes(service: AssociationService, authenticate: Authenticator): Route[] {
   return [
     {
       operation: 'CreatePodIdentityAssociation',

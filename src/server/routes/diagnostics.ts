@@ -11,7 +11,7 @@ import type { AssociationStore } from '../../associations/store.js';
 import type { RoleTrust, ServerPrincipal } from '../../auth/issuers/principal.js';
 import { WireError } from '../../lib/errors.js';
 import type { Decision } from '../../webhook/review.js';
-import { sigv4Authenticator, type KeyLookup } from '../authenticate.js';
+import type { Authenticator } from '../authenticate.js';
 import type { Route } from '../router.js';
 
 const PATH = /^\/clusters\/(?<cluster>[^/]+)\/diagnostics$/;
@@ -57,13 +57,13 @@ async function trustOf(principal: ServerPrincipal, association: Association) {
   return { principalArn, roles };
 }
 
-export function diagnosticsRoutes(deps: DiagnosticsDeps, admins: KeyLookup): Route[] {
+export function diagnosticsRoutes(deps: DiagnosticsDeps, authenticate: Authenticator): Route[] {
   return [
     {
       operation: 'DiagnoseServiceAccount',
       method: 'POST',
       pattern: PATH,
-      authenticate: sigv4Authenticator('eks', admins),
+      authenticate,
       bodyLimit: 3 * 1024 * 1024,
       async handle(ctx) {
         const clusterName = ctx.params.cluster!;

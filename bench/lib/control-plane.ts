@@ -108,7 +108,7 @@ export interface BenchAgent {
 /** `pod-identity agent` on loopback for the server at `apiUrl`, signing with the bench node key; `flags` are added to the CLI's. */
 export async function startBenchAgent(apiUrl: string, flags: string[] = [], nodeArgs: string[] = []): Promise<BenchAgent> {
   const [port, probePort, metricsPort] = await Promise.all([freePort(), freePort(), freePort()]);
-  const args = [...nodeArgs, CURRENT_BUILD.cli, 'agent', '--cluster-name', 'bench', '--endpoint', apiUrl, '--allow-loopback', '--bind-hosts', '127.0.0.1', '--port', String(port)];
+  const args = [...nodeArgs, CURRENT_BUILD.cli, 'agent', '--cluster-name', 'bench', '--endpoint', apiUrl, '--allow-insecure-http-endpoint', '--allow-loopback', '--bind-hosts', '127.0.0.1', '--port', String(port)];
   args.push('--probe-port', String(probePort), '--metrics-port', String(metricsPort), '--metrics-address', '127.0.0.1', '--log-level', 'info', ...flags);
   const env = { AWS_ACCESS_KEY_ID: BENCH_NODE.accessKeyId, AWS_SECRET_ACCESS_KEY: BENCH_NODE.secretAccessKey, AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' };
   const child = await startProcess(args, env, 'agent started', undefined, CURRENT_BUILD.node);

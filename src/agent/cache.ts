@@ -15,7 +15,13 @@
 // - Entries nobody asked for in `idle` [60 min] are dropped, not refreshed;
 //   so are entries whose token expired. AccessDenied, InvalidToken,
 //   ExpiredToken and ResourceNotFound drop the entry at once.
-// - At most `maxSize` entries; the least recently used goes first.
+// - At most `maxSize` entries of credentials the server issued; the least
+//   recently used goes first. A token the server has not accepted yet waits
+//   apart, among at most `maxPending` [maxSize] others: it never displaces
+//   issued credentials, and when that room is full a new token is answered
+//   ThrottlingException without an upstream call. A pod flooding the agent
+//   with junk tokens while EKS Auth hangs therefore fills only the waiting
+//   room, and every other pod keeps its cached credentials.
 import { isWireError, WireError } from '../lib/errors.js';
 import type { PodCredentials } from '../api/credentials.js';
 import type { CredentialSource, PresentedToken } from './credentials.js';
@@ -37,6 +43,8 @@ export interface CacheEvents {
 export interface CredentialCacheOptions {
   upstream: CredentialSource;
   maxSize: number;
+  /** tokens waiting for their first upstream answer, at most; default maxSize */
+  maxPending?: number;
   /** background refreshes a second (--max-service-qps) */
   maxRefreshQps: number;
   now?: () => number;
@@ -86,10 +94,16 @@ interface Entry {
 /** Touching the LRU order costs a Map delete+set; once a second per entry is enough. */
 const TOUCH_INTERVAL_MS = 1000;
 
+const TOO_MANY_PENDING = 'Too many new service account tokens are waiting for EKS Auth; retry shortly.';
+
 export class CredentialCache implements CredentialSource {
+  /** entries holding credentials the server issued, least recently used first */
   private readonly entries = new Map<string, Entry>();
+  /** entries waiting for their first answer: never in the LRU, so they never evict issued credentials */
+  private readonly pending = new Map<string, Entry>();
   private readonly upstream: CredentialSource;
   private readonly maxSize: number;
+  private readonly maxPending: number;
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly minRemainingMs: number;
@@ -106,6 +120,7 @@ export class CredentialCache implements CredentialSource {
     if (!(options.maxSize >= 1)) throw new Error('the credential cache needs maxSize >= 1 (use the upstream directly to disable caching)');
     this.upstream = options.upstream;
     this.maxSize = options.maxSize;
+    this.maxPending = Math.max(1, options.maxPending ?? options.maxSize);
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
     this.minRemainingMs = options.minRemainingMs ?? 15 * 60_000;
@@ -129,8 +144,14 @@ export class CredentialCache implements CredentialSource {
     }
   }
 
+  /** entries holding credentials */
   get size(): number {
     return this.entries.size;
+  }
+
+  /** tokens waiting for their first upstream answer */
+  get pendingCount(): number {
+    return this.pending.size;
   }
 
   getCredentials(token: PresentedToken): PodCredentials | Promise<PodCredentials> {
@@ -155,6 +176,11 @@ export class CredentialCache implements CredentialSource {
       this.events.miss?.();
       return this.fetchForRequest(entry);
     }
+    const waiting = this.pending.get(key);
+    if (waiting !== undefined) {
+      this.events.miss?.();
+      return this.fetchForRequest(waiting);
+    }
     this.events.miss?.();
     let tokenExpiresAt: number;
     try {
@@ -162,12 +188,9 @@ export class CredentialCache implements CredentialSource {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (this.pending.size >= this.maxPending) return Promise.reject(new WireError('ThrottlingException', TOO_MANY_PENDING));
     const created: Entry = { key, token, tokenExpiresAt, credentials: undefined, refreshAt: Infinity, freshUntil: 0, lastUsedAt: now, inflight: undefined };
-    this.entries.set(key, created);
-    while (this.entries.size > this.maxSize) {
-      const oldest = this.entries.values().next().value as Entry;
-      this.evict(oldest, 'capacity');
-    }
+    this.pending.set(key, created);
     return this.fetchForRequest(created);
   }
 
@@ -195,6 +218,7 @@ export class CredentialCache implements CredentialSource {
   close(): void {
     if (this.timer) clearInterval(this.timer);
     this.entries.clear();
+    this.pending.clear();
   }
 
   private async fetchForRequest(entry: Entry): Promise<PodCredentials> {
@@ -262,14 +286,28 @@ export class CredentialCache implements CredentialSource {
     entry.credentials = credentials;
     entry.refreshAt = refreshAt;
     entry.freshUntil = freshUntil;
+    // Accepted by the server: the entry leaves the waiting room for the LRU,
+    // where only issued credentials compete for room.
+    if (this.pending.get(entry.key) === entry) {
+      this.pending.delete(entry.key);
+      this.entries.set(entry.key, entry);
+      while (this.entries.size > this.maxSize) {
+        const oldest = this.entries.values().next().value as Entry;
+        this.evict(oldest, 'capacity');
+      }
+    }
   }
 
   private evict(entry: Entry, reason: EvictionReason): void {
     if (this.remove(entry)) this.events.evicted?.(reason);
   }
 
-  /** Removes the entry if it is still the one cached under its key. */
+  /** Removes the entry if it is still the one kept under its key (cached or waiting). */
   private remove(entry: Entry): boolean {
+    if (this.pending.get(entry.key) === entry) {
+      this.pending.delete(entry.key);
+      return true;
+    }
     if (this.entries.get(entry.key) !== entry) return false;
     this.entries.delete(entry.key);
     return true;

@@ -14,8 +14,8 @@ export interface AgentMetrics {
   responses: ResponseCounter;
   cache: CacheEvents;
   upstream: UpstreamEvents;
-  /** reports the number of cached entries when scraped */
-  watchCacheSize(size: () => number): void;
+  /** reports the number of cached entries, and of tokens waiting for their first answer, when scraped */
+  watchCache(cache: { readonly size: number; readonly pendingCount: number }): void;
 }
 
 export function createAgentMetrics(registry: Registry): AgentMetrics {
@@ -42,13 +42,21 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     registers,
   });
   const upstreamErrors = new Counter({ name: 'pod_identity_agent_upstream_errors_total', help: 'Failed EKS Auth attempts, by error code (timeout, network or the EKS Auth error type)', labelNames: ['code'], registers });
-  let cacheSize = () => 0;
+  let watched = { size: 0, pendingCount: 0 };
   new Gauge({
     name: 'pod_identity_agent_cache_entries',
     help: 'Credentials currently cached',
     registers,
     collect() {
-      this.set(cacheSize());
+      this.set(watched.size);
+    },
+  });
+  new Gauge({
+    name: 'pod_identity_agent_cache_pending_tokens',
+    help: 'Tokens waiting for their first EKS Auth answer (kept apart from cached credentials)',
+    registers,
+    collect() {
+      this.set(watched.pendingCount);
     },
   });
 
@@ -75,8 +83,8 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
         if (outcome !== 'ok') upstreamErrors.inc({ code: outcome });
       },
     },
-    watchCacheSize(size) {
-      cacheSize = size;
+    watchCache(cache) {
+      watched = cache;
     },
   };
 }

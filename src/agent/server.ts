@@ -6,6 +6,7 @@
 //
 // The request path is kept close to a bare node:http handler: the response
 // bytes and headers are encoded once per credentials object and reused.
+import { readFileSync } from 'node:fs';
 import { createServer, get as httpGet, STATUS_CODES, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -19,7 +20,7 @@ import { encodeCredentials, encodeFailure, type PodCredentials } from '../api/cr
 import { PresentedToken, type CredentialSource } from './credentials.js';
 import { createAgentMetrics, type ResponseCounter } from './metrics.js';
 import { TokenBucket } from '../lib/token-bucket.js';
-import { EksAuthUpstream } from './upstream.js';
+import { EksAuthUpstream, parseCaBundle } from './upstream.js';
 
 export const AGENT_IPV4 = '169.254.170.23';
 export const AGENT_IPV6 = 'fd00:ec2::23';
@@ -29,6 +30,10 @@ export interface AgentOptions {
   clusterName: string;
   /** EKS Auth base URL; default https://eks-auth.{region}.api.aws */
   endpoint?: string;
+  /** a PEM file of the CAs the endpoint's certificate must chain to (default: the system's roots) */
+  caBundleFile?: string;
+  /** take a plain-http endpoint (role credentials unencrypted on the wire) */
+  allowInsecureHttpEndpoint?: boolean;
   region: string;
   /** IP literals (brackets allowed); default 169.254.170.23 and fd00:ec2::23 */
   bindHosts?: string[];
@@ -234,6 +239,13 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
   socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`), body]));
 }
 
+const EXPECTATION_FAILED = encodeError('ExpectationFailed', 'The agent supports no Expect header but 100-continue.', true);
+
+function answerExpectationFailed(_req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(417, EXPECTATION_FAILED.headers);
+  res.end(EXPECTATION_FAILED.body);
+}
+
 function isUnavailableIpv6(host: string, error: unknown): boolean {
   const code = (error as NodeJS.ErrnoException).code;
   return isIP(host) === 6 && (code === 'EADDRNOTAVAIL' || code === 'EAFNOSUPPORT');
@@ -260,10 +272,22 @@ export async function startAgent(options: AgentOptions, deps: AgentDependencies)
   const rateLimit = options.rateLimit ?? 1000;
   const rateLimitBurst = options.rateLimitBurst ?? 1000;
 
+  let caBundle: string | undefined;
+  if (options.caBundleFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(options.caBundleFile, 'utf8');
+    } catch (error) {
+      throw new Error(`cannot read CA bundle ${options.caBundleFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+    }
+    caBundle = parseCaBundle(text, options.caBundleFile);
+  }
   const registry = createRegistry('agent');
   const metrics = createAgentMetrics(registry);
   const upstream = new EksAuthUpstream({
     endpoint: options.endpoint,
+    caBundle,
+    allowInsecureHttp: options.allowInsecureHttpEndpoint,
     clusterName: options.clusterName,
     region: options.region,
     credentials: deps.credentials,
@@ -273,7 +297,7 @@ export async function startAgent(options: AgentOptions, deps: AgentDependencies)
     events: metrics.upstream,
   });
   const cache = maxCacheSize > 0 ? new CredentialCache({ upstream, maxSize: maxCacheSize, maxRefreshQps: options.maxServiceQps ?? 3, events: metrics.cache }) : undefined;
-  if (cache) metrics.watchCacheSize(() => cache.size);
+  if (cache) metrics.watchCache(cache);
   const source: CredentialSource = cache ?? upstream;
 
   const allowedHosts = new Set<string>();
@@ -291,6 +315,8 @@ export async function startAgent(options: AgentOptions, deps: AgentDependencies)
       );
       applyServerTimeouts(server, { headersTimeoutMs: 5000, requestTimeoutMs: 10_000, keepAliveTimeoutMs: 5000 });
       server.on('clientError', answerClientError);
+      // Node's own 417 for an Expect it does not know has no body; SDKs read JSON
+      server.on('checkExpectation', answerExpectationFailed);
       try {
         const bound = await listen(server, { host, port });
         listeners.push({ server, host, port: bound.port });

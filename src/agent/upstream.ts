@@ -1,10 +1,14 @@
 // The agent's upstream: EKS Auth `AssumeRoleForPodIdentity`, a SigV4-signed
 // (`eks-auth`) POST /clusters/{name}/assume-role-for-pod-identity. Signing keys
 // come from a credential provider (the AWS default chain in production, as
-// the AWS agent does). Connections are kept alive; every attempt has a
-// deadline; throttling, 5xx and network failures are retried with jittered
-// exponential backoff, nothing else is.
+// the AWS agent does). The endpoint is HTTPS, its certificate checked against
+// the given CA bundle (else the system's roots); plain HTTP only when allowed
+// explicitly, since role credentials cross the network in the answer.
+// Connections are kept alive; every attempt has a deadline; throttling, 5xx
+// and network failures are retried with jittered exponential backoff, nothing
+// else is (a certificate the agent does not trust is not retried).
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { X509Certificate } from 'node:crypto';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import type { PodCredentials } from '../api/credentials.js';
@@ -16,13 +20,17 @@ import type { CredentialSource, PresentedToken } from './credentials.js';
 import { readTokenExpiry } from './token.js';
 
 export interface UpstreamEvents {
-  /** one call per HTTP attempt; `outcome` is `ok`, the EKS Auth error code, `timeout` or `network` */
+  /** one call per HTTP attempt; `outcome` is `ok`, the EKS Auth error code, `timeout`, `network` or `tls` (an untrusted certificate) */
   attempt?(outcome: string, seconds: number): void;
 }
 
 export interface EksAuthUpstreamOptions {
   /** base URL of EKS Auth; default https://eks-auth.{region}.api.aws */
   endpoint?: string;
+  /** PEM certificates the endpoint's certificate must chain to (replaces the system's roots) */
+  caBundle?: string;
+  /** take a plain-http endpoint (credentials unencrypted on the wire): dev and tests on loopback */
+  allowInsecureHttp?: boolean;
   clusterName: string;
   /** signing region */
   region: string;
@@ -60,6 +68,35 @@ function defaultEndpoint(region: string): string {
   return `https://eks-auth.${region}.api.aws`;
 }
 
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+/** The certificates of a PEM bundle; throws naming `source` when there are none or one does not parse (Node would ignore them silently). */
+export function parseCaBundle(text: string, source: string): string {
+  const blocks = text.match(PEM_CERTIFICATE) ?? [];
+  if (blocks.length === 0) throw new Error(`CA bundle ${source} holds no PEM certificate`);
+  for (const block of blocks) {
+    try {
+      new X509Certificate(block);
+    } catch (error) {
+      throw new Error(`CA bundle ${source} holds a certificate that cannot be read: ${(error as Error).message}`, { cause: error });
+    }
+  }
+  return blocks.join('\n');
+}
+
+/** TLS failures that retrying cannot fix: the endpoint's certificate is not one the agent trusts. */
+const UNTRUSTED_CERTIFICATE = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
 export class EksAuthUpstream implements CredentialSource {
   private readonly url: URL;
   private readonly agent: HttpAgent;
@@ -77,10 +114,13 @@ export class EksAuthUpstream implements CredentialSource {
     this.url = new URL(`${base}/clusters/${encodeURIComponent(options.clusterName)}/assume-role-for-pod-identity`);
     if (this.url.protocol !== 'http:' && this.url.protocol !== 'https:') throw new Error(`EKS Auth endpoint must be http(s): ${base}`);
     const https = this.url.protocol === 'https:';
+    if (!https && !options.allowInsecureHttp) {
+      throw new Error(`EKS Auth endpoint ${base} is plain http: role credentials would cross the network unencrypted; serve the API over https (server tls) or pass --allow-insecure-http-endpoint`);
+    }
     // Idle sockets are dropped before a typical server's 5 s keep-alive, so a
     // reused socket is rarely one the server is closing.
     const agentOptions = { keepAlive: true, maxSockets: 64, maxFreeSockets: 16, timeout: 4000, scheduling: 'lifo' as const };
-    this.agent = https ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
+    this.agent = https ? new HttpsAgent({ ...agentOptions, minVersion: 'TLSv1.2', ...(options.caBundle !== undefined && { ca: options.caBundle }) }) : new HttpAgent(agentOptions);
     this.send = https ? httpsRequest : httpRequest;
     this.timeoutMs = options.timeoutMs ?? 2000;
     this.maxAttempts = Math.max(1, options.maxAttempts ?? 3);
@@ -132,8 +172,17 @@ export class EksAuthUpstream implements CredentialSource {
       );
       response = await this.post(headers, body);
     } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== undefined && UNTRUSTED_CERTIFICATE.has(code)) {
+        return {
+          ok: false,
+          retryable: false,
+          outcome: 'tls',
+          error: new WireError('ServiceUnavailableException', `EKS Auth's certificate is not trusted (${code}): check the agent's --ca-bundle.`, { cause: error }),
+        };
+      }
       const timedOut = (error as Error).name === 'AbortError' || (error as Error).name === 'TimeoutError';
-      const detail = timedOut ? `no answer within ${this.timeoutMs} ms` : ((error as NodeJS.ErrnoException).code ?? (error as Error).message);
+      const detail = timedOut ? `no answer within ${this.timeoutMs} ms` : (code ?? (error as Error).message);
       return {
         ok: false,
         retryable: true,

@@ -100,10 +100,26 @@ export function notForUs(request: AdmissionRequest): string | undefined {
   return undefined;
 }
 
-/** The admitted pod, when the request's object looks like one. */
+/** Absent, null, or an object of strings: what labels and annotations are. */
+function isStringMap(value: unknown): boolean {
+  return value === undefined || value === null || (isObject(value) && Object.values(value).every((v) => typeof v === 'string'));
+}
+
+/**
+ * The admitted pod, when the request's object looks like one: a spec object
+ * whose containers are objects, and metadata whose labels and annotations are
+ * string maps (the patch adds to them by path; the API server never sends
+ * anything else, but nothing is assumed).
+ */
 export function podOf(request: AdmissionRequest): Pod | undefined {
   const object = request.object;
   if (!isObject(object) || !isObject(object.spec)) return undefined;
+  const metadata = object.metadata;
+  if (metadata !== undefined && metadata !== null && !(isObject(metadata) && isStringMap(metadata.labels) && isStringMap(metadata.annotations))) return undefined;
+  // containers are patched by index: each must be an object
+  for (const list of [object.spec.containers, object.spec.initContainers]) {
+    if (list !== undefined && list !== null && !(Array.isArray(list) && list.every(isObject))) return undefined;
+  }
   return object as Pod;
 }
 

@@ -4,7 +4,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { WireError } from '../lib/errors.js';
 import { looksLikeArn, parseAssociationArn, type CreateInput, type ListInput, type UpdateInput } from '../api/eks.js';
-import { SubjectTakenError, type AssociationStore } from './store.js';
+import { StoreWriteError, SubjectTakenError, type AssociationStore } from './store.js';
 import type { Association } from '../api/eks.js';
 import type { AssociationChanges, Subject } from './types.js';
 import type { ChangeAudit, ChangeContext, ChangeOperation } from './audit.js';
@@ -92,6 +92,16 @@ function checkPolicyRule(disableSessionTags: boolean, policy: string | undefined
   }
 }
 
+/** A store that cannot write says why, in the words the operator needs (ServerException, as EKS answers a failure of its own). */
+async function writing<T>(work: Promise<T>): Promise<T> {
+  try {
+    return await work;
+  } catch (error) {
+    if (error instanceof StoreWriteError) throw new WireError('ServerException', error.message, { cause: error });
+    throw error;
+  }
+}
+
 export class AssociationService {
   private readonly store: AssociationStore;
   private readonly now: () => number;
@@ -153,7 +163,7 @@ export class AssociationService {
     const fingerprint = createFingerprint(clusterName, input);
     let result;
     try {
-      result = await this.store.create(association, input.clientRequestToken ? { token: input.clientRequestToken, fingerprint } : undefined);
+      result = await writing(this.store.create(association, input.clientRequestToken ? { token: input.clientRequestToken, fingerprint } : undefined));
     } catch (error) {
       if (error instanceof SubjectTakenError) {
         throw new WireError(
@@ -227,7 +237,7 @@ export class AssociationService {
     const disableSessionTags = changes.disableSessionTags ?? current.disableSessionTags;
     const nextPolicy = 'policy' in changes ? changes.policy : current.policy;
     checkPolicyRule(disableSessionTags, nextPolicy);
-    const updated = await this.store.update(clusterName, associationId, changes);
+    const updated = await writing(this.store.update(clusterName, associationId, changes));
     if (!updated) throw this.notFound(clusterName, associationId);
     this.recordChange('UpdatePodIdentityAssociation', context, current, updated);
     return updated;
@@ -235,7 +245,7 @@ export class AssociationService {
 
   async delete(clusterName: string, associationId: string, context: ChangeContext): Promise<Association> {
     this.requireCluster(clusterName);
-    const deleted = await this.store.delete(clusterName, associationId);
+    const deleted = await writing(this.store.delete(clusterName, associationId));
     if (!deleted) throw this.notFound(clusterName, associationId);
     this.recordChange('DeletePodIdentityAssociation', context, deleted, undefined);
     return deleted;
@@ -255,7 +265,7 @@ export class AssociationService {
     const { clusterName, associationId } = this.locate(resourceArn);
     // read first for the record's "before"; the edit itself merges inside the store's transaction
     const before = this.options.audit ? await this.store.get(clusterName, associationId) : undefined;
-    const updated = await this.store.update(clusterName, associationId, { tagEdits });
+    const updated = await writing(this.store.update(clusterName, associationId, { tagEdits }));
     if (!updated) throw this.unknownResource(resourceArn);
     this.recordChange(operation, context, before, updated);
     return updated;

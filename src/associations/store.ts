@@ -12,6 +12,20 @@ export class SubjectTakenError extends Error {
   }
 }
 
+/** Why a store cannot write: what the operator must fix (the engine's own code is in `cause`). */
+export type StoreWriteProblem = 'disk full' | 'read-only' | 'I/O error';
+
+/** A write the store's engine refused for want of space or permission: the one error every backend maps these to. */
+export class StoreWriteError extends Error {
+  override name = 'StoreWriteError';
+  constructor(
+    readonly problem: StoreWriteProblem,
+    options: { cause: unknown },
+  ) {
+    super(`the association store cannot write: ${problem}`, options);
+  }
+}
+
 /** Idempotency record of a create: the token, a fingerprint of its input, what it made. */
 export interface RequestTokenRecord {
   fingerprint: string;
@@ -49,7 +63,7 @@ export interface AssociationStore {
   countByCluster(): Promise<Record<string, number>>;
   /** Store-wide change feed, so in-memory caches in every replica stay current. */
   onChange(listener: (change: StoreChange) => void): () => void;
-  /** Cheap liveness check for /readyz. */
+  /** Cheap readiness check for /readyz; fails while the store cannot write (then it tries a write itself, so it recovers on its own). */
   ping(): Promise<void>;
   close(): Promise<void>;
 }

@@ -8,6 +8,12 @@ import type { DecisionFailureReason, TokenFailureReason } from './reasons.js';
 export const POD_IDENTITY_AUDIENCE = 'pods.eks.amazonaws.com';
 /** Clock leeway for exp, nbf and iat; the same minute Kubernetes allows itself. */
 const CLOCK_LEEWAY_SECONDS = 60;
+/**
+ * The longest `exp - iat` accepted unless a cluster sets its own: 48 h. A
+ * projected token lives 24 h at most in the webhook's default; a token valid
+ * for years is one leak away from years of credentials.
+ */
+const DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 48 * 3600;
 
 /** What a verified token proves: which pod of which service account, on which node. */
 export interface PodIdentityClaims {
@@ -32,6 +38,8 @@ export interface ClaimRules {
   /** epoch seconds */
   now: number;
   leewaySeconds?: number;
+  /** the longest `exp - iat` accepted (the cluster's maxTokenLifetimeSeconds); default 48 h */
+  maxLifetimeSeconds?: number;
 }
 
 export function invalidToken(reason: TokenFailureReason, check: string): WireError {
@@ -77,8 +85,11 @@ export function checkClaims(payload: unknown, rules: ClaimRules): PodIdentityCla
   if (rules.now > exp + leeway) throw expiredToken();
   const nbf = numericDate(payload, 'nbf', false);
   if (nbf !== undefined && rules.now < nbf - leeway) throw invalidToken('not_yet_valid', '"nbf" is in the future');
-  const iat = numericDate(payload, 'iat', false);
-  if (iat !== undefined && iat > rules.now + leeway) throw invalidToken('not_yet_valid', '"iat" is in the future');
+  // Kubernetes always sets iat; without it the lifetime cannot be bounded.
+  const iat = numericDate(payload, 'iat', true)!;
+  if (iat > rules.now + leeway) throw invalidToken('not_yet_valid', '"iat" is in the future');
+  const maxLifetime = rules.maxLifetimeSeconds ?? DEFAULT_MAX_TOKEN_LIFETIME_SECONDS;
+  if (exp - iat > maxLifetime) throw invalidToken('lifetime_too_long', `token lifetime (exp - iat) of ${Math.round(exp - iat)} s exceeds the cluster's maxTokenLifetimeSeconds (${maxLifetime} s)`);
 
   const iss = payload.iss;
   if (!nonEmptyString(iss)) throw invalidToken('issuer_mismatch', '"iss" claim is missing');

@@ -22,6 +22,8 @@ export interface ClusterVerification {
   kubeconfig?: string;
   tokenReview?: boolean;
   requireNodeBinding: boolean;
+  /** the longest `exp - iat` a token may have; default 48 h */
+  maxTokenLifetimeSeconds?: number;
 }
 
 /**
@@ -29,7 +31,7 @@ export interface ClusterVerification {
  * kubeconfig alone means TokenReview unless tokenReview is false (then the API
  * server's own JWKS); an issuer alone means OIDC discovery.
  */
-export function verificationMode(cluster: Omit<ClusterVerification, 'name' | 'requireNodeBinding'>): VerificationMode {
+export function verificationMode(cluster: Omit<ClusterVerification, 'name' | 'requireNodeBinding' | 'maxTokenLifetimeSeconds'>): VerificationMode {
   if (cluster.tokenReview === true && cluster.kubeconfig) return 'token-review';
   if (cluster.jwksFile) return 'jwks-file';
   if (cluster.jwksUri) return 'jwks-uri';
@@ -85,14 +87,14 @@ export function createClusterAuth(cluster: ClusterVerification, options: Cluster
   const close = async () => kube?.close();
 
   if (mode === 'token-review') {
-    const verifier = new TokenReviewVerifier({ kube: kube!, issuer: cluster.issuer, logger, now: options.now, reviewTtlMs: options.revocationTtlMs });
+    const verifier = new TokenReviewVerifier({ kube: kube!, issuer: cluster.issuer, maxTokenLifetimeSeconds: cluster.maxTokenLifetimeSeconds, logger, now: options.now, reviewTtlMs: options.revocationTtlMs });
     return { ...base, revocation: true, verifier, warmUp: async () => undefined, close };
   }
 
   const { fetchJwks, describe } = keySource(cluster, mode, kube)!;
   // A file is cheap to re-read: follow rotation quickly.
   const keys = new KeySet({ fetchJwks, describe, logger, now: options.now, cooldownMs: mode === 'jwks-file' ? 2_000 : 5_000 });
-  const local = new JwksTokenVerifier({ keys, issuer: cluster.issuer, now: options.now });
+  const local = new JwksTokenVerifier({ keys, issuer: cluster.issuer, maxTokenLifetimeSeconds: cluster.maxTokenLifetimeSeconds, now: options.now });
   const verifier = kube ? withRevocation(local, podLivenessCheck({ podUid: apiServerPodUids(kube), logger, now: options.now, aliveTtlMs: options.revocationTtlMs })) : local;
   return { ...base, revocation: kube !== undefined, verifier, warmUp: () => keys.warmUp(), close };
 }

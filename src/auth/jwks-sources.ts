@@ -2,9 +2,10 @@
 // discovery document, or the API server itself (`/openid/v1/jwks`, through
 // the kubeconfig). Each is a fetcher for KeySet; all are bounded in time and
 // size.
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { OpenidApi, setHeaderOptions } from '@kubernetes/client-node';
 import { describeKubeError, type KubeApi } from '../kube/connect.js';
+import { readResponseLimited } from '../lib/http.js';
 import type { JwksFetcher } from './keys.js';
 
 const FETCH_TIMEOUT_MS = 5_000;
@@ -12,6 +13,7 @@ const MAX_DOCUMENT_BYTES = 1024 * 1024;
 
 export function jwksFromFile(path: string): JwksFetcher {
   return async function readJwksFile() {
+    if ((await stat(path)).size > MAX_DOCUMENT_BYTES) throw new Error(`${path} is larger than ${MAX_DOCUMENT_BYTES} bytes`);
     return JSON.parse(await readFile(path, 'utf8')) as unknown;
   };
 }
@@ -19,12 +21,12 @@ export function jwksFromFile(path: string): JwksFetcher {
 async function fetchJson(url: string): Promise<unknown> {
   const res = await fetch(url, { headers: { accept: 'application/json, application/jwk-set+json' }, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), redirect: 'follow' });
   if (res.status !== 200) {
-    await res.arrayBuffer().catch(() => undefined);
+    await res.body?.cancel().catch(() => undefined);
     throw new Error(`${url} answered ${res.status}`);
   }
-  const text = await res.text();
-  if (text.length > MAX_DOCUMENT_BYTES) throw new Error(`${url} answered more than ${MAX_DOCUMENT_BYTES} bytes`);
-  return JSON.parse(text) as unknown;
+  // Read while streaming, up to the limit (the signal above bounds the time, body included).
+  const body = await readResponseLimited(res, MAX_DOCUMENT_BYTES, url);
+  return JSON.parse(body.toString('utf8')) as unknown;
 }
 
 export function jwksFromUri(uri: string): JwksFetcher {

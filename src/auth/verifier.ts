@@ -31,6 +31,8 @@ export interface JwksVerifierOptions {
   keys: KeySet;
   /** expected `iss` */
   issuer?: string;
+  /** the longest `exp - iat` accepted; default 48 h (claims.ts) */
+  maxTokenLifetimeSeconds?: number;
   cacheEntries?: number;
   now?: () => number;
 }
@@ -92,7 +94,7 @@ export class JwksTokenVerifier implements TokenVerifier {
     }
     const signer = candidates.find((candidate) => verifyJwsSignature(jws, candidate.key));
     if (!signer) throw invalidToken('bad_signature', 'signature does not verify with the cluster\'s signing key');
-    const claims = checkClaims(jws.payload, { issuer: this.options.issuer, now: this.now() / 1000 });
+    const claims = checkClaims(jws.payload, { issuer: this.options.issuer, now: this.now() / 1000, maxLifetimeSeconds: this.options.maxTokenLifetimeSeconds });
     this.tokens.set(place, known === undefined ? SEEN_ONCE : { tokenHash: tokenHash(token), claims, key: signer.key });
     return claims;
   }
@@ -101,6 +103,8 @@ export class JwksTokenVerifier implements TokenVerifier {
 export interface TokenReviewVerifierOptions {
   kube: KubeApi;
   issuer?: string;
+  /** the longest `exp - iat` accepted; default 48 h (claims.ts) */
+  maxTokenLifetimeSeconds?: number;
   /** how long a reviewed token is remembered; bounds how late a deleted pod is noticed */
   reviewTtlMs?: number;
   cacheEntries?: number;
@@ -132,7 +136,7 @@ export class TokenReviewVerifier implements TokenVerifier {
       return hit;
     }
     // The clock and claim rules first: an expired token is ExpiredTokenException without a round trip.
-    const claims = checkClaims(decodePayloadUnverified(token), { issuer: this.options.issuer, now: this.now() / 1000 });
+    const claims = checkClaims(decodePayloadUnverified(token), { issuer: this.options.issuer, now: this.now() / 1000, maxLifetimeSeconds: this.options.maxTokenLifetimeSeconds });
     const review: V1TokenReview = { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [POD_IDENTITY_AUDIENCE] } };
     let status;
     try {

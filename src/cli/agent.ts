@@ -1,7 +1,7 @@
 // `pod-identity agent`: flags → startAgent; SIGTERM/SIGINT drain. Flags carry
 // the AWS agent's names (and short flags) where they mean the same thing.
 import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { AGENT_IPV4, AGENT_IPV6, startAgent } from '../agent/server.js';
 import { createLogger } from '../lib/logger.js';
 import { CliError, oneLine } from './fail.js';
@@ -11,6 +11,8 @@ import { exitOnSignals } from './shutdown.js';
 interface AgentFlags {
   clusterName: string;
   endpoint?: string;
+  caBundle?: string;
+  allowInsecureHttpEndpoint: boolean;
   region?: string;
   port: number;
   probePort: number;
@@ -39,7 +41,9 @@ export function registerAgentCommand(program: Command): void {
       .command('agent')
       .description('run the node agent: the container-credentials endpoint AWS SDKs call (http://169.254.170.23/v1/credentials)')
       .addOption(clusterNameOption('cluster whose associations apply (as configured on the server)'))
-      .option('--endpoint <url>', `EKS Auth endpoint, e.g. http://pod-identity.pod-identity.svc:8080 ${defaultNote('https://eks-auth.<region>.api.aws')}`, endpointUrl)
+      .option('--endpoint <url>', `EKS Auth endpoint, e.g. https://pod-identity-server.pod-identity.svc:8080 ${defaultNote('https://eks-auth.<region>.api.aws')}`, endpointUrl)
+      .addOption(new Option('--ca-bundle <file>', "PEM file of the CAs the endpoint's certificate must chain to (default: the system's roots)").env('AWS_CA_BUNDLE'))
+      .option('--allow-insecure-http-endpoint', 'accept a plain-http --endpoint: role credentials then cross the network unencrypted (laptops, tests)', false)
       .option('--region <region>', `signing region ${defaultNote('$AWS_REGION, $AWS_DEFAULT_REGION, then us-east-1')}`)
       .option('-p, --port <port>', 'port of the credentials listeners', port, 80)
       .option('-b, --bind-hosts <hosts>', `addresses to serve on, repeatable or comma-separated ${defaultNote(`${AGENT_IPV4} and [${AGENT_IPV6}]`)}`, collectHosts, [])
@@ -56,8 +60,8 @@ export function registerAgentCommand(program: Command): void {
       .option('--upstream-timeout <ms>', 'deadline of one EKS Auth attempt (retried up to 3 times)', integer(1, 60_000), 2000)
       .option('--log-level <level>', `fatal, error, warn, info, debug, trace or silent ${defaultNote('info')}`)
       .addHelpText('after', '\nSigning keys for EKS Auth come from the AWS default credential chain (environment, shared files, web identity, IMDS).'),
-    'pod-identity agent -c my-cluster --endpoint http://pod-identity-server.pod-identity.svc:8080',
-    'pod-identity agent -c dev --endpoint http://127.0.0.1:8080 -b 127.0.0.1 --allow-loopback -p 8090',
+    'pod-identity agent -c my-cluster --endpoint https://pod-identity-server.pod-identity.svc:8080 --ca-bundle /etc/pod-identity/ca/ca.crt',
+    'pod-identity agent -c dev --endpoint http://127.0.0.1:8080 --allow-insecure-http-endpoint -b 127.0.0.1 --allow-loopback -p 8090',
   ).action(async (flags: AgentFlags) => {
     const logger = createLogger({ level: flags.logLevel, name: 'pod-identity-agent' });
     const region = flags.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
@@ -67,6 +71,8 @@ export function registerAgentCommand(program: Command): void {
         {
           clusterName: flags.clusterName,
           endpoint: flags.endpoint,
+          caBundleFile: flags.caBundle,
+          allowInsecureHttpEndpoint: flags.allowInsecureHttpEndpoint,
           region,
           bindHosts: flags.bindHosts.length > 0 ? flags.bindHosts : undefined,
           port: flags.port,

@@ -19,6 +19,7 @@ const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   identities: async () => (await import('./identities.js')).registerIdentitiesCommand,
   'trust-policy': async () => (await import('./trust-policy.js')).registerTrustPolicyCommand,
   migrate: async () => (await import('./migrate.js')).registerMigrateCommand,
+  doctor: async () => (await import('./doctor.js')).registerDoctorCommand,
 };
 
 export function isCommand(name: string | undefined): name is string {

@@ -34,6 +34,8 @@ const cluster = z
     /** true: verify by TokenReview; false: verify locally (the API server's JWKS when no jwksFile/jwksUri); unset: TokenReview when a kubeconfig is the only key source */
     tokenReview: z.boolean().optional(),
     requireNodeBinding: z.boolean().default(false),
+    /** the longest `exp - iat` a service-account token may have (default 48 h); Kubernetes' own minimum is 600 */
+    maxTokenLifetimeSeconds: z.number().int().min(600).optional(),
     /** IPv6 cluster: the webhook injects the fd00:ec2::23 URI */
     ipv6: z.boolean().default(false),
     /** reconcile the cluster's PodIdentityAssociation resources (podidentity.dev) into the store; needs kubeconfig */
@@ -58,8 +60,16 @@ export const serverConfigSchema = z
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** API worker processes behind the one API listener (node:cluster): a number, or auto for one per core */
     workers: z.union([z.literal('auto'), z.coerce.number().int().min(1).max(64)]).default(1),
-    /** TLS for the API listener; plain HTTP when absent */
-    tls: z.object({ certFile: z.string().min(1), keyFile: z.string().min(1) }).strict().optional(),
+    /** HTTPS for the API listener (plain HTTP when absent): certificate files, or without them a CA and certificate generated into <dataDir>/api-tls */
+    tls: z
+      .object({
+        certFile: z.string().min(1).optional(),
+        keyFile: z.string().min(1).optional(),
+        /** extra DNS names / IPs for the generated serving certificate (e.g. pod-identity.pod-identity.svc) */
+        certHosts: z.array(z.string().min(1)).default([]),
+      })
+      .strict()
+      .optional(),
     admins: z.array(accessKey.strict()).default([]),
     nodes: z.array(accessKey.extend({ clusters: z.array(clusterName).optional() }).strict()).default([]),
     clusters: z.array(cluster).default([]),
@@ -67,6 +77,8 @@ export const serverConfigSchema = z
       .object({
         type: z.enum(['local', 'aws-sts']).default('local'),
         stsEndpoint: z.string().url().optional(),
+        /** IAM endpoint for reading roles' trust policies (pod-identity doctor); defaults to stsEndpoint when that is set (emulators serve both) */
+        iamEndpoint: z.string().url().optional(),
         /** STS region; defaults to the server's region */
         region: z.string().min(1).optional(),
         durationSeconds: z.number().int().min(900).max(43200).default(3600),
@@ -116,6 +128,9 @@ export const serverConfigSchema = z
     });
     if (config.webhook.clusterName !== undefined && !names.has(config.webhook.clusterName)) {
       ctx.addIssue({ code: 'custom', path: ['webhook', 'clusterName'], message: `"${config.webhook.clusterName}" is not one of the configured clusters` });
+    }
+    if (config.tls && (config.tls.certFile === undefined) !== (config.tls.keyFile === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['tls', 'certFile'], message: 'tls.certFile and tls.keyFile go together' });
     }
     if ((config.webhook.certFile === undefined) !== (config.webhook.keyFile === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['webhook', 'certFile'], message: 'webhook.certFile and webhook.keyFile go together' });

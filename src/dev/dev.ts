@@ -12,7 +12,7 @@ import type { ServerConfig } from '../config/schema.js';
 import { startServer, type RunningServer } from '../server/server.js';
 import { DEV_ISSUER, openDevSigner } from './token-signer.js';
 
-const DEV_CLUSTER = 'dev';
+export const DEV_CLUSTER = 'dev';
 export const DEFAULT_STATE_DIR = '.pod-identity';
 
 interface DevKeys {
@@ -20,19 +20,22 @@ interface DevKeys {
   node: { accessKeyId: string; secretAccessKey: string };
 }
 
-/** What `dev` leaves in its state directory for `dev token` and for a restart. */
-interface DevState {
+/** What `dev` leaves in its state directory for `dev token`, `doctor` and a restart. */
+export interface DevState {
   keys: DevKeys;
   /** set when dev runs against a real cluster */
   kubeconfig?: string;
   apiUrl?: string;
+  /** the agent's credentials URL */
+  agentUrl?: string;
+  region?: string;
 }
 
 function newKey(prefix: string) {
   return { accessKeyId: `${prefix}${randomBytes(8).toString('hex').toUpperCase()}`, secretAccessKey: randomBytes(24).toString('base64url') };
 }
 
-function readDevState(stateDir: string): DevState | undefined {
+export function readDevState(stateDir: string): DevState | undefined {
   const file = join(stateDir, 'dev-state.json');
   return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as DevState) : undefined;
 }
@@ -151,6 +154,8 @@ async function startLocked(options: DevOptions, logger: Logger, unlock: () => vo
       {
         clusterName: DEV_CLUSTER,
         endpoint: server.apiUrl,
+        // both ends on loopback, in this one process
+        allowInsecureHttpEndpoint: true,
         region: options.region,
         bindHosts: ['127.0.0.1'],
         allowLoopback: true,
@@ -165,7 +170,7 @@ async function startLocked(options: DevOptions, logger: Logger, unlock: () => vo
     await server.close();
     throw error;
   }
-  const state: DevState = { keys, ...(options.kubeconfig && { kubeconfig: resolve(options.kubeconfig) }), apiUrl: server.apiUrl };
+  const state: DevState = { keys, ...(options.kubeconfig && { kubeconfig: resolve(options.kubeconfig) }), apiUrl: server.apiUrl, agentUrl: agent.credentialUrls[0]!, region: options.region };
   writeDevState(stateDir, state);
   return {
     server,

@@ -61,6 +61,8 @@ export interface VerifiedCaller {
 export interface VerifyOptions {
   /** Signing name the credential scope must carry (`eks`, `eks-auth`, `sts`). */
   service: string;
+  /** Region the credential scope must carry: the server's configured region. */
+  region: string;
   /** Finds the secret for an access key id, or undefined when the key is not allowed here. */
   lookup: (accessKeyId: string) => SigningKey | undefined;
   now?: () => number;
@@ -232,6 +234,10 @@ export function verifySigV4(request: SignedRequest, options: VerifyOptions): Ver
 
   const key = options.lookup(auth.accessKeyId);
   if (!key) throw new WireError('UnrecognizedClientException', 'The security token included in the request is invalid.');
+  // The scope is part of what is signed, but a signature made for another
+  // region or service is still a valid signature: AWS refuses it before
+  // checking the signature, with these messages.
+  if (auth.region !== options.region) throw new WireError('InvalidSignatureException', 'Credential should be scoped to a valid region.');
   if (auth.service !== options.service) {
     throw new WireError('InvalidSignatureException', `Credential should be scoped to correct service: '${options.service}'.`);
   }

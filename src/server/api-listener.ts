@@ -1,7 +1,6 @@
 // The API listener and everything that answers on it: the association API,
 // the webhook's identities API, EKS Auth and (with the local issuer) STS.
 // The server runs it in its own process, or once in each API worker.
-import { readFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Registry } from 'prom-client';
@@ -14,20 +13,38 @@ import { AuditLog } from '../lib/audit.js';
 import type { Logger } from '../lib/logger.js';
 import { identitiesRoutes } from './routes/identities.js';
 import { createApiHandler } from './api.js';
-import { staticKeys } from './authenticate.js';
+import { sigv4Authenticator, staticKeys } from './authenticate.js';
 import type { ServerConfig } from '../config/schema.js';
 import type { Route } from './router.js';
+import { API_CERTIFICATES, generatedCertificates, servingHosts, watchedCertificateFiles, type KeyPair, type TlsSource } from '../webhook/certs.js';
 import { associationRoutes } from './routes/associations.js';
 import { clusterRoutes } from './routes/clusters.js';
 import { tagRoutes } from './routes/tags.js';
+import { diagnosticsRoutes } from './routes/diagnostics.js';
+import { reviewOptions, webhookCluster } from './setup/webhook.js';
+import { createDecider } from '../webhook/review.js';
+import { connectKube } from '../kube/connect.js';
 import { eksAuthRoutes } from './routes/eks-auth.js';
 import { stsRoutes } from './routes/sts.js';
+import { watchCertificates } from './certificate-metrics.js';
 
 export interface ApiListener {
   /** e.g. http://127.0.0.1:8080 */
   url: string;
   /** drain in-flight requests, then release EKS Auth's resources (the store stays open) */
   close(): Promise<void>;
+}
+
+/** The names a generated API certificate covers: loopback, the listen address and tls.certHosts. */
+export function apiCertificateHosts(config: ServerConfig): string[] {
+  return servingHosts(parseListen(config.listen).host, config.tls?.certHosts ?? []);
+}
+
+/** The API listener's certificate: the configured files (watched for rotation), or one from the server's own CA in the data directory. */
+async function apiTlsSource(config: ServerConfig, logger: Logger, onChange: (pair: KeyPair) => void): Promise<TlsSource> {
+  const tls = config.tls!;
+  const options = { logger: logger.child({ component: 'api-tls' }), onChange, set: API_CERTIFICATES };
+  return tls.certFile && tls.keyFile ? watchedCertificateFiles(tls.certFile, tls.keyFile, options) : generatedCertificates(config.dataDir, apiCertificateHosts(config), options);
 }
 
 export interface ApiListenerDeps {
@@ -46,35 +63,65 @@ export async function startApiListener(config: ServerConfig, deps: ApiListenerDe
   const closeAudit = () => (deps.audit ? Promise.resolve() : audit.close());
   const associations = new AssociationService({ store, region: config.region, accountId: config.accountId, clusters: () => clusterNames, audit });
   const eksAuth = createEksAuth(config, { store, logger, registry, audit });
+  // doctor's webhook question reads ServiceAccounts as the webhook does
+  const webhookKubeconfig = webhookCluster(config)?.kubeconfig;
+  const diagnosticsKube = webhookKubeconfig ? connectKube(webhookKubeconfig) : undefined;
+  // Every admin operation is SigV4 with signing name `eks`, scoped to the server's region.
+  const admins = sigv4Authenticator({ service: 'eks', region: config.region }, staticKeys(config.admins));
   const routes: Route[] = [
-    ...associationRoutes(associations, staticKeys(config.admins)),
-    ...tagRoutes(associations, staticKeys(config.admins)),
+    ...associationRoutes(associations, admins),
+    ...tagRoutes(associations, admins),
     ...clusterRoutes(
       config.clusters.map((c) => ({ name: c.name, arn: clusterArn(config.region, config.accountId, c.name), ...(c.issuer !== undefined && { issuer: c.issuer }) })),
-      staticKeys(config.admins),
+      admins,
     ),
-    ...identitiesRoutes(store, () => clusterNames, staticKeys(config.admins)),
-    ...eksAuthRoutes(eksAuth.service, config.nodes),
-    ...(eksAuth.localIssuer ? stsRoutes(eksAuth.localIssuer) : []),
+    ...identitiesRoutes(store, () => clusterNames, admins),
+    ...eksAuthRoutes(eksAuth.service, config.nodes, config.region),
+    ...(eksAuth.localIssuer ? stsRoutes(eksAuth.localIssuer, config.region) : []),
+    ...diagnosticsRoutes(
+      {
+        store,
+        clusters: clusterNames,
+        decide: createDecider(reviewOptions(config, store, logger, diagnosticsKube)),
+        webhookCluster: webhookCluster(config)?.name,
+        issuer: { type: config.issuer.type, ...(config.issuer.stsEndpoint && { stsEndpoint: config.issuer.stsEndpoint }), ...(eksAuth.principal && { principal: eksAuth.principal }) },
+      },
+      admins,
+    ),
   ];
   const handler = createApiHandler({ routes, logger, registry });
-  const server = config.tls
-    ? createHttpsServer({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) }, handler)
-    : createHttpServer(handler);
+  let tls: TlsSource | undefined;
+  let server;
+  try {
+    // A renewed or rotated certificate is used by new connections; the secure context is swapped on the server made below.
+    const target: { server?: ReturnType<typeof createHttpsServer> } = {};
+    tls = config.tls ? await apiTlsSource(config, logger, (pair) => target.server?.setSecureContext({ ...pair, minVersion: 'TLSv1.2' })) : undefined;
+    server = tls ? (target.server = createHttpsServer({ ...tls.current(), minVersion: 'TLSv1.2' }, handler)) : createHttpServer(handler);
+  } catch (error) {
+    await eksAuth.close();
+    await diagnosticsKube?.close();
+    await closeAudit();
+    throw error;
+  }
+  if (tls) watchCertificates(registry, 'api', tls);
   applyServerTimeouts(server);
   let address;
   try {
     address = await listen(server, parseListen(config.listen));
   } catch (error) {
+    tls?.close();
     await eksAuth.close();
+    await diagnosticsKube?.close();
     await closeAudit();
     throw error;
   }
   return {
-    url: `${config.tls ? 'https' : 'http'}://${formatUrlHost(address.host)}:${address.port}`,
+    url: `${tls ? 'https' : 'http'}://${formatUrlHost(address.host)}:${address.port}`,
     async close() {
+      tls?.close();
       await closeServer(server);
       await eksAuth.close();
+      await diagnosticsKube?.close();
       await closeAudit();
     },
   };

@@ -3,7 +3,7 @@
 import { verifySigV4, type SigningKey, type VerifiedCaller } from '../lib/sigv4.js';
 import type { RequestContext } from './router.js';
 
-export type KeyLookup = (accessKeyId: string) => SigningKey | undefined;
+type KeyLookup = (accessKeyId: string) => SigningKey | undefined;
 
 /** A lookup over a fixed list of configured keys. */
 export function staticKeys(keys: readonly { accessKeyId: string; secretAccessKey: string }[]): KeyLookup {
@@ -11,14 +11,23 @@ export function staticKeys(keys: readonly { accessKeyId: string; secretAccessKey
   return (accessKeyId) => byId.get(accessKeyId);
 }
 
-/** Builds the SigV4 authenticator for one signing name and one set of keys. */
-export function sigv4Authenticator(service: string, lookup: KeyLookup): (ctx: RequestContext) => VerifiedCaller {
+export type Authenticator = (ctx: RequestContext) => VerifiedCaller;
+
+/** What a credential scope must name: the endpoint's signing name and the server's region. */
+interface SigningScope {
+  service: string;
+  region: string;
+}
+
+/** Builds the SigV4 authenticator for one scope and one set of keys. */
+export function sigv4Authenticator(scope: SigningScope, lookup: KeyLookup): Authenticator {
+  const { service, region } = scope;
   return function authenticateSigV4(ctx) {
     const raw = ctx.req.url ?? '/';
     const q = raw.indexOf('?');
     return verifySigV4(
       { method: ctx.req.method ?? 'GET', path: q === -1 ? raw : raw.slice(0, q), query: ctx.query, headers: ctx.req.headers, body: ctx.body },
-      { service, lookup },
+      { service, region, lookup },
     );
   };
 }

@@ -19,7 +19,8 @@ import { dependencyChecks } from './setup/readiness.js';
 import { kubeConnections } from './setup/kube-connections.js';
 import { startCrdSyncs } from './setup/crd-sync.js';
 import { createWebhookFromConfig } from './setup/webhook.js';
-import { startApiListener } from './api-listener.js';
+import { apiCertificateHosts, startApiListener } from './api-listener.js';
+import { API_CERTIFICATES, ensureGeneratedCertificates, generatedPaths } from '../webhook/certs.js';
 import type { ServerConfig } from '../config/schema.js';
 import { ApiWorkers, workerCount } from './workers.js';
 
@@ -56,6 +57,7 @@ async function startApiSide(config: ServerConfig, opened: AssociationStore, logg
   }
   // made here once, so that the workers do not race to create it
   if (config.issuer.type === 'local') loadOrCreateLocalIssuerKey(localIssuerKeyFile(config));
+  if (config.tls && !config.tls.certFile) await ensureGeneratedCertificates(config.dataDir, apiCertificateHosts(config), Date.now(), API_CERTIFICATES);
   const workers = new ApiWorkers(config, count, { logger, store: opened });
   const url = await workers.start();
   return {
@@ -138,7 +140,16 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   const metricsUrl = `http://${formatUrlHost(metricsAddress.host)}:${metricsAddress.port}`;
   const webhookUrl = `https://${formatUrlHost(webhookAddress.host)}:${webhookAddress.port}`;
   logger.info(
-    { api: api.url, webhook: webhookUrl, metrics: metricsUrl, clusters: clusterNames, store: config.databaseUrl ? 'postgres' : 'sqlite', workers: workerCount(config.workers) },
+    {
+      api: api.url,
+      // what agents verify the API listener's generated certificate with (--ca-bundle)
+      ...(config.tls && !config.tls.certFile && { apiCaBundle: generatedPaths(config.dataDir, API_CERTIFICATES).caCert }),
+      webhook: webhookUrl,
+      metrics: metricsUrl,
+      clusters: clusterNames,
+      store: config.databaseUrl ? 'postgres' : 'sqlite',
+      workers: workerCount(config.workers),
+    },
     'server started',
   );
 

@@ -1,8 +1,10 @@
-// The webhook's TLS material. The API server only calls webhooks over TLS, so
-// there is always a certificate: either the operator's files (reloaded when
-// they change on disk, e.g. a cert-manager Secret rotation), or a CA and a
-// serving certificate generated once and kept in the data directory, so the
-// caBundle printed by `webhook-config` stays valid across restarts.
+// The webhook's TLS material, and the API listener's when it serves HTTPS.
+// The API server only calls webhooks over TLS, so there is always a
+// certificate: either the operator's files (reloaded when they change on disk,
+// e.g. a cert-manager Secret rotation), or a CA and a serving certificate
+// generated once and kept in the data directory, so the caBundle printed by
+// `webhook-config` (or the CA bundle given to agents) stays valid across
+// restarts. Each listener has its own CA and directory (CertificateSet).
 // node:crypto cannot issue X.509 certificates; @peculiar/x509 builds them over
 // WebCrypto, whose key generation and signing run on libuv's thread pool, so a
 // renewal never blocks the event loop.
@@ -23,6 +25,31 @@ export interface KeyPair {
   key: string;
 }
 
+/** Which listener a generated CA and serving certificate are for: where they live and what they are called. */
+export interface CertificateSet {
+  /** subdirectory of the data directory */
+  dir: string;
+  caName: string;
+  /** for logs: "webhook", "API" */
+  purpose: string;
+  /** logged when a new CA was made: what the operator does with it */
+  newCaHint: string;
+}
+
+const WEBHOOK_CERTIFICATES: CertificateSet = {
+  dir: 'webhook-tls',
+  caName: 'pod-identity webhook CA',
+  purpose: 'webhook',
+  newCaHint: 'register it with `pod-identity webhook-config`',
+};
+
+export const API_CERTIFICATES: CertificateSet = {
+  dir: 'api-tls',
+  caName: 'pod-identity API CA',
+  purpose: 'API',
+  newCaHint: 'give agents its ca.crt with --ca-bundle',
+};
+
 export interface GeneratedPaths {
   dir: string;
   caCert: string;
@@ -36,12 +63,11 @@ const CA_DAYS = 3650;
 const SERVING_DAYS = 365;
 /** regenerate before the API server starts refusing the certificate */
 const RENEW_BEFORE_MS = 30 * DAY_MS;
-const CA_NAME = 'pod-identity webhook CA';
 const KEY_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGNING_ALGORITHM = { name: 'ECDSA', hash: 'SHA-256' } as const;
 
-export function generatedPaths(dataDir: string): GeneratedPaths {
-  const dir = join(dataDir, 'webhook-tls');
+export function generatedPaths(dataDir: string, set: CertificateSet = WEBHOOK_CERTIFICATES): GeneratedPaths {
+  const dir = join(dataDir, set.dir);
   return { dir, caCert: join(dir, 'ca.crt'), caKey: join(dir, 'ca.key'), cert: join(dir, 'tls.crt'), key: join(dir, 'tls.key') };
 }
 
@@ -156,11 +182,11 @@ function validity(now: number, days: number): { notBefore: Date; notAfter: Date 
   return { notBefore: new Date(now), notAfter: new Date(now + days * DAY_MS) };
 }
 
-async function issueCa(now: number): Promise<SigningCa> {
+async function issueCa(now: number, caName: string): Promise<SigningCa> {
   const keys = await newKeyPair();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
-    name: commonName(CA_NAME),
+    name: commonName(caName),
     ...validity(now, CA_DAYS),
     keys,
     signingAlgorithm: SIGNING_ALGORITHM,
@@ -174,12 +200,12 @@ async function issueCa(now: number): Promise<SigningCa> {
   return { cert: pem, key: privateKeyPem(keys.privateKey), parsed: new X509Certificate(pem), signingKey: keys.privateKey };
 }
 
-async function issueServing(ca: SigningCa, hosts: readonly string[], now: number): Promise<KeyPair> {
+async function issueServing(ca: SigningCa, hosts: readonly string[], now: number, purpose: string): Promise<KeyPair> {
   const keys = await newKeyPair();
   const issuer = new x509.X509Certificate(ca.cert);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
-    subject: commonName(hosts.find((h) => !isIP(h)) ?? 'pod-identity webhook'),
+    subject: commonName(hosts.find((h) => !isIP(h)) ?? `pod-identity ${purpose}`),
     // the CA's own encoded name, so the chain matches byte for byte
     issuer: issuer.subjectName,
     ...validity(now, SERVING_DAYS),
@@ -211,14 +237,14 @@ export interface EnsureResult extends KeyPair {
  * certificate) not covering every host. The CA is kept whenever it is still
  * good, so the registered caBundle keeps working.
  */
-export async function ensureGeneratedCertificates(dataDir: string, hosts: readonly string[], now = Date.now()): Promise<EnsureResult> {
+export async function ensureGeneratedCertificates(dataDir: string, hosts: readonly string[], now = Date.now(), set: CertificateSet = WEBHOOK_CERTIFICATES): Promise<EnsureResult> {
   hosts.forEach(validateHost);
-  const paths = generatedPaths(dataDir);
+  const paths = generatedPaths(dataDir, set);
   await mkdir(paths.dir, { recursive: true, mode: 0o700 });
   const issued = { ca: false, serving: false };
   let ca = usableCa(await readPair(paths.caCert, paths.caKey), now);
   if (!ca) {
-    ca = await issueCa(now);
+    ca = await issueCa(now, set.caName);
     await writePair(paths.caCert, paths.caKey, ca);
     issued.ca = true;
   }
@@ -227,7 +253,7 @@ export async function ensureGeneratedCertificates(dataDir: string, hosts: readon
   if (stored && !issued.ca && issuedFor(stored.parsed, ca.parsed, hosts)) {
     serving = stored;
   } else {
-    serving = await issueServing(ca, hosts, now);
+    serving = await issueServing(ca, hosts, now, set.purpose);
     await writePair(paths.cert, paths.key, serving);
     issued.serving = true;
   }
@@ -244,6 +270,8 @@ export interface TlsSourceOptions {
   renewCheckMs?: number;
   /** the clock generated certificates are issued and checked by (default Date.now) */
   now?: () => number;
+  /** which listener's certificates (default the webhook's) */
+  set?: CertificateSet;
 }
 
 export interface TlsSource {
@@ -261,13 +289,14 @@ function sameKeyPair(a: KeyPair, b: KeyPair): boolean {
 
 /** Configured files: read now (failing loudly), then polled; a half-written pair is ignored until it matches. */
 export function watchedCertificateFiles(certFile: string, keyFile: string, options: TlsSourceOptions): TlsSource {
+  const purpose = (options.set ?? WEBHOOK_CERTIFICATES).purpose;
   const read = (): KeyPair => ({ cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') });
   let pair: KeyPair;
   try {
     pair = read();
     createSecureContext(pair);
   } catch (error) {
-    throw new Error(`webhook certificate ${certFile} / key ${keyFile} cannot be used: ${(error as Error).message}`, { cause: error });
+    throw new Error(`${purpose} certificate ${certFile} / key ${keyFile} cannot be used: ${(error as Error).message}`, { cause: error });
   }
   let lastProblem = '';
   const refresh = () => {
@@ -278,13 +307,13 @@ export function watchedCertificateFiles(certFile: string, keyFile: string, optio
       createSecureContext(next);
     } catch (error) {
       const problem = (error as Error).message;
-      if (problem !== lastProblem) options.logger.warn({ certFile, keyFile, err: problem }, 'webhook certificate changed but cannot be used yet; serving the previous one');
+      if (problem !== lastProblem) options.logger.warn({ certFile, keyFile, err: problem }, `${purpose} certificate changed but cannot be used yet; serving the previous one`);
       lastProblem = problem;
       return;
     }
     lastProblem = '';
     pair = next;
-    options.logger.info({ certFile }, 'webhook certificate reloaded');
+    options.logger.info({ certFile }, `${purpose} certificate reloaded`);
     options.onChange(pair);
   };
   const timer = setInterval(refresh, options.pollMs ?? 10_000);
@@ -305,22 +334,23 @@ export function watchedCertificateFiles(certFile: string, keyFile: string, optio
  */
 export async function generatedCertificates(dataDir: string, hosts: readonly string[], options: TlsSourceOptions): Promise<TlsSource> {
   const now = options.now ?? Date.now;
-  const first = await ensureGeneratedCertificates(dataDir, hosts, now());
-  if (first.issued.ca) options.logger.info({ dir: generatedPaths(dataDir).dir }, 'generated a CA for the admission webhook; register it with `pod-identity webhook-config`');
-  if (first.issued.serving) options.logger.info({ hosts }, 'generated the webhook serving certificate');
+  const set = options.set ?? WEBHOOK_CERTIFICATES;
+  const first = await ensureGeneratedCertificates(dataDir, hosts, now(), set);
+  if (first.issued.ca) options.logger.info({ dir: generatedPaths(dataDir, set).dir }, `generated a CA for the ${set.purpose} listener; ${set.newCaHint}`);
+  if (first.issued.serving) options.logger.info({ hosts }, `generated the ${set.purpose} serving certificate`);
   let pair: KeyPair = { cert: first.cert, key: first.key };
   const renew = async () => {
     try {
-      const next = await ensureGeneratedCertificates(dataDir, hosts, now());
-      if (next.issued.ca) options.logger.warn('the webhook CA was renewed: run `pod-identity webhook-config` again to update caBundle');
-      else if (next.issued.serving) options.logger.info({ hosts }, 'renewed the webhook serving certificate');
+      const next = await ensureGeneratedCertificates(dataDir, hosts, now(), set);
+      if (next.issued.ca) options.logger.warn(`the ${set.purpose} CA was renewed: ${set.newCaHint} again`);
+      else if (next.issued.serving) options.logger.info({ hosts }, `renewed the ${set.purpose} serving certificate`);
       source.caCert = next.caCert;
       if (!sameKeyPair(next, pair)) {
         pair = { cert: next.cert, key: next.key };
         options.onChange(pair);
       }
     } catch (error) {
-      options.logger.error({ err: (error as Error).message }, 'cannot renew the webhook certificate');
+      options.logger.error({ err: (error as Error).message }, `cannot renew the ${set.purpose} certificate`);
     }
   };
   let renewing: Promise<void> | undefined;

@@ -29,7 +29,7 @@ export interface ReviewOptions {
 
 export type Outcome = 'mutated' | 'skipped' | 'error';
 
-interface Decision {
+export interface Decision {
   outcome: Outcome;
   result?: MutationResult;
   warnings?: string[];
@@ -66,12 +66,14 @@ export function admissionLog(subject: AdmissionSubject | undefined, uid: string,
   return { namespace: subject?.namespace, serviceAccount: subject?.serviceAccount, pod: subject?.pod, uid, err: extra.err, reason: extra.reason };
 }
 
-/** The review function of one webhook: body in, answer (and what was decided) out; never throws. */
-export function createReviewer(options: ReviewOptions): (body: Buffer) => Promise<Reviewed> {
-  const { store, clusterName, logger } = options;
-  const decisionTimeoutMs = options.decisionTimeoutMs ?? 2_000;
-
-  async function decide(pod: Pod, namespace: string): Promise<Decision> {
+/**
+ * What the webhook decides for one pod of a namespace: the same decision for
+ * an admission and for `pod-identity doctor`'s question "what would the
+ * webhook do to this pod?".
+ */
+export function createDecider(options: ReviewOptions): (pod: Pod, namespace: string) => Promise<Decision> {
+  const { store, clusterName } = options;
+  return async function decide(pod, namespace) {
     if (hasSkipLabel(pod)) return { outcome: 'skipped', result: { mutated: false, reason: 'skip-label' }, reason: 'skip-label' };
     if (!clusterName) return { outcome: 'skipped', reason: 'no cluster configured for the webhook' };
     const serviceAccount = podServiceAccount(pod);
@@ -86,7 +88,14 @@ export function createReviewer(options: ReviewOptions): (body: Buffer) => Promis
       stsRegionalEndpoints: options.stsRegionalEndpoints,
     });
     return { outcome: result.mutated ? 'mutated' : 'skipped', result, reason: result.mutated ? 'mutated' : result.reason };
-  }
+  };
+}
+
+/** The review function of one webhook: body in, answer (and what was decided) out; never throws. */
+export function createReviewer(options: ReviewOptions): (body: Buffer) => Promise<Reviewed> {
+  const { logger } = options;
+  const decisionTimeoutMs = options.decisionTimeoutMs ?? 2_000;
+  const decide = createDecider(options);
 
   return async function review(body) {
     const decoded = decodeReview(body);

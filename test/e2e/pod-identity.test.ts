@@ -190,6 +190,7 @@ describe('end to end: real kube-apiserver, moto STS, server and agent processes,
       process.execPath, CLI, 'agent',
       '--cluster-name', CLUSTER,
       '--endpoint', apiUrl,
+      '--allow-insecure-http-endpoint', // TLS between agent and server: test/integration/agent-tls.test.ts
       '--node-name', NODE_NAME,
       '--probe-address', net.podAddress,
       '--probe-port', String(probePort),

@@ -170,7 +170,7 @@ async function startServerOnce(options: ServerProcessOptions): Promise<ServerPro
   writeFileSync(configPath, stringify(config));
   const server = spawnTestProcess(process.execPath, [CLI, 'server', '--config', configPath], options.env);
 
-  const apiUrl = `http://127.0.0.1:${config.listen.split(':').pop()}`;
+  const apiUrl = `${'tls' in config ? 'https' : 'http'}://127.0.0.1:${config.listen.split(':').pop()}`;
   const metricsUrl = `http://127.0.0.1:${config.metricsListen.split(':').pop()}`;
   const webhookUrl = `https://127.0.0.1:${config.webhookListen.split(':').pop()}`;
   try {

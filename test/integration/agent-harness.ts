@@ -115,6 +115,8 @@ export async function startAgentProcess(options: AgentProcessOptions): Promise<A
     '--metrics-address',
     '127.0.0.1',
     ...(bindHost.startsWith('127.') ? ['--allow-loopback'] : []),
+    // the test control plane serves plain http on loopback, unless a test gives the agent an https endpoint
+    ...(options.endpoint.startsWith('http:') ? ['--allow-insecure-http-endpoint'] : []),
     ...(options.args ?? []),
   ];
   const command = options.netns ? 'ip' : process.execPath;

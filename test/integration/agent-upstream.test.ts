@@ -58,7 +58,7 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
       try {
         const caller = verifySigV4(
           { method: req.method!, path: url.pathname, query: url.searchParams, headers: req.headers, body: raw },
-          { service: 'eks-auth', lookup: (id) => (id === NODE_KEY.accessKeyId ? NODE_KEY : undefined) },
+          { service: 'eks-auth', region: 'us-east-1', lookup: (id) => (id === NODE_KEY.accessKeyId ? NODE_KEY : undefined) },
         );
         service = caller.service;
       } catch (error) {
@@ -81,6 +81,8 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
   function upstream(options: Partial<ConstructorParameters<typeof EksAuthUpstream>[0]> = {}): EksAuthUpstream {
     return new EksAuthUpstream({
       endpoint,
+      // the stand-in peer speaks plain http on loopback
+      allowInsecureHttp: true,
       clusterName: 'demo',
       region: 'us-east-1',
       credentials: async () => NODE_KEY,

@@ -1,6 +1,7 @@
 // The EKS association API driven by the real AWS SDK client (@aws-sdk/client-eks)
 // against a started `pod-identity server` process.
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -207,6 +208,59 @@ describe('durability', () => {
     try {
       const listed = await again.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo' }));
       assert.deepEqual(listed.associations!.map((s) => s.associationId).sort(), created.sort());
+    } finally {
+      again.destroy();
+      await second.stop();
+      first.remove();
+    }
+  });
+
+  test('SIGKILL during 200 concurrent creates: after a restart every acknowledged create is there once, and retried tokens answer what committed', async (t) => {
+    const first = await startServerProcess();
+    const client = eks(first);
+    const COUNT = 200;
+    const killAt = 40;
+    const inputs = Array.from({ length: COUNT }, (_, i) => ({ clusterName: 'demo', namespace: 'burst', serviceAccount: `sa-${i}`, roleArn: ROLE, clientRequestToken: randomUUID() }));
+    const acknowledged = new Map<string, string>(); // serviceAccount → associationId
+    let killing: Promise<void> | undefined;
+    const outcomes = await Promise.allSettled(
+      inputs.map(async (input) => {
+        const out = await client.send(new CreatePodIdentityAssociationCommand(input));
+        acknowledged.set(input.serviceAccount, out.association!.associationId!);
+        if (acknowledged.size === killAt) killing = first.kill();
+      }),
+    );
+    await killing;
+    client.destroy();
+    assert.ok(killing, 'the server was killed mid-burst');
+    const failed = inputs.filter((_, i) => outcomes[i]!.status === 'rejected');
+    assert.ok(failed.length > 0, 'some creates were cut off by the kill');
+
+    const second = await startServerProcess({ dataDir: first.dataDir });
+    const again = eks(second);
+    const listAll = async () => {
+      const out = new Map<string, string>();
+      for await (const page of paginateListPodIdentityAssociations({ client: again }, { clusterName: 'demo', namespace: 'burst' })) {
+        for (const s of page.associations ?? []) {
+          assert.ok(!out.has(s.serviceAccount!), `one association for ${s.serviceAccount}`);
+          out.set(s.serviceAccount!, s.associationId!);
+        }
+      }
+      return out;
+    };
+    try {
+      const listed = await listAll();
+      for (const [serviceAccount, id] of acknowledged) assert.equal(listed.get(serviceAccount), id, `acknowledged ${serviceAccount} survived`);
+      t.diagnostic(`acknowledged ${acknowledged.size}/${COUNT}; cut off by the kill ${failed.length}, of which committed ${failed.filter((i) => listed.has(i.serviceAccount)).length}`);
+      // Clients retry what failed with the same request tokens: a create that committed before the kill answers its association.
+      for (const input of failed) {
+        const out = await again.send(new CreatePodIdentityAssociationCommand(input));
+        const committed = listed.get(input.serviceAccount);
+        if (committed) assert.equal(out.association!.associationId, committed, `retry of committed ${input.serviceAccount} answers the same association`);
+      }
+      const final = await listAll();
+      assert.equal(final.size, COUNT);
+      for (const [serviceAccount, id] of acknowledged) assert.equal(final.get(serviceAccount), id);
     } finally {
       again.destroy();
       await second.stop();

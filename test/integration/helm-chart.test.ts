@@ -195,6 +195,35 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     assert.equal(deployment.spec.strategy.type, 'Recreate', 'one SQLite writer at a time');
   });
 
+  test('agent → server is HTTPS by default: the API serves the webhook certificate, the agent verifies it with the CA ConfigMap; off, it says so', async () => {
+    const objects = objectsOf(await template(REQUIRED));
+    const config = parseServerConfig(objectsOf(find(objects, 'Secret', `${FULLNAME}-config`).stringData['config.yaml'] as string)[0]);
+    assert.deepEqual(config.tls, { certFile: '/etc/pod-identity/webhook-tls/tls.crt', keyFile: '/etc/pod-identity/webhook-tls/tls.key', certHosts: [] });
+    const daemonSet = find(objects, 'DaemonSet', `${FULLNAME}-agent`);
+    const spec = daemonSet.spec.template.spec;
+    const [agent] = spec.containers as { args: string[]; volumeMounts: Loose[] }[];
+    assert.ok(agent!.args.includes(`--endpoint=https://${FULLNAME}-server.${NAMESPACE}.svc:8080`), agent!.args.join(' '));
+    assert.ok(agent!.args.includes('--ca-bundle=/etc/pod-identity/ca/ca.crt'));
+    assert.ok(!agent!.args.includes('--allow-insecure-http-endpoint'));
+    assert.deepEqual(agent!.volumeMounts, [{ name: 'server-ca', mountPath: '/etc/pod-identity/ca', readOnly: true }]);
+    assert.deepEqual(spec.volumes, [{ name: 'server-ca', configMap: { name: `${FULLNAME}-ca` } }], 'the CA only, never the serving key');
+    const tlsSecret = objects.find((o) => o.kind === 'Secret' && (o as Loose).type === 'kubernetes.io/tls') as Loose;
+    const caMap = find(objects, 'ConfigMap', `${FULLNAME}-ca`);
+    assert.equal(caMap.data['ca.crt'], Buffer.from(tlsSecret.data['ca.crt'] as string, 'base64').toString(), 'the CA that signed the served certificate');
+    // the certificate names the Service the agent calls
+    const { X509Certificate } = await import('node:crypto');
+    const serving = new X509Certificate(Buffer.from(tlsSecret.data['tls.crt'] as string, 'base64'));
+    assert.ok(serving.checkHost(`${FULLNAME}-server.${NAMESPACE}.svc`));
+    assert.ok(serving.checkIssued(new X509Certificate(caMap.data['ca.crt'] as string)));
+
+    const plain = objectsOf(await template([...REQUIRED, 'server.tls.enabled=false']));
+    const plainConfig = parseServerConfig(objectsOf(find(plain, 'Secret', `${FULLNAME}-config`).stringData['config.yaml'] as string)[0]);
+    assert.equal(plainConfig.tls, undefined);
+    const [plainAgent] = find(plain, 'DaemonSet', `${FULLNAME}-agent`).spec.template.spec.containers as { args: string[] }[];
+    assert.ok(plainAgent!.args.includes(`--endpoint=http://${FULLNAME}-server.${NAMESPACE}.svc:8080`));
+    assert.ok(plainAgent!.args.includes('--allow-insecure-http-endpoint'), 'plain http only with the explicit flag');
+  });
+
   test('required values are named when missing', async () => {
     assert.match(await templateFails([]), /server\.nodeKey\.accessKeyId is required/);
   });

@@ -48,7 +48,7 @@ describe('webhook on a real kube-apiserver', { skip, timeout: 180_000 }, () => {
     server = await startServerProcess({
       config: { region: 'eu-west-1', clusters: [{ name: 'demo', issuer: kube.issuer, kubeconfig: kube.kubeconfigPath }] },
     });
-    eks = new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: { ...ADMIN }, maxAttempts: 1 });
+    eks = new EKSClient({ endpoint: server.apiUrl, region: 'eu-west-1', credentials: { ...ADMIN }, maxAttempts: 1 });
 
     // Register exactly what `webhook-config` prints.
     const { stdout } = await run(process.execPath, [CLI, 'webhook-config', '--config', server.configPath, '--url', server.webhookUrl, '--timeout-seconds', '5'], { timeout: 20_000 });

@@ -50,7 +50,7 @@ describe('webhook in `pod-identity server`', () => {
   let ca: string;
   before(async () => {
     server = await startServerProcess({ config: { region: 'eu-west-1', webhook: { certHosts: ['pod-identity.pod-identity.svc'] } } });
-    eks = new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: { ...ADMIN }, maxAttempts: 1 });
+    eks = new EKSClient({ endpoint: server.apiUrl, region: 'eu-west-1', credentials: { ...ADMIN }, maxAttempts: 1 });
     ca = readFileSync(join(server.dataDir, 'webhook-tls', 'ca.crt'), 'utf8');
   });
   after(async () => {
@@ -77,21 +77,21 @@ describe('webhook in `pod-identity server`', () => {
     await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'billing', serviceAccount: 'invoicer', roleArn: 'arn:aws:iam::111122223333:role/r' }));
     const expected = { identities: [{ namespace: 'billing', serviceAccount: 'invoicer' }, { namespace: 'shop', serviceAccount: 'checkout' }] };
     const url = new URL(`${server.apiUrl}/clusters/demo/identities`);
-    const signed = await fetch(url, { headers: await signRequest({ method: 'GET', url }, { credentials: ADMIN, region: 'us-east-1', service: 'eks' }) });
+    const signed = await fetch(url, { headers: await signRequest({ method: 'GET', url }, { credentials: ADMIN, region: 'eu-west-1', service: 'eks' }) });
     assert.equal(signed.status, 200);
     assert.deepEqual(await signed.json(), expected);
     assert.equal((await fetch(url)).status, 403);
     const missing = new URL(`${server.apiUrl}/clusters/nope/identities`);
-    const notFound = await fetch(missing, { headers: await signRequest({ method: 'GET', url: missing }, { credentials: ADMIN, region: 'us-east-1', service: 'eks' }) });
+    const notFound = await fetch(missing, { headers: await signRequest({ method: 'GET', url: missing }, { credentials: ADMIN, region: 'eu-west-1', service: 'eks' }) });
     assert.equal(notFound.status, 404);
 
-    const { stdout } = await run(process.execPath, [CLI, 'identities', '--cluster-name', 'demo', '--endpoint', server.apiUrl, '--access-key-id', ADMIN.accessKeyId, '--secret-access-key', ADMIN.secretAccessKey], {
+    const { stdout } = await run(process.execPath, [CLI, 'identities', '--cluster-name', 'demo', '--region', 'eu-west-1', '--endpoint', server.apiUrl, '--access-key-id', ADMIN.accessKeyId, '--secret-access-key', ADMIN.secretAccessKey], {
       timeout: 20_000,
     });
     assert.deepEqual(JSON.parse(stdout), expected);
     // --file writes the same document where AWS's webhook watches it.
     const file = join(server.dataDir, 'identities.json');
-    await run(process.execPath, [CLI, 'identities', '--cluster-name', 'demo', '--endpoint', server.apiUrl, '--access-key-id', ADMIN.accessKeyId, '--secret-access-key', ADMIN.secretAccessKey, '--file', file], {
+    await run(process.execPath, [CLI, 'identities', '--cluster-name', 'demo', '--region', 'eu-west-1', '--endpoint', server.apiUrl, '--access-key-id', ADMIN.accessKeyId, '--secret-access-key', ADMIN.secretAccessKey, '--file', file], {
       timeout: 20_000,
     });
     assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), expected);

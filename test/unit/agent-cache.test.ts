@@ -71,13 +71,14 @@ function recorder(): CacheEvents & { log: string[] } {
   };
 }
 
-function setup(options: { maxSize?: number; qps?: number; lifetimeMs?: number; freshWaitMs?: number } = {}) {
+function setup(options: { maxSize?: number; maxPending?: number; qps?: number; lifetimeMs?: number; freshWaitMs?: number } = {}) {
   const clock = new Clock();
   const upstream = new StandInUpstream(clock, options.lifetimeMs);
   const events = recorder();
   const cache = new CredentialCache({
     upstream,
     maxSize: options.maxSize ?? 100,
+    maxPending: options.maxPending,
     maxRefreshQps: options.qps ?? 3,
     now: clock.read,
     random: () => 0.5,
@@ -342,4 +343,51 @@ test('the sweep drops entries whose token expired without refreshing them', asyn
   await cache.sweep();
   assert.equal(cache.size, 0);
   assert.equal(upstream.calls, 1);
+});
+
+test('tokens the server has not accepted never displace issued credentials, however many arrive', async () => {
+  const { cache, upstream, events } = setup({ maxSize: 2, maxPending: 1000 });
+  const a = await cache.getCredentials(new PresentedToken(token('pod-a')));
+  const b = await cache.getCredentials(new PresentedToken(token('pod-b')));
+  // EKS Auth hangs: every junk token waits for an answer that never comes
+  upstream.next = () => new Promise<PodCredentials>(() => undefined);
+  for (let i = 0; i < 500; i++) void cache.getCredentials(new PresentedToken(jwt({ exp: (T0 + HOUR) / 1000, jti: `junk-${i}` })));
+  assert.equal(cache.size, 2, 'only issued credentials are in the LRU');
+  assert.equal(cache.pendingCount, 500);
+  assert.ok(!events.log.some((e) => e.startsWith('evicted')), 'nothing was evicted');
+  assert.equal(await cache.getCredentials(new PresentedToken(token('pod-a'))), a);
+  assert.equal(await cache.getCredentials(new PresentedToken(token('pod-b'))), b);
+});
+
+test('the waiting room is bounded: a new token past it is ThrottlingException without an upstream call', async () => {
+  const { cache, upstream } = setup({ maxSize: 10, maxPending: 3 });
+  const held = await cache.getCredentials(new PresentedToken(token('pod-a')));
+  upstream.next = () => new Promise<PodCredentials>(() => undefined);
+  for (let i = 0; i < 3; i++) void cache.getCredentials(new PresentedToken(token(`waiting-${i}`)));
+  const calls = upstream.calls;
+  await assert.rejects(async () => cache.getCredentials(new PresentedToken(token('one-too-many'))), (e: WireError) => e.code === 'ThrottlingException' && e.status === 429);
+  assert.equal(upstream.calls, calls, 'no upstream call for the refused token');
+  // a token already waiting joins its call instead of being refused
+  const again = cache.getCredentials(new PresentedToken(token('waiting-0')));
+  assert.ok(again instanceof Promise);
+  assert.equal(upstream.calls, calls);
+  assert.equal(await cache.getCredentials(new PresentedToken(token('pod-a'))), held, 'cached credentials are still served');
+});
+
+test('a waiting token the server accepts joins the LRU; one it refuses leaves nothing behind', async () => {
+  const { cache, upstream } = setup({ maxSize: 1, maxPending: 5 });
+  await cache.getCredentials(new PresentedToken(token('a')));
+  upstream.next = () => Promise.reject(new WireError('InvalidTokenException', 'forged'));
+  await assert.rejects(async () => cache.getCredentials(new PresentedToken(token('forged'))), (e: WireError) => e.code === 'InvalidTokenException');
+  assert.equal(cache.size, 1);
+  assert.equal(cache.pendingCount, 0);
+  const calls = upstream.calls;
+  upstream.next = undefined;
+  await cache.getCredentials(new PresentedToken(token('a')));
+  assert.equal(upstream.calls, calls, 'a is still cached after the refused token');
+  await cache.getCredentials(new PresentedToken(token('b')));
+  assert.equal(cache.size, 1, 'b, issued, took the room of the least recently used');
+  assert.equal(cache.pendingCount, 0);
+  await cache.getCredentials(new PresentedToken(token('a')));
+  assert.equal(upstream.calls, calls + 2, 'a was evicted by issued credentials');
 });

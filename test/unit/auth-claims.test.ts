@@ -65,6 +65,19 @@ describe('checkClaims', () => {
     failsWith(() => checkClaims(legacy, { now: now() }), 'InvalidTokenException', /kubernetes\.io/);
   });
 
+  it('bounds the lifetime: exp - iat over 48 h (or the cluster\'s maxTokenLifetimeSeconds) is refused, naming the check; iat is required', () => {
+    const day = 86_400;
+    assert.doesNotThrow(() => checkClaims(podClaims({ expiresIn: 2 * day }), { now: now() }), 'exactly 48 h is allowed');
+    failsWith(() => checkClaims(podClaims({ expiresIn: 2 * day + 1 }), { now: now() }), 'InvalidTokenException', /token lifetime \(exp - iat\) of 172801 s exceeds the cluster's maxTokenLifetimeSeconds \(172800 s\)/);
+    failsWith(() => checkClaims(podClaims({ expiresIn: 3650 * day }), { now: now() }), 'InvalidTokenException', /maxTokenLifetimeSeconds/);
+    // issued long ago and still valid for an hour: the whole lifetime counts, not what is left
+    failsWith(() => checkClaims(podClaims({ issuedAgo: 3 * day, expiresIn: 3600 }), { now: now() }), 'InvalidTokenException', /maxTokenLifetimeSeconds/);
+    failsWith(() => checkClaims(podClaims({ expiresIn: 7200 }), { now: now(), maxLifetimeSeconds: 3600 }), 'InvalidTokenException', /\(3600 s\)/);
+    assert.doesNotThrow(() => checkClaims(podClaims({ expiresIn: 7 * day }), { now: now(), maxLifetimeSeconds: 7 * day }));
+    const { iat: _iat, ...noIat } = podClaims();
+    failsWith(() => checkClaims(noIat, { now: now() }), 'InvalidTokenException', /"iat" claim is missing/);
+  });
+
   it('checkStillValid re-checks only the clock', () => {
     const claims = checkClaims(podClaims({ expiresIn: 100 }), { now: now() });
     assert.doesNotThrow(() => checkStillValid(claims, now()));

@@ -18,22 +18,22 @@ async function failsWith(verify: () => Promise<unknown>, code: string) {
 }
 
 test('a request signed by signRequest verifies', async () => {
-  const caller = verifySigV4(await signed(), { service: 'eks', lookup });
+  const caller = verifySigV4(await signed(), { service: 'eks', region: 'us-east-1', lookup });
   assert.equal(caller.accessKeyId, KEY.accessKeyId);
   assert.equal(caller.region, 'us-east-1');
 });
 
 test('tampering, unknown keys, wrong service and skew are refused with the SDK error names', async () => {
   const request = await signed();
-  await failsWith(async () => verifySigV4({ ...request, body: Buffer.from('{"a":2}') }, { service: 'eks', lookup }), 'InvalidSignatureException');
-  await failsWith(async () => verifySigV4({ ...request, path: '/clusters/other/pod-identity-associations' }, { service: 'eks', lookup }), 'InvalidSignatureException');
-  await failsWith(async () => verifySigV4(request, { service: 'eks', lookup: () => undefined }), 'UnrecognizedClientException');
-  await failsWith(async () => verifySigV4(await signed('{}', 'eks-auth'), { service: 'eks', lookup }), 'InvalidSignatureException');
-  await failsWith(async () => verifySigV4(await signed('{}', 'eks', new Date(Date.now() - 6 * 60_000)), { service: 'eks', lookup }), 'InvalidSignatureException');
+  await failsWith(async () => verifySigV4({ ...request, body: Buffer.from('{"a":2}') }, { service: 'eks', region: 'us-east-1', lookup }), 'InvalidSignatureException');
+  await failsWith(async () => verifySigV4({ ...request, path: '/clusters/other/pod-identity-associations' }, { service: 'eks', region: 'us-east-1', lookup }), 'InvalidSignatureException');
+  await failsWith(async () => verifySigV4(request, { service: 'eks', region: 'us-east-1', lookup: () => undefined }), 'UnrecognizedClientException');
+  await failsWith(async () => verifySigV4(await signed('{}', 'eks-auth'), { service: 'eks', region: 'us-east-1', lookup }), 'InvalidSignatureException');
+  await failsWith(async () => verifySigV4(await signed('{}', 'eks', new Date(Date.now() - 6 * 60_000)), { service: 'eks', region: 'us-east-1', lookup }), 'InvalidSignatureException');
   const { authorization: _, ...unsigned } = request.headers;
-  await failsWith(async () => verifySigV4({ ...request, headers: unsigned }, { service: 'eks', lookup }), 'MissingAuthenticationTokenException');
+  await failsWith(async () => verifySigV4({ ...request, headers: unsigned }, { service: 'eks', region: 'us-east-1', lookup }), 'MissingAuthenticationTokenException');
   // A lying payload hash header does not help: the real body hash is used.
-  await failsWith(async () => verifySigV4({ ...request, body: Buffer.from('{"evil":1}'), headers: { ...request.headers, 'x-amz-content-sha256': String(request.headers['x-amz-content-sha256']) } }, { service: 'eks', lookup }), 'InvalidSignatureException');
+  await failsWith(async () => verifySigV4({ ...request, body: Buffer.from('{"evil":1}'), headers: { ...request.headers, 'x-amz-content-sha256': String(request.headers['x-amz-content-sha256']) } }, { service: 'eks', region: 'us-east-1', lookup }), 'InvalidSignatureException');
 });
 
 test('authorization header parsing', () => {
@@ -72,13 +72,13 @@ test('the AWS documentation example (IAM ListUsers, 2015-08-30) verifies, and a 
     body: Buffer.alloc(0),
   };
   const now = () => Date.UTC(2015, 7, 30, 12, 36);
-  const caller = verifySigV4(request, { service: 'iam', lookup, now });
+  const caller = verifySigV4(request, { service: 'iam', region: 'us-east-1', lookup, now });
   assert.equal(caller.region, 'us-east-1');
   // The signing key is cached per key and day; a rotated secret must not reuse it.
-  await failsWith(async () => verifySigV4(request, { service: 'iam', lookup: () => ({ ...KEY, secretAccessKey: 'rotated' }), now }), 'InvalidSignatureException');
-  assert.equal(verifySigV4(request, { service: 'iam', lookup, now }).accessKeyId, KEY.accessKeyId);
+  await failsWith(async () => verifySigV4(request, { service: 'iam', region: 'us-east-1', lookup: () => ({ ...KEY, secretAccessKey: 'rotated' }), now }), 'InvalidSignatureException');
+  assert.equal(verifySigV4(request, { service: 'iam', region: 'us-east-1', lookup, now }).accessKeyId, KEY.accessKeyId);
   const badHex = String(request.headers.authorization).replace(/Signature=.*/, `Signature=${'z'.repeat(64)}`);
-  await failsWith(async () => verifySigV4({ ...request, headers: { ...request.headers, authorization: badHex } }, { service: 'iam', lookup, now }), 'InvalidSignatureException');
+  await failsWith(async () => verifySigV4({ ...request, headers: { ...request.headers, authorization: badHex } }, { service: 'iam', region: 'us-east-1', lookup, now }), 'InvalidSignatureException');
 });
 
 test('signRequest gives exactly the headers the SDK signer gives', async () => {
@@ -124,9 +124,23 @@ test('requests signed by the SDK signer verify, whatever their path, query and h
         new HttpRequest({ method: 'POST', protocol: 'http:', hostname: '127.0.0.1', port: 8080, path: c.path, query: values, headers: { host: '127.0.0.1:8080', 'content-type': 'application/json', ...c.headers }, body }),
       );
       const headers = Object.fromEntries(Object.entries(signedRequest.headers).map(([k, v]) => [k.toLowerCase(), v]));
-      const caller = verifySigV4({ method: 'POST', path: c.path, query, headers, body: Buffer.from(body) }, { service: 'eks', lookup });
+      const caller = verifySigV4({ method: 'POST', path: c.path, query, headers, body: Buffer.from(body) }, { service: 'eks', region: 'us-east-1', lookup });
       assert.equal(caller.accessKeyId, KEY.accessKeyId, c.path);
-      await failsWith(async () => verifySigV4({ method: 'POST', path: `${c.path}x`, query, headers, body: Buffer.from(body) }, { service: 'eks', lookup }), 'InvalidSignatureException');
+      await failsWith(async () => verifySigV4({ method: 'POST', path: `${c.path}x`, query, headers, body: Buffer.from(body) }, { service: 'eks', region: 'us-east-1', lookup }), 'InvalidSignatureException');
     }
   }
+});
+
+test('the credential scope must name the server region and the endpoint service, checked before the signature', async () => {
+  const url = new URL('http://127.0.0.1:8080/clusters/demo/assume-role-for-pod-identity');
+  const request = async (region: string, service: string): Promise<SignedRequest> => {
+    const headers = await signRequest({ method: 'POST', url, body: '{}' }, { credentials: KEY, region, service });
+    return { method: 'POST', path: url.pathname, query: url.searchParams, headers, body: Buffer.from('{}') };
+  };
+  const refused = async (r: SignedRequest, message: string) =>
+    assert.throws(() => verifySigV4(r, { service: 'eks-auth', region: 'us-east-1', lookup }), (e: unknown) => e instanceof WireError && e.code === 'InvalidSignatureException' && e.status === 403 && e.message === message);
+  await refused(await request('eu-west-1', 'eks-auth'), 'Credential should be scoped to a valid region.');
+  await refused(await request('x', 'eks-auth'), 'Credential should be scoped to a valid region.');
+  await refused(await request('us-east-1', 'eks'), "Credential should be scoped to correct service: 'eks-auth'.");
+  assert.equal(verifySigV4(await request('us-east-1', 'eks-auth'), { service: 'eks-auth', region: 'us-east-1', lookup }).region, 'us-east-1');
 });

@@ -4,10 +4,15 @@
 // AssumeRole with the first session's credentials and the association's
 // externalId, at most one hour). stsEndpoint/region overrides make moto,
 // LocalStack or MinIO work. STS failures map to the EKS Auth error names.
+// Every call has a deadline and every answer a size limit, read as it streams.
+import { Readable } from 'node:stream';
 import { AssumeRoleCommand, STSClient, type AssumeRoleCommandInput, type Credentials } from '@aws-sdk/client-sts';
-import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import type { HttpRequest, HttpResponse } from '@smithy/protocol-http';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider, HttpHandlerOptions } from '@smithy/types';
 import type { Registry } from 'prom-client';
 import { WireError } from '../../lib/errors.js';
+import { limitStream } from '../../lib/http.js';
 import type { Logger } from '../../lib/logger.js';
 import { hotCounter, hotHistogram, type HotCounter, type HotHistogram } from '../../lib/metrics.js';
 import { MAX_CHAINED_SECONDS, SESSION_TAG_KEYS } from '../session.js';
@@ -27,6 +32,20 @@ export interface StsIssuerOptions {
 
 /** The first hop of a chain only lives long enough to make the second call. */
 const FIRST_HOP_SECONDS = 900;
+/** An AssumeRole answer is a few KB; a larger one is not STS. */
+const MAX_STS_ANSWER_BYTES = 64 * 1024;
+/** One AssumeRole call, retries and body included, ends by then. */
+const STS_CALL_DEADLINE_MS = 5_000;
+
+/** The SDK's Node handler, with every answer's body cut off past MAX_STS_ANSWER_BYTES while it streams. */
+class BoundedHttpHandler extends NodeHttpHandler {
+  override async handle(request: HttpRequest, options?: HttpHandlerOptions): Promise<{ response: HttpResponse }> {
+    const answer = await super.handle(request, options);
+    const body: unknown = answer.response.body;
+    if (body instanceof Readable) answer.response.body = limitStream(body, MAX_STS_ANSWER_BYTES, 'STS');
+    return answer;
+  }
+}
 
 const THROTTLED = new Set(['Throttling', 'ThrottlingException', 'RequestLimitExceeded', 'TooManyRequestsException', 'SlowDown']);
 const DENIED = new Set(['AccessDenied', 'AccessDeniedException', 'RegionDisabledException']);
@@ -49,7 +68,9 @@ export function mapStsError(error: unknown, roleArn: string): WireError {
     return new WireError('AccessDeniedException', `STS denied AssumeRole on ${roleArn}: does the role trust this server's principal (see pod-identity trust-policy)?`, { status: 400, reason: 'sts_denied' });
   }
   if (BAD_REQUEST.has(name)) return new WireError('InvalidRequestException', `STS refused AssumeRole on ${roleArn} (${name}).`, { reason: 'sts_refused' });
-  if (UNAVAILABLE.has(name) || (status !== undefined && status >= 500) || (status === undefined && (e.code !== undefined || name === 'Error' || name === 'AbortError'))) {
+  // A 2xx that cannot be read was cut off (the size limit, the deadline, a reset): STS is not answering properly.
+  const unreadable = status !== undefined && status >= 200 && status < 300;
+  if (UNAVAILABLE.has(name) || unreadable || (status !== undefined && status >= 500) || (status === undefined && (e.code !== undefined || name === 'Error' || name === 'AbortError'))) {
     return new WireError('ServiceUnavailableException', 'STS is unavailable; retry later.', { reason: 'sts_unavailable' });
   }
   return new WireError('InternalServerException', 'The credential issuer failed.', { reason: 'issuer_failed' });
@@ -89,7 +110,7 @@ export class StsIssuer implements CredentialIssuer {
       ...(credentials && { credentials }),
       // The agent gives up after 1 s: one retry at most, short timeouts.
       maxAttempts: 2,
-      requestHandler: { connectionTimeout: 1_000, requestTimeout: 3_000 },
+      requestHandler: new BoundedHttpHandler({ connectionTimeout: 1_000, requestTimeout: 3_000 }),
     });
   }
 
@@ -133,7 +154,7 @@ export class StsIssuer implements CredentialIssuer {
     let answer;
     const started = performance.now();
     try {
-      answer = await client.send(new AssumeRoleCommand(input));
+      answer = await client.send(new AssumeRoleCommand(input), { abortSignal: AbortSignal.timeout(STS_CALL_DEADLINE_MS) });
     } catch (error) {
       const wire = mapStsError(error, input.RoleArn!);
       this.latency?.observe(wire.code, (performance.now() - started) / 1000);

@@ -3,7 +3,7 @@
 import { createInput, listInput, parseJsonBody, toWireAssociation, toWireSummary, updateInput, validate } from '../../api/eks.js';
 import type { ChangeContext } from '../../associations/audit.js';
 import type { AssociationService } from '../../associations/service.js';
-import { sigv4Authenticator, type KeyLookup } from '../authenticate.js';
+import type { Authenticator } from '../authenticate.js';
 import type { RequestContext, Route } from '../router.js';
 
 const CLUSTER = '(?<cluster>[^/]+)';
@@ -16,8 +16,7 @@ export function apiChangeContext(ctx: RequestContext): ChangeContext {
   return { actor: { kind: 'access-key', accessKeyId: ctx.caller!.accessKeyId }, requestId: ctx.requestId };
 }
 
-export function associationRoutes(service: AssociationService, admins: KeyLookup): Route[] {
-  const authenticate = sigv4Authenticator('eks', admins);
+export function associationRoutes(service: AssociationService, authenticate: Authenticator): Route[] {
   return [
     {
       operation: 'CreatePodIdentityAssociation',

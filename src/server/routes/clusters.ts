@@ -4,7 +4,7 @@
 // the service-account issuer as identity.oidc.issuer. Admin keys, SigV4 `eks`.
 import { listClustersInput, toWireCluster, validate, type ClusterRecord } from '../../api/eks.js';
 import { WireError } from '../../lib/errors.js';
-import { sigv4Authenticator, type KeyLookup } from '../authenticate.js';
+import type { Authenticator } from '../authenticate.js';
 import type { Route } from '../router.js';
 
 const COLLECTION = /^\/clusters\/?$/;
@@ -20,8 +20,7 @@ function afterName(token: string): string {
   return name;
 }
 
-export function clusterRoutes(clusters: readonly ClusterRecord[], admins: KeyLookup): Route[] {
-  const authenticate = sigv4Authenticator('eks', admins);
+export function clusterRoutes(clusters: readonly ClusterRecord[], authenticate: Authenticator): Route[] {
   const sorted = [...clusters].sort((a, b) => (a.name < b.name ? -1 : 1));
   return [
     {

@@ -16,14 +16,14 @@ export interface NodeKey {
 
 const PATH = /^\/clusters\/(?<cluster>[^/]+)\/assume-role-for-pod-identity\/?$/;
 
-export function eksAuthRoutes(service: EksAuthService, nodes: readonly NodeKey[]): Route[] {
+export function eksAuthRoutes(service: EksAuthService, nodes: readonly NodeKey[], region: string): Route[] {
   const scopes = new Map(nodes.map((n) => [n.accessKeyId, n.clusters]));
   return [
     {
       operation: 'AssumeRoleForPodIdentity',
       method: 'POST',
       pattern: PATH,
-      authenticate: sigv4Authenticator('eks-auth', staticKeys(nodes)),
+      authenticate: sigv4Authenticator({ service: 'eks-auth', region }, staticKeys(nodes)),
       bodyLimit: 32 * 1024,
       async handle(ctx) {
         const request = decodeAssumeRoleRequest(ctx.params.cluster!, ctx.body);

@@ -4,18 +4,18 @@
 import type { AssociationStore } from '../../associations/store.js';
 import { WireError } from '../../lib/errors.js';
 import { clusterIdentities } from '../../webhook/identities.js';
-import { sigv4Authenticator, type KeyLookup } from '../authenticate.js';
+import type { Authenticator } from '../authenticate.js';
 import type { Route } from '../router.js';
 
 const IDENTITIES = /^\/clusters\/(?<cluster>[^/]+)\/identities\/?$/;
 
-export function identitiesRoutes(store: AssociationStore, clusters: () => readonly string[], admins: KeyLookup): Route[] {
+export function identitiesRoutes(store: AssociationStore, clusters: () => readonly string[], authenticate: Authenticator): Route[] {
   return [
     {
       operation: 'GetContainerCredentialsIdentities',
       method: 'GET',
       pattern: IDENTITIES,
-      authenticate: sigv4Authenticator('eks', admins),
+      authenticate,
       async handle(ctx) {
         const cluster = ctx.params.cluster!;
         if (!clusters().includes(cluster)) throw new WireError('ResourceNotFoundException', `No cluster found for name: ${cluster}.`);

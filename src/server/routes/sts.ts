@@ -36,7 +36,7 @@ function getCallerIdentityXml(session: Pick<LocalSession, 'arn' | 'userId' | 'ac
   );
 }
 
-export function stsRoutes(issuer: LocalIssuer): Route[] {
+export function stsRoutes(issuer: LocalIssuer, region: string): Route[] {
   const sessions = new WeakMap<RequestContext, LocalSession>();
   const route = (method: string): Route => ({
     operation: 'GetCallerIdentity',
@@ -54,6 +54,7 @@ export function stsRoutes(issuer: LocalIssuer): Route[] {
         { method: ctx.req.method ?? 'POST', path: q === -1 ? raw : raw.slice(0, q), query: ctx.query, headers: ctx.req.headers, body: ctx.body },
         {
           service: 'sts',
+          region,
           // Only minted credentials: the session token proves the session, the secret follows from it.
           lookup(accessKeyId) {
             const session = issuer.identify(accessKeyId, sessionToken);

@@ -6,14 +6,13 @@
 // as EKS's model lists for them.
 import { parseJsonBody, tagResourceInput, untagResourceInput, validate } from '../../api/eks.js';
 import type { AssociationService } from '../../associations/service.js';
-import { sigv4Authenticator, type KeyLookup } from '../authenticate.js';
+import type { Authenticator } from '../authenticate.js';
 import type { Route } from '../router.js';
 import { apiChangeContext } from './associations.js';
 
 const RESOURCE = /^\/tags\/(?<arn>.+)$/;
 
-export function tagRoutes(service: AssociationService, admins: KeyLookup): Route[] {
-  const authenticate = sigv4Authenticator('eks', admins);
+export function tagRoutes(service: AssociationService, authenticate: Authenticator): Route[] {
   return [
     {
       operation: 'TagResource',

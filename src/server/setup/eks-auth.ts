@@ -11,6 +11,7 @@ import type { ServerConfig } from '../../config/schema.js';
 import { createClusterAuth, type ClusterAuth } from '../../auth/cluster.js';
 import type { CredentialIssuer } from '../../auth/issuers/issuer.js';
 import { LocalIssuer, loadOrCreateLocalIssuerKey } from '../../auth/issuers/local.js';
+import { serverPrincipal, type ServerPrincipal } from '../../auth/issuers/principal.js';
 import { StsIssuer } from '../../auth/issuers/sts.js';
 import { AssociationResolver } from '../../auth/resolver.js';
 import { EksAuthService } from '../../auth/service.js';
@@ -19,6 +20,8 @@ export interface EksAuth {
   service: EksAuthService;
   /** set when issuer.type is local: the server then answers STS GetCallerIdentity for its credentials */
   localIssuer?: LocalIssuer;
+  /** set when issuer.type is aws-sts: the server's own principal, and which roles trust it */
+  principal?: ServerPrincipal;
   clusters: readonly ClusterAuth[];
   close(): Promise<void>;
 }
@@ -46,12 +49,15 @@ export function createEksAuth(config: ServerConfig, options: EksAuthOptions): Ek
 
   let issuer: CredentialIssuer;
   let localIssuer: LocalIssuer | undefined;
+  let principal: ServerPrincipal | undefined;
   if (config.issuer.type === 'local') {
     const key = loadOrCreateLocalIssuerKey(localIssuerKeyFile(config));
     localIssuer = new LocalIssuer({ key, durationSeconds: config.issuer.durationSeconds });
     issuer = localIssuer;
   } else {
-    issuer = new StsIssuer({ region: config.issuer.region ?? config.region, endpoint: config.issuer.stsEndpoint, durationSeconds: config.issuer.durationSeconds, logger, registry: options.registry });
+    const region = config.issuer.region ?? config.region;
+    issuer = new StsIssuer({ region, endpoint: config.issuer.stsEndpoint, durationSeconds: config.issuer.durationSeconds, logger, registry: options.registry });
+    principal = serverPrincipal({ region, stsEndpoint: config.issuer.stsEndpoint, iamEndpoint: config.issuer.iamEndpoint });
   }
 
   const resolver = new AssociationResolver({ store: options.store });
@@ -59,10 +65,12 @@ export function createEksAuth(config: ServerConfig, options: EksAuthOptions): Ek
   return {
     service,
     ...(localIssuer && { localIssuer }),
+    ...(principal && { principal }),
     clusters,
     async close() {
       resolver.close();
       issuer.close();
+      principal?.close();
       await Promise.all(clusters.map((cluster) => cluster.close()));
     },
   };

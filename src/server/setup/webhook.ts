@@ -2,17 +2,19 @@
 // cluster it serves, where its certificate comes from (the operator's files,
 // watched, or a CA and certificate generated into the data directory) and how
 // ServiceAccounts are read.
-import { X509Certificate } from 'node:crypto';
 import type { Server } from 'node:https';
-import { Gauge, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { AssociationStore } from '../../associations/store.js';
 import type { ClusterConfig, ServerConfig } from '../../config/schema.js';
+import type { KubeApi } from '../../kube/connect.js';
 import { kubeConnections, type KubeConnections } from './kube-connections.js';
 import { parseListen } from '../../lib/http.js';
 import type { Logger } from '../../lib/logger.js';
 import { generatedCertificates, servingHosts, watchedCertificateFiles, type KeyPair, type TlsSource } from '../../webhook/certs.js';
+import type { ReviewOptions } from '../../webhook/review.js';
 import { kubeServiceAccountLookup } from '../../webhook/service-accounts.js';
 import { createWebhookServer } from '../webhook-listener.js';
+import { watchCertificates } from '../certificate-metrics.js';
 
 /** The cluster a listener serves: the configured one, else the only cluster there is. */
 export function webhookCluster(config: ServerConfig): ClusterConfig | undefined {
@@ -39,6 +41,21 @@ export interface WebhookDeps {
   now?: () => number;
 }
 
+/** What the webhook decides with, from the configuration: its cluster, region, defaults and ServiceAccount reads. */
+export function reviewOptions(config: ServerConfig, store: AssociationStore, logger: Logger, kube: KubeApi | undefined): ReviewOptions {
+  const cluster = webhookCluster(config);
+  return {
+    store,
+    clusterName: cluster?.name,
+    ipv6: cluster?.ipv6 ?? false,
+    region: config.webhook.injectRegion ? config.region : undefined,
+    serviceAccounts: kube ? kubeServiceAccountLookup({ kube, logger }) : undefined,
+    defaultTokenExpirationSeconds: config.webhook.tokenExpirationSeconds,
+    stsRegionalEndpoints: config.webhook.stsRegionalEndpoints,
+    logger,
+  };
+}
+
 /** Builds the webhook listener from the server configuration (not yet listening). */
 export async function createWebhookFromConfig(config: ServerConfig, deps: WebhookDeps): Promise<StartedWebhook> {
   const logger = deps.logger.child({ component: 'webhook' });
@@ -56,23 +73,9 @@ export async function createWebhookFromConfig(config: ServerConfig, deps: Webhoo
       : await generatedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts), { logger, onChange, now: deps.now });
   const connections = deps.kube ?? kubeConnections();
   const kube = cluster?.kubeconfig ? connections.get(cluster.kubeconfig) : undefined;
-  const serviceAccounts = kube ? kubeServiceAccountLookup({ kube, logger }) : undefined;
-  const server = createWebhookServer(
-    {
-      store: deps.store,
-      clusterName: cluster?.name,
-      ipv6: cluster?.ipv6 ?? false,
-      region: config.webhook.injectRegion ? config.region : undefined,
-      serviceAccounts,
-      defaultTokenExpirationSeconds: config.webhook.tokenExpirationSeconds,
-      stsRegionalEndpoints: config.webhook.stsRegionalEndpoints,
-      logger,
-      registry: deps.registry,
-    },
-    tls,
-  );
+  const server = createWebhookServer({ ...reviewOptions(config, deps.store, logger, kube), registry: deps.registry }, tls);
   target.server = server;
-  watchCertificateExpiry(deps.registry, tls);
+  watchCertificates(deps.registry, 'webhook', tls);
   return {
     server,
     tls,
@@ -81,31 +84,4 @@ export async function createWebhookFromConfig(config: ServerConfig, deps: Webhoo
       if (!deps.kube) await connections.close();
     },
   };
-}
-
-/** The first certificate of a PEM bundle's notAfter, in epoch seconds; remembered per PEM text. */
-function expiryOf(pem: string, memo: Map<string, number>): number {
-  let seconds = memo.get(pem);
-  if (seconds === undefined) {
-    seconds = Date.parse(new X509Certificate(pem).validTo) / 1000;
-    memo.clear();
-    memo.set(pem, seconds);
-  }
-  return seconds;
-}
-
-/** pod_identity_certificate_expiry_timestamp_seconds of the serving certificate, and of its CA when generated here. */
-function watchCertificateExpiry(registry: Registry, tls: TlsSource): void {
-  const serving = new Map<string, number>();
-  const ca = new Map<string, number>();
-  new Gauge({
-    name: 'pod_identity_certificate_expiry_timestamp_seconds',
-    help: 'When a certificate the server serves expires (notAfter, epoch seconds): the webhook serving certificate, and its CA when the server generated it',
-    labelNames: ['certificate'],
-    registers: [registry],
-    collect() {
-      this.set({ certificate: 'webhook' }, expiryOf(tls.current().cert, serving));
-      if (tls.caCert) this.set({ certificate: 'webhook-ca' }, expiryOf(tls.caCert, ca));
-    },
-  });
 }

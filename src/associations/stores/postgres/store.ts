@@ -9,7 +9,7 @@ import type { Association } from '../../../api/eks.js';
 import type { Logger } from '../../../lib/logger.js';
 import { silentLogger } from '../../../lib/logger.js';
 import type { AssociationStore, ListQuery, RequestTokenRecord, StoreChange } from '../../store.js';
-import { SubjectTakenError } from '../../store.js';
+import { StoreWriteError, SubjectTakenError } from '../../store.js';
 import { applyChanges, type AssociationChanges, type Subject } from '../../types.js';
 import { isWireError } from '../../../lib/errors.js';
 import { ChangeFeed, type ChangeMark } from './change-feed.js';
@@ -18,6 +18,14 @@ import { migratePostgres } from './migrations.js';
 import { COLUMNS, fromRow, isSubjectViolation, toParams, type Row } from './rows.js';
 
 /** Connection-level failures after which a pooled client must not be reused. */
+/** PostgreSQL's codes for a write that lacks space (disk_full) or permission (a read-only transaction, e.g. a standby). */
+function storeWriteError(error: unknown): StoreWriteError | undefined {
+  const code = (error as { code?: unknown }).code;
+  if (code === '53100') return new StoreWriteError('disk full', { cause: error });
+  if (code === '25006') return new StoreWriteError('read-only', { cause: error });
+  return undefined;
+}
+
 function isConnectionError(error: unknown): boolean {
   const code = (error as { code?: string }).code ?? '';
   return !/^[0-9A-Z]{5}$/.test(code) || code.startsWith('08') || code.startsWith('57P');
@@ -234,7 +242,7 @@ export class PostgresAssociationStore implements AssociationStore {
       // Our own refusals (a taken subject, a tag limit) leave the connection as good as it was.
       broken = isConnectionError(error) && !(error instanceof SubjectTakenError) && !isWireError(error);
       if (!broken) await client.query('ROLLBACK').catch(() => (broken = true));
-      throw error;
+      throw storeWriteError(error) ?? error;
     } finally {
       client.release(broken);
     }

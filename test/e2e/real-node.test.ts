@@ -15,6 +15,10 @@ import { resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreatePodIdentityAssociationCommand, DeletePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
 import { AppsV1Api, CoreV1Api, type V1Pod } from '@kubernetes/client-node';
+import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { Agent as HttpsAgent } from 'node:https';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
 import { signRequest } from '../../src/lib/sigv4.js';
 import { buildImage, PRODUCT_IMAGE, type BuiltImage } from '../peers/images.js';
 import { createNamespace, createPod, createServiceAccount, getPod, runKubeTool } from '../peers/kube-api.js';
@@ -72,6 +76,7 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
   let sdk: BuiltImage;
   let motoEndpoint: string;
   let apiEndpoint: string;
+  let apiDispatcher: UndiciAgent | undefined;
   let roleArn: string;
   let associationId: string;
   let podToken: string;
@@ -149,6 +154,7 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
 
   after(async () => {
     eks?.destroy();
+    await apiDispatcher?.close();
     if (process.env.SHOW_E2E_LOGS && cluster) console.error(componentLogs(cluster, undefined, 80));
     const started = Date.now();
     const left = (await cluster?.stop()) ?? [];
@@ -225,8 +231,18 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
   test('an association made with @aws-sdk/client-eks through the server’s Service', async () => {
     assert.ok(cluster && roleArn, 'previous step');
     const service = await kubeApiClient(cluster, CoreV1Api).readNamespacedService({ namespace: SYSTEM_NAMESPACE, name: `${FULLNAME}-server` });
-    apiEndpoint = `http://127.0.0.1:${await cluster.forward(service.spec!.clusterIP!, 8080)}`;
-    eks = new EKSClient({ endpoint: apiEndpoint, region: REGION, credentials: ADMIN, maxAttempts: 1 });
+    // The chart serves the API over TLS (server.tls.enabled): trust the CA it
+    // publishes for the agents, and check the certificate against the Service's
+    // name, as the agents do, though the connection goes through a port-forward.
+    const caMap = await kubeApiClient(cluster, CoreV1Api).readNamespacedConfigMap({ namespace: SYSTEM_NAMESPACE, name: `${FULLNAME}-ca` });
+    const ca = caMap.data?.['ca.crt'];
+    assert.ok(ca, 'the chart publishes the CA of the server certificate');
+    const serverHost = `${FULLNAME}-server.${SYSTEM_NAMESPACE}.svc`;
+    const verifyAsService = (_host: string, cert: PeerCertificate) => checkServerIdentity(serverHost, cert);
+    apiEndpoint = `https://127.0.0.1:${await cluster.forward(service.spec!.clusterIP!, 8080)}`;
+    apiDispatcher = new UndiciAgent({ connect: { ca, servername: serverHost, checkServerIdentity: verifyAsService } });
+    const requestHandler = new NodeHttpHandler({ httpsAgent: new HttpsAgent({ ca, servername: serverHost, checkServerIdentity: verifyAsService }) });
+    eks = new EKSClient({ endpoint: apiEndpoint, region: REGION, credentials: ADMIN, maxAttempts: 1, requestHandler });
     const created = await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: CLUSTER, namespace: NAMESPACE, serviceAccount: SERVICE_ACCOUNT, roleArn }));
     associationId = created.association!.associationId!;
     assert.match(associationId, /^a-[a-z0-9]{17}$/);
@@ -315,7 +331,7 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
     const exchange = async () => {
       const body = JSON.stringify({ token: podToken, eksNodeName: cluster!.nodeName });
       const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body }, { credentials: NODE_KEY, region: REGION, service: 'eks-auth' });
-      const res = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) });
+      const res = await undiciFetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000), dispatcher: apiDispatcher });
       return { status: res.status, body: (await res.json()) as { __type?: string; message?: string } };
     };
     let refused: Awaited<ReturnType<typeof exchange>> | undefined;

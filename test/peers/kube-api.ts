@@ -30,10 +30,16 @@ function plain(pod: V1Pod): V1Pod {
   return JSON.parse(JSON.stringify(pod)) as V1Pod;
 }
 
-/** Creates a namespace and its `default` service account (no controller makes it here). */
+/**
+ * Creates a namespace and its `default` service account: a bare API server has
+ * no controller that makes it; on a real node the controller manager may get
+ * there first (409).
+ */
 export async function createNamespace(kube: KubeConnection, name: string, labels: Record<string, string> = {}): Promise<V1Namespace> {
   const namespace = await core(kube).createNamespace({ body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } } });
-  await createServiceAccount(kube, name, 'default');
+  await createServiceAccount(kube, name, 'default').catch((error: unknown) => {
+    if ((error as { code?: number }).code !== 409) throw error;
+  });
   return namespace;
 }
 

@@ -17,6 +17,9 @@ import {
   EKSClient,
   ListPodIdentityAssociationsCommand,
   DescribePodIdentityAssociationCommand,
+  ListTagsForResourceCommand,
+  TagResourceCommand,
+  UntagResourceCommand,
   type PodIdentityAssociation,
 } from '@aws-sdk/client-eks';
 import { CoordinationV1Api } from '@kubernetes/client-node';
@@ -33,6 +36,7 @@ interface Condition {
   type: string;
   status: string;
   reason: string;
+  lastTransitionTime: string;
   message: string;
   observedGeneration?: number;
 }
@@ -183,6 +187,31 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
       eks.send(new DescribePodIdentityAssociationCommand({ clusterName: 'demo', associationId: association.associationId })),
       (e: Error) => e.name === 'ResourceNotFoundException',
     );
+  });
+
+  test('tags are owned by the resource: a status condition says so, and TagResource or UntagResource on its association is undone', async () => {
+    await kubectlOk(['apply', '-f', '-'], manifest('tagged', 'shop', { serviceAccount: 'tagged', roleArn: ROLE, tags: { team: 'shop' } }));
+    const association = await eventually('association created', () => associationFor('shop', 'tagged'));
+    const resource = await eventually('status filled', async () => {
+      const r = await getResource('shop', 'tagged');
+      return ready(r)?.status === 'True' ? r : undefined;
+    });
+    const owned = resource.status!.conditions!.find((c) => c.type === 'TagsOwnedByResource');
+    assert.equal(owned?.status, 'True');
+    assert.equal(owned?.reason, 'SpecTags');
+    assert.equal(owned?.message, `spec.tags are the tags of ${association.associationArn}: TagResource and UntagResource on it are undone; change spec.tags instead`);
+
+    const resourceArn = association.associationArn!;
+    const tagsNow = async () => (await eks.send(new ListTagsForResourceCommand({ resourceArn }))).tags ?? {};
+    await eks.send(new TagResourceCommand({ resourceArn, tags: { extra: 'x' } }));
+    await eventually('a tag added through the API is removed', async () => (JSON.stringify(await tagsNow()) === JSON.stringify({ team: 'shop' }) ? true : undefined));
+    await eks.send(new UntagResourceCommand({ resourceArn, tagKeys: ['team'] }));
+    await eventually('a tag removed through the API is put back', async () => (JSON.stringify(await tagsNow()) === JSON.stringify({ team: 'shop' }) ? true : undefined));
+    // spec.tags is the way to change them
+    await kubectlOk(['apply', '-f', '-'], manifest('tagged', 'shop', { serviceAccount: 'tagged', roleArn: ROLE, tags: { team: 'payments', tier: 'web' } }));
+    await eventually('spec.tags applied', async () => (JSON.stringify(await tagsNow()) === JSON.stringify({ team: 'payments', tier: 'web' }) ? true : undefined));
+    const after = await getResource('shop', 'tagged');
+    assert.equal(after.status!.conditions!.find((c) => c.type === 'TagsOwnedByResource')?.lastTransitionTime, owned?.lastTransitionTime, 'the condition did not flip');
   });
 
   test('an invalid spec is a status condition, not a crash; the OpenAPI schema refuses malformed ones outright', async () => {

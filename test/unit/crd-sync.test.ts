@@ -139,8 +139,20 @@ describe('nextStatus', () => {
       associationId: current.associationId,
       associationArn: current.associationArn,
       observedGeneration: 3,
-      conditions: [{ type: 'Ready', status: 'True', reason: 'Synced', message: 'ok', lastTransitionTime: '2030-01-02T03:04:05Z', observedGeneration: 3 }],
+      conditions: [
+        { type: 'Ready', status: 'True', reason: 'Synced', message: 'ok', lastTransitionTime: '2030-01-02T03:04:05Z', observedGeneration: 3 },
+        {
+          type: 'TagsOwnedByResource',
+          status: 'True',
+          reason: 'SpecTags',
+          message: `spec.tags are the tags of ${current.associationArn}: TagResource and UntagResource on it are undone; change spec.tags instead`,
+          lastTransitionTime: '2030-01-02T03:04:05Z',
+          observedGeneration: 3,
+        },
+      ],
     });
+    // not synced: nobody's tags are owned
+    assert.deepEqual(nextStatus(undefined, 3, { ready: false, reason: 'Conflict', message: 'taken' }, t0).conditions!.map((c) => c.type), ['Ready']);
   });
 
   test('lastTransitionTime moves only when the status flips; other conditions are kept', () => {

@@ -165,13 +165,32 @@ export function nextStatus(
     lastTransitionTime: before && before.status === status ? before.lastTransitionTime : rfc3339(now),
     ...(generation !== undefined && { observedGeneration: generation }),
   };
+  const conditions = [...(previous?.conditions ?? []).filter((c) => c.type !== 'Ready' && c.type !== TAGS_OWNED), ready];
+  if (outcome.ready && outcome.association) {
+    const owned = previous?.conditions?.find((c) => c.type === TAGS_OWNED);
+    conditions.push({
+      type: TAGS_OWNED,
+      status: 'True',
+      reason: 'SpecTags',
+      message: `spec.tags are the tags of ${outcome.association.associationArn}: TagResource and UntagResource on it are undone; change spec.tags instead`,
+      lastTransitionTime: owned?.status === 'True' ? owned.lastTransitionTime : rfc3339(now),
+      ...(generation !== undefined && { observedGeneration: generation }),
+    });
+  }
   return {
     associationId: outcome.association?.associationId ?? null,
     associationArn: outcome.association?.associationArn ?? null,
     ...(generation !== undefined && { observedGeneration: generation }),
-    conditions: [...(previous?.conditions ?? []).filter((c) => c.type !== 'Ready'), ready],
+    conditions,
   };
 }
+
+/**
+ * The condition that says who owns an association's tags: its resource. A tag
+ * operation through the API changes the store, the reconciler sees an owned
+ * association differ from its spec and puts spec.tags back.
+ */
+const TAGS_OWNED = 'TagsOwnedByResource';
 
 export function sameStatus(a: ResourceStatus | undefined, b: ResourceStatus): boolean {
   return JSON.stringify({ ...a, associationId: a?.associationId ?? null, associationArn: a?.associationArn ?? null }) === JSON.stringify(b);

@@ -53,6 +53,8 @@ export const serverConfigSchema = z
     listen: listenAddress.default('127.0.0.1:8080'),
     webhookListen: listenAddress.default('127.0.0.1:9443'),
     metricsListen: listenAddress.default('127.0.0.1:9090'),
+    /** the admin console (browser); off unless set. HTTPS when `tls` is set, with the API's certificate */
+    consoleListen: listenAddress.optional(),
     region: z.string().min(1).default('us-east-1'),
     accountId: z.string().regex(/^\d{12}$/, 'expected a 12-digit account id').default('000000000000'),
     dataDir: z.string().min(1).default('./data'),
@@ -113,6 +115,13 @@ export const serverConfigSchema = z
       .strict()
       .default({}),
     audit: z.object({ file: z.string().min(1).optional() }).strict().default({}),
+    console: z
+      .object({
+        /** how long a console sign-in lasts; it is not extended by use */
+        sessionSeconds: z.number().int().min(60).max(43_200).default(900),
+      })
+      .strict()
+      .default({ sessionSeconds: 900 }),
   })
   .strict()
   .superRefine((config, ctx) => {

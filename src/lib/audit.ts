@@ -3,7 +3,8 @@
 // records (auth/service.ts: every EKS Auth decision; associations/service.ts:
 // every association change) from named, non-secret fields only: a record
 // never holds a token, a secret key or a session token. The schema is in
-// docs/operations.md (Audit records).
+// docs/operations.md (Audit records). Listeners in the same process (the
+// console's live feed, a worker forwarding decisions to the primary) subscribe.
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { Logger } from './logger.js';
 
@@ -19,6 +20,7 @@ const MAX_PENDING_BYTES = 16 * 1024 * 1024;
 export class AuditLog {
   private readonly file: WriteStream | undefined;
   private dropped = 0;
+  private readonly listeners = new Set<(record: AuditEntry) => void>();
 
   private readonly logger: Logger;
 
@@ -35,12 +37,19 @@ export class AuditLog {
   /** Logs the record under `audit` with this message, and appends it to the file. */
   record<T extends AuditEntry>(record: T, message: string): void {
     this.logger.info({ audit: record }, message);
+    for (const listener of this.listeners) listener(record);
     if (!this.file) return;
     if (this.file.writableLength > MAX_PENDING_BYTES) {
       if (this.dropped++ % 1000 === 0) this.logger.error({ dropped: this.dropped }, 'audit file is not keeping up; records dropped from the file (still in the log)');
       return;
     }
     this.file.write(`${JSON.stringify(record)}\n`);
+  }
+
+  /** Calls `listener` with every record from now on (synchronously: it must not block); returns the unsubscribe. */
+  subscribe(listener: (record: AuditEntry) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   close(): Promise<void> {

@@ -46,6 +46,12 @@ export class BoundedMap<K, V> {
     this.insert(key, value);
   }
 
+  /** Every value, each once (the recent generation's first). */
+  *values(): IterableIterator<V> {
+    yield* this.recent.values();
+    yield* this.older.values();
+  }
+
   /** Whether the key was there. */
   delete(key: K): boolean {
     const inRecent = this.recent.delete(key);

@@ -41,7 +41,7 @@ export function apiCertificateHosts(config: ServerConfig): string[] {
 }
 
 /** The API listener's certificate: the configured files (watched for rotation), or one from the server's own CA in the data directory. */
-async function apiTlsSource(config: ServerConfig, logger: Logger, onChange: (pair: KeyPair) => void): Promise<TlsSource> {
+export async function apiTlsSource(config: ServerConfig, logger: Logger, onChange: (pair: KeyPair) => void): Promise<TlsSource> {
   const tls = config.tls!;
   const options = { logger: logger.child({ component: 'api-tls' }), onChange, set: API_CERTIFICATES };
   return tls.certFile && tls.keyFile ? watchedCertificateFiles(tls.certFile, tls.keyFile, options) : generatedCertificates(config.dataDir, apiCertificateHosts(config), options);

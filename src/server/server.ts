@@ -23,6 +23,8 @@ import { apiCertificateHosts, startApiListener } from './api-listener.js';
 import { API_CERTIFICATES, ensureGeneratedCertificates, generatedPaths } from '../webhook/certs.js';
 import type { ServerConfig } from '../config/schema.js';
 import { ApiWorkers, workerCount } from './workers.js';
+import { DecisionFeed } from '../console/feed.js';
+import { replicaOrigin, startConsoleFromConfig } from './setup/console.js';
 
 export interface RunningServer {
   /** base URL of the API listener, e.g. http://127.0.0.1:8080 */
@@ -30,6 +32,8 @@ export interface RunningServer {
   metricsUrl: string;
   /** base URL of the admission webhook listener (always https) */
   webhookUrl: string;
+  /** base URL of the admin console, when consoleListen is set */
+  consoleUrl?: string;
   store: AssociationStore;
   /** drain in-flight requests, then close the store */
   close(): Promise<void>;
@@ -49,7 +53,7 @@ interface ApiSide {
   close(): Promise<void>;
 }
 
-async function startApiSide(config: ServerConfig, opened: AssociationStore, logger: Logger, registry: Registry, audit: AuditLog): Promise<ApiSide> {
+async function startApiSide(config: ServerConfig, opened: AssociationStore, logger: Logger, registry: Registry, audit: AuditLog, feed: DecisionFeed | undefined): Promise<ApiSide> {
   const count = workerCount(config.workers);
   if (count <= 1) {
     const api = await startApiListener(config, { store: opened, logger, registry, audit });
@@ -58,7 +62,7 @@ async function startApiSide(config: ServerConfig, opened: AssociationStore, logg
   // made here once, so that the workers do not race to create it
   if (config.issuer.type === 'local') loadOrCreateLocalIssuerKey(localIssuerKeyFile(config));
   if (config.tls && !config.tls.certFile) await ensureGeneratedCertificates(config.dataDir, apiCertificateHosts(config), Date.now(), API_CERTIFICATES);
-  const workers = new ApiWorkers(config, count, { logger, store: opened });
+  const workers = new ApiWorkers(config, count, { logger, store: opened, ...(feed && { onDecision: (record, worker) => feed.add(record, replicaOrigin(worker)) }) });
   const url = await workers.start();
   return {
     url,
@@ -88,7 +92,10 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   const opened = await openStore(config, logger);
   // the audit trail of this process: the API's changes and decisions when it answers the API itself, the CRD reconciler's changes
   const audit = new AuditLog(logger, config.audit.file);
-  const api = await startApiSide(config, opened, logger, registry, audit);
+  // the console's live feed: this process's decisions and, with API workers, theirs
+  const feed = config.consoleListen ? new DecisionFeed() : undefined;
+  if (feed) audit.subscribe((record) => feed.add(record, replicaOrigin()));
+  const api = await startApiSide(config, opened, logger, registry, audit, feed);
   const { store } = api;
 
   // the primary's connections to its clusters, shared by the webhook, the CRD reconciler and the readiness probes
@@ -137,6 +144,8 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   applyServerTimeouts(metrics);
   const metricsAddress = await listen(metrics, parseListen(config.metricsListen));
 
+  const adminConsole = feed && (await startConsoleFromConfig(config, { store, logger, audit, feed }));
+
   const metricsUrl = `http://${formatUrlHost(metricsAddress.host)}:${metricsAddress.port}`;
   const webhookUrl = `https://${formatUrlHost(webhookAddress.host)}:${webhookAddress.port}`;
   logger.info(
@@ -146,6 +155,7 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
       ...(config.tls && !config.tls.certFile && { apiCaBundle: generatedPaths(config.dataDir, API_CERTIFICATES).caCert }),
       webhook: webhookUrl,
       metrics: metricsUrl,
+      ...(adminConsole && { console: adminConsole.url }),
       clusters: clusterNames,
       store: config.databaseUrl ? 'postgres' : 'sqlite',
       workers: workerCount(config.workers),
@@ -157,10 +167,11 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     apiUrl: api.url,
     metricsUrl,
     webhookUrl,
+    ...(adminConsole && { consoleUrl: adminConsole.url }),
     store,
     async close() {
       closing = true;
-      await Promise.all([api.close(), closeServer(webhook.server)]);
+      await Promise.all([api.close(), closeServer(webhook.server), adminConsole?.close()]);
       await webhook.close();
       await closeServer(metrics, 1000);
       monitor.close();

@@ -5,6 +5,8 @@
 //   - relays SQLite store changes between processes, so every cache hears of
 //     every change (PostgreSQL notifies each connection itself);
 //   - gathers the workers' metrics for /metrics;
+//   - hears the workers' EKS Auth decisions, for the console's live feed
+//     (only when the console is on: otherwise no decision crosses the channel);
 //   - restarts a worker that dies, and drains them all on shutdown.
 // Each worker enforces its share of the configured throttles, because the
 // primary hands connections out in turn: each to the first worker that is
@@ -18,14 +20,21 @@ import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import { relayChanges, type RelayedStore } from '../associations/change-relay.js';
 import { openStore } from '../associations/open-store.js';
 import type { AssociationStore, StoreChange } from '../associations/store.js';
+import { AuditLog, type AuditEntry } from '../lib/audit.js';
 import type { Logger } from '../lib/logger.js';
+import { isDecisionRecord } from '../console/decisions.js';
 import { createRegistry } from '../lib/metrics.js';
 import { startApiListener, type ApiListener } from './api-listener.js';
 import type { ServerConfig } from '../config/schema.js';
 
 type Metrics = MetricObjectWithValues<MetricValue<string>>[];
 
-type ToPrimary = { t: 'listening'; url: string } | { t: 'failed'; message: string } | { t: 'change'; change: StoreChange } | { t: 'metrics'; id: number; metrics: Metrics };
+type ToPrimary =
+  | { t: 'listening'; url: string }
+  | { t: 'failed'; message: string }
+  | { t: 'change'; change: StoreChange }
+  | { t: 'metrics'; id: number; metrics: Metrics }
+  | { t: 'decision'; record: AuditEntry };
 type ToWorker = { t: 'change'; change: StoreChange } | { t: 'metrics'; id: number } | { t: 'stop' };
 
 /** Our messages travel under this key, apart from other IPC on the same channel (prom-client's, Node's own). */
@@ -76,6 +85,8 @@ export interface ApiWorkerOptions {
   logger: Logger;
   /** the primary's store; wrapped in a change relay when it is SQLite */
   store: AssociationStore;
+  /** hears each EKS Auth decision record a worker makes, with the worker's id (workers send them only when the console is on) */
+  onDecision?: (record: AuditEntry, worker: number) => void;
 }
 
 /** The primary's side: forks, supervises, relays and stops the API workers. */
@@ -206,6 +217,8 @@ export class ApiWorkers {
     if (m?.t === 'change') {
       this.relay?.receive(m.change);
       this.broadcast(m.change, from);
+    } else if (m?.t === 'decision') {
+      this.options.onDecision?.(m.record, from.id);
     } else if (m?.t === 'metrics') {
       const request = this.metricsRequests.get(m.id);
       if (!request) return;
@@ -228,7 +241,7 @@ export async function runApiWorker(config: ServerConfig, rootLogger: Logger): Pr
   const logger = rootLogger.child({ worker: cluster.worker?.id });
   const registry = createRegistry('server');
   // what has started so far, for stop() at any point of start-up
-  const started: { relay?: RelayedStore; store?: AssociationStore; api?: ApiListener } = {};
+  const started: { relay?: RelayedStore; store?: AssociationStore; api?: ApiListener; audit?: AuditLog } = {};
 
   // Listening for the primary comes first, so a stop sent during start-up is not lost.
   let stopping = false;
@@ -236,6 +249,7 @@ export async function runApiWorker(config: ServerConfig, rootLogger: Logger): Pr
     if (stopping) return;
     stopping = true;
     Promise.resolve(started.api?.close())
+      .then(() => started.audit?.close())
       .then(() => started.store?.close())
       .then(
         () => process.exit(code),
@@ -263,8 +277,11 @@ export async function runApiWorker(config: ServerConfig, rootLogger: Logger): Pr
   const opened = await openStore(config, logger);
   started.relay = relayIfLocal(config, opened, (change) => toPrimary({ t: 'change', change }));
   started.store = started.relay ?? opened;
+  const audit = (started.audit = new AuditLog(logger, config.audit.file));
+  // the console runs in the primary: it sees this worker's decisions only if they are sent there
+  if (config.consoleListen) audit.subscribe((record) => isDecisionRecord(record) && toPrimary({ t: 'decision', record }));
   try {
-    started.api = await startApiListener(workerConfig(config, workerCount(config.workers)), { store: started.store, logger, registry });
+    started.api = await startApiListener(workerConfig(config, workerCount(config.workers)), { store: started.store, logger, registry, audit });
   } catch (error) {
     toPrimary({ t: 'failed', message: `API listener ${config.listen}: ${(error as Error).message}` });
     stop(1);

@@ -3,7 +3,7 @@
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 
-export const INSTALL_PROMTOOL = 'scripts/install-promtool.sh';
+const INSTALL_PROMTOOL = 'scripts/install-promtool.sh';
 
 function executable(path: string): boolean {
   try {

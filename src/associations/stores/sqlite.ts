@@ -326,8 +326,9 @@ export class SqliteAssociationStore implements AssociationStore {
   }
 
   async countByCluster() {
-    const rows = this.db.prepare('SELECT cluster_name, count(*) AS n FROM associations GROUP BY cluster_name').all() as { cluster_name: string; n: number }[];
-    return Object.fromEntries(rows.map((r) => [r.cluster_name, r.n]));
+    // rows are arrays (returnArrays): [cluster_name, count]
+    const rows = this.db.prepare('SELECT cluster_name, count(*) FROM associations GROUP BY cluster_name').all() as unknown as [string, number][];
+    return Object.fromEntries(rows);
   }
 
   async ping() {

@@ -76,8 +76,19 @@ test('dev token refuses a directory that holds no dev state, naming it', async (
   }
 });
 
-/** `pod-identity dev` on free ports in `cwd`; resolves with what it printed once its steps are there. */
+/**
+ * `pod-identity dev` on free ports in `cwd`; resolves with what it printed
+ * once its steps are there. A port found free can be taken by another test
+ * before dev binds it: a start that fails with EADDRINUSE is tried on new ports.
+ */
 async function startDev(cwd: string, stateDir?: string) {
+  for (let attempt = 1; ; attempt++) {
+    const started = await startDevOnce(cwd, stateDir);
+    if (attempt >= 3 || started.printed() !== '' || !started.logs().includes('EADDRINUSE')) return started;
+  }
+}
+
+async function startDevOnce(cwd: string, stateDir?: string) {
   const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
   const args = [CLI, 'dev', '--listen', `127.0.0.1:${ports[0]}`, '--webhook-listen', `127.0.0.1:${ports[1]}`, '--metrics-listen', `127.0.0.1:${ports[2]}`, '--agent-port', String(ports[3])];
   const dev = spawn(process.execPath, stateDir ? [...args, '--state-dir', stateDir] : args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });

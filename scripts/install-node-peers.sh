@@ -63,6 +63,9 @@ T_START=$(now)
 [ "$(id -u)" = 0 ] || die "needs root (apt-get, debootstrap and buildah); run it as root"
 
 # --- 1. Debian packages -------------------------------------------------------
+# shellcheck source=lib/apt.sh
+. "$HERE/lib/apt.sh"
+SUDO=() # this script runs as root
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
@@ -70,10 +73,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   t0=$(now)
   log "Debian packages: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq || die "apt-get update failed"
   # containerd ships only a systemd unit, so nothing starts it here: the test starts its own
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+  apt_install --no-install-recommends "${missing[@]}" || die "apt-get install ${missing[*]} failed"
   log "Debian packages: installed in $(($(now) - t0)) s"
 else
   log "Debian packages: present (${DEBIAN_PACKAGES[*]})"

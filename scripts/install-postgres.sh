@@ -5,6 +5,7 @@
 # The tests start their own throwaway clusters (test/peers/postgres.ts), so the
 # package's default cluster is neither needed nor created.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 find_postgres_bin() {
   local dir
@@ -22,23 +23,14 @@ if bin_dir=$(find_postgres_bin) && id -u postgres >/dev/null 2>&1; then
   exit 0
 fi
 
-if [ "$(id -u)" -eq 0 ]; then
-  SUDO=()
-elif command -v sudo >/dev/null 2>&1; then
-  SUDO=(sudo)
-else
-  echo "install-postgres: PostgreSQL is missing and installing it needs root (run as root or install sudo)" >&2
-  exit 1
-fi
+apt_root install-postgres PostgreSQL
 
 echo "install-postgres: installing PostgreSQL from Debian's packages"
-export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" apt-get update -qq
 # postgresql-common first, so the package can be told not to create and start
 # a system-wide "main" cluster (the documented way, README.Debian).
-"${SUDO[@]}" apt-get install -y -qq --no-install-recommends postgresql-common >/dev/null
+apt_install --no-install-recommends postgresql-common
 "${SUDO[@]}" sed -i 's/^#\?\s*create_main_cluster\s*=.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf
-"${SUDO[@]}" apt-get install -y -qq --no-install-recommends postgresql postgresql-client >/dev/null
+apt_install --no-install-recommends postgresql postgresql-client
 
 bin_dir=$(find_postgres_bin) || { echo "install-postgres: postgresql installed but no server binary found under /usr/lib/postgresql" >&2; exit 1; }
 id -u postgres >/dev/null 2>&1 || { echo "install-postgres: the postgres system user is missing after install" >&2; exit 1; }

@@ -12,6 +12,7 @@
 # usually have one already; a CI host with systemd would otherwise start a
 # server on port 9090).
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 find_promtool() {
   command -v promtool 2>/dev/null || { [ -x /usr/bin/promtool ] && echo /usr/bin/promtool; }
@@ -22,14 +23,7 @@ if bin=$(find_promtool); then
   exit 0
 fi
 
-if [ "$(id -u)" -eq 0 ]; then
-  SUDO=()
-elif command -v sudo >/dev/null 2>&1; then
-  SUDO=(sudo)
-else
-  echo "install-promtool: promtool is missing and installing it needs root (run as root or install sudo)" >&2
-  exit 1
-fi
+apt_root install-promtool promtool
 
 policy=/usr/sbin/policy-rc.d
 own_policy=false
@@ -42,9 +36,7 @@ cleanup() { if $own_policy; then "${SUDO[@]}" rm -f "$policy"; fi; }
 trap cleanup EXIT
 
 echo "install-promtool: installing Debian's prometheus package (for promtool)"
-export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" apt-get update -qq
-"${SUDO[@]}" apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+apt_install --no-install-recommends prometheus
 
 bin=$(find_promtool) || { echo "install-promtool: prometheus installed but no promtool found" >&2; exit 1; }
 echo "install-promtool: installed $("$bin" --version 2>&1 | head -1) ($bin)"

@@ -7,7 +7,8 @@
 // recent decisions and service accounts, and an hour of minutes.
 import { BoundedMap } from '../lib/bounded-cache.js';
 import type { AuditEntry } from '../lib/audit.js';
-import { matchesFilter, toConsoleDecision, type ConsoleDecision, type DecisionFilter, type DecisionOrigin } from './decisions.js';
+import type { ConsoleDecision } from './client/decision.js';
+import { matchesFilter, toConsoleDecision, type DecisionFilter, type DecisionOrigin } from './decisions.js';
 
 const RECENT = 500;
 const SERVICE_ACCOUNTS = 10_000;

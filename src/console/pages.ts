@@ -5,7 +5,8 @@
 // CSRF token. Pure: data in, markup out.
 import type { Association } from '../api/eks.js';
 import { renderChart } from './chart.js';
-import type { ConsoleDecision, DecisionFilter } from './decisions.js';
+import type { ConsoleDecision } from './client/decision.js';
+import type { DecisionFilter } from './decisions.js';
 import type { MinuteCount, ServiceAccountState } from './feed.js';
 import { html, type Html } from './html.js';
 

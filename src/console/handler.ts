@@ -109,7 +109,8 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     if (!throttle.allow(address)) {
       req.resume();
       logger.warn({ address }, 'console sign-in throttled');
-      send(res, 429, signInPage({ error: 'Too many sign-in attempts. Wait a minute and try again.' }), undefined, { 'retry-after': '60' });
+      const wait = throttle.retryAfterSeconds;
+      send(res, 429, signInPage({ error: `Too many sign-in attempts. Try again in ${wait} seconds.` }), undefined, { 'retry-after': String(wait) });
       return;
     }
     const form = parseForm(await readBody(req, FORM_LIMIT));

@@ -46,7 +46,7 @@ test('the store holds only the ids’ digests', () => {
 });
 
 test('a full store drops expired sessions first, then the oldest live one', () => {
-  let now = 0;
+  const now = 0;
   const store = new SessionStore(1000, () => now);
   const first = store.create('AKIA1');
   for (let i = 1; i < 1000; i++) store.create('AKIA2');

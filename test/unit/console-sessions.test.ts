@@ -45,14 +45,20 @@ test('the store holds only the ids’ digests', () => {
   assert.match(held[0]!, /^[0-9a-f]{64}$/);
 });
 
-test('a full store drops expired sessions first, then the oldest live one', () => {
-  const now = 0;
+test('a full store (1000) drops expired sessions first, then the oldest live one', () => {
+  let now = 0;
   const store = new SessionStore(1000, () => now);
-  const first = store.create('AKIA1');
-  for (let i = 1; i < 1000; i++) store.create('AKIA2');
-  const newest = store.create('AKIA3');
-  assert.equal(store.get(first.id), undefined, 'the oldest live session made room');
-  assert.equal(store.get(newest.id)?.accessKeyId, 'AKIA3');
+  const expired = store.create('AKIA0');
+  now = 500;
+  const oldestLive = store.create('AKIA1');
+  for (let i = 2; i < 1000; i++) store.create('AKIA2');
+  now = 1200;
+  store.create('AKIA3');
+  assert.equal(store.get(expired.id), undefined);
+  assert.equal(store.get(oldestLive.id)?.accessKeyId, 'AKIA1', 'the expired one made room; no live session was dropped');
+  const newest = store.create('AKIA4');
+  assert.equal(store.get(oldestLive.id), undefined, 'full of live sessions: the oldest made room');
+  assert.equal(store.get(newest.id)?.accessKeyId, 'AKIA4');
 });
 
 test('CSRF tokens match only exactly', () => {

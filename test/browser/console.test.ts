@@ -182,7 +182,7 @@ describe('admin console in Chromium', { skip }, () => {
     assert.ok(minutes.includes(titles.at(-1)!.slice(0, 5)), 'the last bar is this minute');
     assert.equal((await getCredentials(agent.url, await plane.token({ namespace: 'default', serviceAccount: 'other' }))).status, 200);
     // the script fetches /chart every 10 s
-    await page.waitForFunction(() => document.getElementById('chart-desc')?.textContent?.endsWith(' 3 issued, 2 refused.'), undefined, { timeout: 15_000 });
+    await page.waitForSelector('#chart-desc:has-text(" 3 issued, 2 refused.")', { state: 'attached', timeout: 15_000 });
   });
 
   test('edit and tag an association by keyboard; a bad edit reads as the API words it', async () => {

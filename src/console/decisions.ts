@@ -43,7 +43,8 @@ export function toConsoleDecision(record: AuditEntry, origin: DecisionOrigin, se
     ...(Object.fromEntries(Object.entries(optional).filter(([, v]) => v !== undefined)) as Partial<ConsoleDecision>),
     outcome,
     requestId: text(r.requestId) ?? '',
-    replica: origin.worker === undefined ? origin.host : `${origin.host}/worker-${origin.worker}`,
+    replica: origin.host,
+    ...(origin.worker !== undefined && { worker: origin.worker }),
   };
 }
 

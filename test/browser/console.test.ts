@@ -6,6 +6,7 @@
 // earlier tests fetched), then edit and tag forms by keyboard.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -76,7 +77,11 @@ describe('admin console in Chromium', { skip }, () => {
     assert.equal(ok.status, 200);
     await page.waitForSelector('#feed tbody tr[data-outcome=allowed]', { timeout: 2000 });
     console.log(`# decision in the feed ${Date.now() - started} ms after the fetch began`);
-    assert.match(await page.textContent('#feed tbody tr[data-outcome=allowed]') ?? '', /worker-\d/);
+    // the replica (this host) and the API worker that decided
+    const origin = (await page.textContent('#feed tbody tr[data-outcome=allowed] td:last-child')) ?? '';
+    assert.ok(origin.startsWith(`${hostname()} · worker `), origin);
+    assert.match(origin, / · worker \d$/);
+    assert.ok(((await page.textContent('#scope')) ?? '').includes(`of this replica, ${hostname()} (each replica shows its own`), 'the page says whose decisions it shows');
     await shot('decisions');
 
     await page.goto(`${consoleUrl}/associations`);

@@ -47,11 +47,13 @@ test('a decision shows its display fields and where it was made, and nothing els
     roleArn: ROLE,
     outcome: 'allowed',
     requestId: 'r-1',
-    replica: 'pod-identity-0/worker-2',
+    replica: 'pod-identity-0',
+    worker: 2,
   });
   assert.doesNotMatch(JSON.stringify(d), /jti|ASIAISSUEDKEY|AKIANODE/);
   const refused = toConsoleDecision(record({ outcome: 'denied', roleArn: undefined, errorType: 'ResourceNotFoundException', reason: 'no_association' }), HOST, 8)!;
   assert.equal(refused.replica, 'pod-identity-0');
+  assert.equal('worker' in refused, false, 'a replica without API workers decides in its primary');
   assert.equal(refused.reason, 'no_association');
   assert.equal(refused.errorType, 'ResourceNotFoundException');
   assert.equal('roleArn' in refused, false);

@@ -35,7 +35,7 @@ function addRow(body: HTMLTableSectionElement, d: ConsoleDecision): void {
   outcome.textContent = OUTCOME_LABEL[d.outcome];
   const reason = cell(row, d.reason, true);
   if (d.reason && d.errorType) reason.append(` (${d.errorType})`);
-  cell(row, d.replica);
+  cell(row, d.worker === undefined ? d.replica : `${d.replica} · worker ${d.worker}`);
   while (body.rows.length > MAX_ROWS) body.deleteRow(-1);
 }
 

@@ -22,6 +22,8 @@ export interface ConsoleDecision {
   /** which check refused it (auth/reasons.ts) */
   reason?: string;
   requestId: string;
-  /** the server replica (host name, a pod's name in Kubernetes) and API worker that decided */
+  /** the server replica that decided: its host name (a pod's name in Kubernetes) */
   replica: string;
+  /** the API worker of that replica that decided (when it runs `workers` above 1) */
+  worker?: number;
 }

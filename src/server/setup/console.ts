@@ -66,6 +66,7 @@ export async function startConsoleFromConfig(config: ServerConfig, deps: Console
     })),
     adminKeys: staticKeys(config.admins),
     feed,
+    scope: { replica: replicaOrigin().host, merged: false },
     sessionSeconds: config.console.sessionSeconds,
     secure: config.tls !== undefined,
     logger,

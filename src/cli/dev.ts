@@ -25,6 +25,7 @@ export function registerDevCommand(program: Command): void {
       .command('dev')
       .description('run everything on loopback for a laptop: server (SQLite, local issuer), agent and a development token signer'),
     'pod-identity dev',
+    'pod-identity dev --console-listen 127.0.0.1:8443   # the admin console on a port of your choice',
     'pod-identity dev --state-dir /tmp/pi --kubeconfig ~/.kube/config --issuer aws-sts --sts-endpoint http://127.0.0.1:5000',
   )
     .addOption(new Option('--state-dir <dir>', 'where the store, keys and tokens live').default(DEFAULT_STATE_DIR))

@@ -25,12 +25,14 @@ export function registerDevCommand(program: Command): void {
       .command('dev')
       .description('run everything on loopback for a laptop: server (SQLite, local issuer), agent and a development token signer'),
     'pod-identity dev',
+    'pod-identity dev --console-listen 127.0.0.1:8443   # the admin console on a port of your choice',
     'pod-identity dev --state-dir /tmp/pi --kubeconfig ~/.kube/config --issuer aws-sts --sts-endpoint http://127.0.0.1:5000',
   )
     .addOption(new Option('--state-dir <dir>', 'where the store, keys and tokens live').default(DEFAULT_STATE_DIR))
     .option('--listen <host:port>', 'EKS API, EKS Auth and STS listener', '127.0.0.1:8080')
     .option('--webhook-listen <host:port>', 'admission webhook listener (TLS)', '127.0.0.1:9443')
     .option('--metrics-listen <host:port>', 'metrics and health listener', '127.0.0.1:9090')
+    .option('--console-listen <host:port>', 'admin console listener (port 0: a free one; the banner prints its URL)', '127.0.0.1:0')
     .option('--agent-port <port>', 'port of the agent on 127.0.0.1', port, 8090)
     .option('--region <region>', 'region of ARNs and signing', 'us-east-1')
     .option('--account-id <id>', 'account id of ARNs', '000000000000')

@@ -11,7 +11,7 @@ import { defaultNote, withExamples } from './options.js';
 import { exitOnSignals } from './shutdown.js';
 
 /** Flags that override top-level config keys (the same names as the YAML keys). */
-const FLAG_KEYS = ['listen', 'webhookListen', 'metricsListen', 'region', 'accountId', 'dataDir', 'databaseUrl', 'logLevel', 'workers'] as const;
+const FLAG_KEYS = ['listen', 'webhookListen', 'metricsListen', 'consoleListen', 'region', 'accountId', 'dataDir', 'databaseUrl', 'logLevel', 'workers'] as const;
 
 export function registerServerCommand(program: Command): void {
   withExamples(
@@ -22,6 +22,7 @@ export function registerServerCommand(program: Command): void {
       .option('--listen <host:port>', `EKS and EKS Auth API listener ${defaultNote('127.0.0.1:8080')}`)
       .option('--webhook-listen <host:port>', `admission webhook listener, always TLS ${defaultNote('127.0.0.1:9443')}`)
       .option('--metrics-listen <host:port>', `/metrics, /healthz and /readyz listener ${defaultNote('127.0.0.1:9090')}`)
+      .option('--console-listen <host:port>', 'admin console listener (a browser; HTTPS when tls is set); off unless set')
       .option('--region <region>', `region used in ARNs ${defaultNote('us-east-1')}`)
       .option('--account-id <id>', `12-digit account id used in ARNs ${defaultNote('000000000000')}`)
       .option('--data-dir <dir>', `directory of the embedded SQLite store ${defaultNote('./data')}`)
@@ -31,6 +32,7 @@ export function registerServerCommand(program: Command): void {
       .addHelpText('after', '\nEvery key can also be set by environment: POD_IDENTITY_<KEY> (e.g. POD_IDENTITY_DATA_DIR).\nPrecedence: file < environment < flags.'),
     'pod-identity server --config /etc/pod-identity/config.yaml',
     'POD_IDENTITY_DATA_DIR=/var/lib/pod-identity pod-identity server --listen 0.0.0.0:8080 --workers auto',
+    'pod-identity server --config /etc/pod-identity/config.yaml --console-listen 127.0.0.1:8443   # then open http://127.0.0.1:8443',
   ).action(async (flags: Record<string, string | undefined>) => {
     const overrides: Record<string, unknown> = {};
     for (const key of FLAG_KEYS) if (flags[key] !== undefined) overrides[key] = flags[key];

@@ -3,29 +3,7 @@
 // named fields only, so nothing else the record holds (the token's jti, the
 // issued access key id) reaches a page; a record never holds a secret anyway.
 import type { AuditEntry } from '../lib/audit.js';
-
-type Outcome = 'allowed' | 'denied' | 'failed';
-
-export interface ConsoleDecision {
-  /** increasing in this process: the live feed resumes after the last one a page has */
-  seq: number;
-  /** ISO 8601 */
-  time: string;
-  cluster: string;
-  namespace?: string;
-  serviceAccount?: string;
-  pod?: string;
-  node?: string;
-  roleArn?: string;
-  outcome: Outcome;
-  /** the wire error name when refused */
-  errorType?: string;
-  /** which check refused it (auth/reasons.ts) */
-  reason?: string;
-  requestId: string;
-  /** the server replica (host name, a pod's name in Kubernetes) and API worker that decided */
-  replica: string;
-}
+import type { ConsoleDecision, Outcome } from './client/decision.js';
 
 /** Where a record was made: a replica and, with `workers` above 1, its worker. */
 export interface DecisionOrigin {
@@ -65,7 +43,8 @@ export function toConsoleDecision(record: AuditEntry, origin: DecisionOrigin, se
     ...(Object.fromEntries(Object.entries(optional).filter(([, v]) => v !== undefined)) as Partial<ConsoleDecision>),
     outcome,
     requestId: text(r.requestId) ?? '',
-    replica: origin.worker === undefined ? origin.host : `${origin.host}/worker-${origin.worker}`,
+    replica: origin.host,
+    ...(origin.worker !== undefined && { worker: origin.worker }),
   };
 }
 

@@ -4,7 +4,8 @@
 // A comment every 15 s keeps proxies and port-forwards from closing an idle
 // stream; the stream ends when the session does.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { matchesFilter, type ConsoleDecision, type DecisionFilter } from './decisions.js';
+import type { ConsoleDecision } from './client/decision.js';
+import { matchesFilter, type DecisionFilter } from './decisions.js';
 import type { DecisionFeed } from './feed.js';
 
 const HEARTBEAT_MS = 15_000;

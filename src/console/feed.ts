@@ -3,11 +3,14 @@
 // resumes), each service account's last success and last failure, and
 // per-minute counts of issued and refused credentials. Decisions arrive from
 // this process's audit trail and, with API workers, from theirs over the
-// cluster channel (server/workers.ts). Memory is bounded: a fixed number of
-// recent decisions and service accounts, and an hour of minutes.
+// cluster channel (server/workers.ts): those are this replica's own; with
+// PostgreSQL, other replicas' arrive relayed (replica-relay.ts). Memory is
+// bounded: a fixed number of recent decisions and service accounts, and an
+// hour of minutes.
 import { BoundedMap } from '../lib/bounded-cache.js';
 import type { AuditEntry } from '../lib/audit.js';
-import { matchesFilter, toConsoleDecision, type ConsoleDecision, type DecisionFilter, type DecisionOrigin } from './decisions.js';
+import type { ConsoleDecision } from './client/decision.js';
+import { matchesFilter, toConsoleDecision, type DecisionFilter, type DecisionOrigin } from './decisions.js';
 
 const RECENT = 500;
 const SERVICE_ACCOUNTS = 10_000;
@@ -31,11 +34,15 @@ export interface MinuteCount {
 
 type Listener = (decision: ConsoleDecision) => void;
 
+/** A decision as another replica relays it: everything but this process's sequence number. */
+export type RelayedDecision = Omit<ConsoleDecision, 'seq'>;
+
 export class DecisionFeed {
   private readonly recent: ConsoleDecision[] = [];
   private readonly accounts = new BoundedMap<string, ServiceAccountState>(SERVICE_ACCOUNTS);
   private readonly minutes = new Map<number, MinuteCount>();
   private readonly listeners = new Set<Listener>();
+  private readonly localListeners = new Set<Listener>();
   private seq = 0;
 
   constructor(private readonly now: () => number = Date.now) {}
@@ -44,6 +51,23 @@ export class DecisionFeed {
   add(record: AuditEntry, origin: DecisionOrigin): void {
     const decision = toConsoleDecision(record, origin, this.seq + 1);
     if (!decision) return;
+    this.accept(decision);
+    for (const listener of this.localListeners) listener(decision);
+  }
+
+  /** Takes a decision another replica made. */
+  addRelayed(relayed: RelayedDecision): void {
+    this.accept({ ...relayed, seq: this.seq + 1 });
+  }
+
+  /** Counts decisions another replica made but did not relay one by one (past its batch's limit), for the chart. */
+  countRelayed(issued: number, refused: number): void {
+    const bucket = this.bucket();
+    bucket.issued += issued;
+    bucket.refused += refused;
+  }
+
+  private accept(decision: ConsoleDecision): void {
     this.seq = decision.seq;
     this.recent.push(decision);
     if (this.recent.length > RECENT) this.recent.shift();
@@ -59,6 +83,13 @@ export class DecisionFeed {
   }
 
   private count(decision: ConsoleDecision): void {
+    const bucket = this.bucket();
+    if (decision.outcome === 'allowed') bucket.issued++;
+    else bucket.refused++;
+  }
+
+  /** The current minute's counts (older than an hour are dropped as a new minute starts). */
+  private bucket(): MinuteCount {
     const minute = Math.floor(this.now() / 60_000) * 60_000;
     let bucket = this.minutes.get(minute);
     if (!bucket) {
@@ -66,8 +97,7 @@ export class DecisionFeed {
       this.minutes.set(minute, bucket);
       for (const old of this.minutes.keys()) if (old <= minute - MINUTES * 60_000) this.minutes.delete(old);
     }
-    if (decision.outcome === 'allowed') bucket.issued++;
-    else bucket.refused++;
+    return bucket;
   }
 
   /** The latest decisions that match, newest first; only those after `afterSeq` when given. */
@@ -110,5 +140,11 @@ export class DecisionFeed {
   subscribe(listener: Listener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Calls `listener` with each decision made in this replica (not those relayed from others); returns the unsubscribe. */
+  subscribeLocal(listener: Listener): () => void {
+    this.localListeners.add(listener);
+    return () => this.localListeners.delete(listener);
   }
 }

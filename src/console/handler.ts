@@ -17,7 +17,7 @@ import { parseDecisionFilter } from './decisions.js';
 import { EventStreams } from './events.js';
 import type { DecisionFeed } from './feed.js';
 import { createFromForm, parseForm, tagFromForm, updateFromForm } from './forms.js';
-import { associationPage, associationsPage, chartFigure, clustersPage, decisionsPage, problemPage, serviceAccountsPage, signInPage, type ClusterInfo, type Notice } from './pages.js';
+import { associationPage, associationsPage, chartFigure, clustersPage, decisionsPage, problemPage, serviceAccountsPage, signInPage, type ClusterInfo, type FeedScope, type Notice } from './pages.js';
 import { COOKIE, csrfMatches, readCookie, sessionCookie, SessionStore, type Session } from './sessions.js';
 import { SignInThrottle, verifyAdminKey, type KeyLookup } from './sign-in.js';
 
@@ -29,6 +29,8 @@ export interface ConsoleOptions {
   /** the admin keys, as the association API looks them up */
   adminKeys: KeyLookup;
   feed: DecisionFeed;
+  /** whose decisions the feed holds */
+  scope: FeedScope;
   sessionSeconds: number;
   /** served over TLS: the cookie is marked Secure */
   secure: boolean;
@@ -109,7 +111,8 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
     if (!throttle.allow(address)) {
       req.resume();
       logger.warn({ address }, 'console sign-in throttled');
-      send(res, 429, signInPage({ error: 'Too many sign-in attempts. Wait a minute and try again.' }), undefined, { 'retry-after': '60' });
+      const wait = throttle.retryAfterSeconds;
+      send(res, 429, signInPage({ error: `Too many sign-in attempts. Try again in ${wait} seconds.` }), undefined, { 'retry-after': String(wait) });
       return;
     }
     const form = parseForm(await readBody(req, FORM_LIMIT));
@@ -283,7 +286,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
 
     const filter = parseDecisionFilter(query);
     if (path === '/decisions') {
-      return send(res, 200, decisionsPage(session, { clusters: clusterNames, filter, decisions: feed.latest(filter, 100), lastSeq: feed.lastSeq(), minutes: feed.perMinute() }));
+      return send(res, 200, decisionsPage(session, { scope: options.scope, clusters: clusterNames, filter, decisions: feed.latest(filter, 100), lastSeq: feed.lastSeq(), minutes: feed.perMinute() }));
     }
     if (path === '/events') {
       const after = Number(query.get('after'));
@@ -291,7 +294,7 @@ export function createConsoleHandler(options: ConsoleOptions): ConsoleHandler {
       return;
     }
     if (path === '/chart') return send(res, 200, chartFigure(feed.perMinute()).text);
-    if (path === '/service-accounts') return send(res, 200, serviceAccountsPage(session, clusterNames, filter, feed.serviceAccounts(filter)));
+    if (path === '/service-accounts') return send(res, 200, serviceAccountsPage(session, options.scope, clusterNames, filter, feed.serviceAccounts(filter)));
     send(res, 404, problemPage('Not found', 'There is no such page in the console.'));
   }
 

@@ -5,7 +5,8 @@
 // CSRF token. Pure: data in, markup out.
 import type { Association } from '../api/eks.js';
 import { renderChart } from './chart.js';
-import type { ConsoleDecision, DecisionFilter } from './decisions.js';
+import type { ConsoleDecision } from './client/decision.js';
+import type { DecisionFilter } from './decisions.js';
 import type { MinuteCount, ServiceAccountState } from './feed.js';
 import { html, type Html } from './html.js';
 
@@ -207,7 +208,7 @@ const OUTCOME_LABEL = { allowed: 'issued', denied: 'refused', failed: 'failed' }
 
 /** One row of the live feed; client/console.ts builds the same cells from an event. */
 function decisionRow(d: ConsoleDecision): Html {
-  return html`<tr data-seq="${d.seq}" data-outcome="${d.outcome}"><td>${when(d.time)}</td><td>${d.cluster}</td><td>${orDash(d.namespace)}</td><td>${orDash(d.serviceAccount)}</td><td>${orDash(d.pod)}</td><td>${orDash(d.node)}</td><td>${d.roleArn ? html`<code>${d.roleArn}</code>` : '—'}</td><td><span class="outcome ${d.outcome}">${OUTCOME_LABEL[d.outcome]}</span></td><td>${d.reason ? html`<code>${d.reason}</code>${d.errorType ? ` (${d.errorType})` : ''}` : '—'}</td><td>${d.replica}</td></tr>`;
+  return html`<tr data-seq="${d.seq}" data-outcome="${d.outcome}"><td>${when(d.time)}</td><td>${d.cluster}</td><td>${orDash(d.namespace)}</td><td>${orDash(d.serviceAccount)}</td><td>${orDash(d.pod)}</td><td>${orDash(d.node)}</td><td>${d.roleArn ? html`<code>${d.roleArn}</code>` : '—'}</td><td><span class="outcome ${d.outcome}">${OUTCOME_LABEL[d.outcome]}</span></td><td>${d.reason ? html`<code>${d.reason}</code>${d.errorType ? ` (${d.errorType})` : ''}` : '—'}</td><td>${d.worker === undefined ? d.replica : `${d.replica} · worker ${d.worker}`}</td></tr>`;
 }
 
 function decisionFilterForm(action: string, clusters: readonly string[], filter: DecisionFilter, withOutcome: boolean): Html {
@@ -224,7 +225,21 @@ export function chartFigure(minutes: readonly MinuteCount[]): Html {
   return html`${renderChart(minutes)}<p class="legend"><span class="key issued"></span> issued <span class="key refused"></span> refused (per minute, last 30 minutes)</p>`;
 }
 
+/** Whose decisions the feed holds: this replica's, or every replica's merged through the store. */
+export interface FeedScope {
+  /** the replica serving this page */
+  replica: string;
+  merged: boolean;
+}
+
+function scopeText(scope: FeedScope): Html {
+  return scope.merged
+    ? html`of every replica that serves a console (merged through PostgreSQL; this page comes from <code>${scope.replica}</code>)`
+    : html`of this replica, <code>${scope.replica}</code> (each replica shows its own: reach another through <code>kubectl port-forward pod/&lt;name&gt;</code>)`;
+}
+
 export interface DecisionsView {
+  scope: FeedScope;
   clusters: readonly string[];
   filter: DecisionFilter;
   decisions: readonly ConsoleDecision[];
@@ -237,7 +252,7 @@ export function decisionsPage(session: PageSession, view: DecisionsView): string
   const query = new URLSearchParams(Object.entries(view.filter).filter(([, v]) => v !== undefined) as [string, string][]).toString();
   return layout(
     'Live decisions',
-    html`<p>Every AssumeRoleForPodIdentity decision of this server, newest first, as it happens.</p>
+    html`<p id="scope">Every AssumeRoleForPodIdentity decision ${scopeText(view.scope)}, newest first, as it happens.</p>
 ${decisionFilterForm('/decisions', view.clusters, view.filter, true)}
 <section aria-labelledby="chart-heading"><h2 id="chart-heading">Credentials per minute</h2>
 <figure id="chart" data-src="/chart">${chartFigure(view.minutes)}</figure></section>
@@ -250,14 +265,14 @@ ${decisionFilterForm('/decisions', view.clusters, view.filter, true)}
   );
 }
 
-export function serviceAccountsPage(session: PageSession, clusters: readonly string[], filter: DecisionFilter, states: readonly ServiceAccountState[]): string {
+export function serviceAccountsPage(session: PageSession, scope: FeedScope, clusters: readonly string[], filter: DecisionFilter, states: readonly ServiceAccountState[]): string {
   const rows = states.map(
     (s) =>
       html`<tr><td>${s.cluster}</td><td>${s.namespace}</td><td>${s.serviceAccount}</td><td>${when(s.lastSuccess?.time)}</td><td>${s.lastSuccess?.roleArn ? html`<code>${s.lastSuccess.roleArn}</code>` : '—'}</td><td>${when(s.lastFailure?.time)}</td><td>${s.lastFailure ? html`<code>${orDash(s.lastFailure.reason)}</code>${s.lastFailure.errorType ? ` (${s.lastFailure.errorType})` : ''}` : '—'}</td></tr>`,
   );
   return layout(
     'Service accounts',
-    html`<p>Each service account's last credentials issued and last refusal, since this server started.</p>
+    html`<p id="scope">Each service account's last credentials issued and last refusal ${scopeText(scope)}, since this console started.</p>
 ${decisionFilterForm('/service-accounts', clusters, filter, false)}
 <table id="service-accounts"><caption>${states.length} service account${states.length === 1 ? '' : 's'}</caption>
 <thead><tr><th scope="col">Cluster</th><th scope="col">Namespace</th><th scope="col">Service account</th><th scope="col">Last success</th><th scope="col">Role</th><th scope="col">Last failure</th><th scope="col">Reason</th></tr></thead>

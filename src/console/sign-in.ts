@@ -33,12 +33,15 @@ const DEFAULT_SIGN_IN_LIMITS: SignInLimits = { perAddress: { rate: 1 / 12, burst
 export class SignInThrottle {
   private readonly byAddress = new BoundedMap<string, TokenBucket>(10_000);
   private readonly overall: TokenBucket;
+  /** the longest wait for a refused address's next attempt: one token of the slower bucket */
+  readonly retryAfterSeconds: number;
 
   constructor(
     private readonly limits: SignInLimits = DEFAULT_SIGN_IN_LIMITS,
     private readonly now: () => number = Date.now,
   ) {
     this.overall = new TokenBucket(limits.overall, now());
+    this.retryAfterSeconds = Math.ceil(1 / Math.min(limits.perAddress.rate, limits.overall.rate));
   }
 
   /** Whether an attempt from `address` may go ahead now. */

@@ -90,6 +90,8 @@ export interface DevOptions {
   listen: string;
   webhookListen: string;
   metricsListen: string;
+  /** the admin console; port 0 picks a free one */
+  consoleListen: string;
   agentPort: number;
   region: string;
   accountId: string;
@@ -117,6 +119,7 @@ function devServerConfig(options: DevOptions, keys: DevKeys, jwksFile: string | 
     listen: options.listen,
     webhookListen: options.webhookListen,
     metricsListen: options.metricsListen,
+    consoleListen: options.consoleListen,
     region: options.region,
     accountId: options.accountId,
     dataDir: options.stateDir,
@@ -201,6 +204,7 @@ export function devInstructions(dev: RunningDev, cliPath: string, region: string
     `  agent metrics and probes   ${dev.agent.metricsUrl}/metrics, ${dev.agent.probeUrl}/readyz`,
     `  admission webhook          ${dev.server.webhookUrl}/mutate`,
     `  metrics                    ${dev.server.metricsUrl}/metrics`,
+    ...(dev.server.consoleUrl ? [`  admin console              ${dev.server.consoleUrl}  (sign in with access key ID ${admin.accessKeyId} and secret ${admin.secretAccessKey})`] : []),
     `  state                      ${dev.stateDir}`,
     '',
     'In another shell:',

@@ -2,21 +2,7 @@
 // from the package: the live feed (server-sent events from /events, resumed
 // after the last decision the page shows), the chart's refresh, and a
 // confirmation before a delete. The pages work without it.
-
-interface Decision {
-  seq: number;
-  time: string;
-  cluster: string;
-  namespace?: string;
-  serviceAccount?: string;
-  pod?: string;
-  node?: string;
-  roleArn?: string;
-  outcome: 'allowed' | 'denied' | 'failed';
-  errorType?: string;
-  reason?: string;
-  replica: string;
-}
+import type { ConsoleDecision } from './decision.js';
 
 const OUTCOME_LABEL = { allowed: 'issued', denied: 'refused', failed: 'failed' } as const;
 const MAX_ROWS = 500;
@@ -29,7 +15,7 @@ function cell(row: HTMLTableRowElement, text: string | undefined, code = false):
   return td;
 }
 
-function addRow(body: HTMLTableSectionElement, d: Decision): void {
+function addRow(body: HTMLTableSectionElement, d: ConsoleDecision): void {
   const row = body.insertRow(0);
   row.dataset.seq = String(d.seq);
   row.dataset.outcome = d.outcome;
@@ -49,7 +35,7 @@ function addRow(body: HTMLTableSectionElement, d: Decision): void {
   outcome.textContent = OUTCOME_LABEL[d.outcome];
   const reason = cell(row, d.reason, true);
   if (d.reason && d.errorType) reason.append(` (${d.errorType})`);
-  cell(row, d.replica);
+  cell(row, d.worker === undefined ? d.replica : `${d.replica} · worker ${d.worker}`);
   while (body.rows.length > MAX_ROWS) body.deleteRow(-1);
 }
 
@@ -66,7 +52,7 @@ function liveFeed(table: HTMLTableElement): void {
   say('Connecting to the live feed…', 'connecting');
   source.addEventListener('open', () => say('Live: new decisions appear at the top.', 'connected'));
   source.addEventListener('error', () => say(source.readyState === EventSource.CLOSED ? 'The live feed ended; reload the page (your session may have expired).' : 'Reconnecting to the live feed…', 'reconnecting'));
-  source.addEventListener('decision', (event) => addRow(body, JSON.parse((event as MessageEvent<string>).data) as Decision));
+  source.addEventListener('decision', (event) => addRow(body, JSON.parse((event as MessageEvent<string>).data) as ConsoleDecision));
 }
 
 function refreshChart(figure: HTMLElement): void {

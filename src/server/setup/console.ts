@@ -3,7 +3,8 @@
 // Secure cookies), the AssociationService over the primary's store (changes
 // reach the workers' caches as the API's do), the admin keys as the
 // association API looks them up, and the decision feed that server.ts fills
-// from this process's audit trail and from the API workers'.
+// from this process's audit trail and from the API workers'. On PostgreSQL the
+// feed also holds the other replicas' decisions (console/replica-relay.ts).
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { hostname } from 'node:os';
@@ -15,6 +16,7 @@ import type { ServerConfig } from '../../config/schema.js';
 import { createConsoleHandler } from '../../console/handler.js';
 import type { DecisionOrigin } from '../../console/decisions.js';
 import type { DecisionFeed } from '../../console/feed.js';
+import { ReplicaRelay } from '../../console/replica-relay.js';
 import type { AuditLog } from '../../lib/audit.js';
 import { applyServerTimeouts, closeServer, formatUrlHost, listen, parseListen } from '../../lib/http.js';
 import type { Logger } from '../../lib/logger.js';
@@ -66,6 +68,7 @@ export async function startConsoleFromConfig(config: ServerConfig, deps: Console
     })),
     adminKeys: staticKeys(config.admins),
     feed,
+    scope: { replica: replicaOrigin().host, merged: config.databaseUrl !== undefined },
     sessionSeconds: config.console.sessionSeconds,
     secure: config.tls !== undefined,
     logger,
@@ -89,9 +92,11 @@ export async function startConsoleFromConfig(config: ServerConfig, deps: Console
   }
   const url = `${tls ? 'https' : 'http'}://${formatUrlHost(address.host)}:${address.port}`;
   if (config.admins.length === 0) logger.warn('the console is on but no admin key is configured (admins), so nobody can sign in');
+  const relay = config.databaseUrl ? new ReplicaRelay({ databaseUrl: config.databaseUrl, feed, logger }) : undefined;
   return {
     url,
     async close() {
+      await relay?.stop();
       handler.close();
       await closeServer(server, 2000);
       tls?.close();

@@ -281,43 +281,64 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     assertAllAccepted(yaml, await dryRun(yaml));
   });
 
-  test('installed for real, the server’s service account may do what the server does', async () => {
+  /** `kubectl auth can-i … --as` the server's service account; exits 1 on "no", so the answer is read, not the exit code */
+  const canI = (...args: string[]) =>
+    new Promise<string>((resolveAnswer) => {
+      const serviceAccount = `system:serviceaccount:${NAMESPACE}:${FULLNAME}-server`;
+      execFile(kubeBinary('kubectl'), ['--kubeconfig', kube.kubeconfigPath, 'auth', 'can-i', ...args, '--as', serviceAccount], { timeout: 30_000 }, (_error, stdout) => resolveAnswer(stdout.trim()));
+    });
+  const assertCan = async (allowed: string[][], refused: string[][]) => {
+    for (const args of allowed) assert.equal(await canI(...args), 'yes', `can-i ${args.join(' ')}`);
+    for (const args of refused) assert.equal(await canI(...args), 'no', `can-i ${args.join(' ')}`);
+  };
+
+  test('installed for real, the server’s service account may do exactly what the server does', async () => {
     const yaml = await template(REQUIRED, ['--include-crds']);
     await runKubeTool('kubectl', kube, ['apply', '--server-side', '-f', '-'], { input: yaml });
     // the CRD must be served before its resources can be asked about
     await runKubeTool('kubectl', kube, ['wait', '--for=condition=Established', '--timeout=30s', 'crd/podidentityassociations.podidentity.dev']);
-    const serviceAccount = `system:serviceaccount:${NAMESPACE}:${FULLNAME}-server`;
-    // exits 1 on "no": read the answer, not the exit code
-    const canI = (...args: string[]) =>
-      new Promise<string>((resolveAnswer) => {
-        execFile(kubeBinary('kubectl'), ['--kubeconfig', kube.kubeconfigPath, 'auth', 'can-i', ...args, '--as', serviceAccount], { timeout: 30_000 }, (_error, stdout) => resolveAnswer(stdout.trim()));
-      });
-    const needed = [
-      ['create', 'tokenreviews.authentication.k8s.io'], // TokenReview mode
-      ['get', 'pods', '--all-namespaces'], // liveness of the pod a token is bound to
-      ['list', 'pods', '--all-namespaces'],
-      ['watch', 'pods', '--all-namespaces'],
-      ['get', 'serviceaccounts', '--all-namespaces'], // token-expiration annotation (webhook)
-      ['get', '/openid/v1/jwks'], // the API server's keys
-      ['get', '/.well-known/openid-configuration'],
-      ['list', 'podidentityassociations.podidentity.dev', '--all-namespaces'], // syncCrds
-      ['watch', 'podidentityassociations.podidentity.dev', '--all-namespaces'],
-      ['patch', 'podidentityassociations.podidentity.dev', '--subresource=status', '--all-namespaces'],
-      ['get', 'leases.coordination.k8s.io', '-n', NAMESPACE], // leader election of the CRD reconciler
-      ['create', 'leases.coordination.k8s.io', '-n', NAMESPACE],
-      ['update', 'leases.coordination.k8s.io', '-n', NAMESPACE],
-    ];
-    for (const args of needed) assert.equal(await canI(...args), 'yes', `can-i ${args.join(' ')}`);
-    // and nothing it does not need
-    for (const args of [
-      ['create', 'pods', '--all-namespaces'],
-      ['get', 'secrets', '--all-namespaces'],
-      ['create', 'serviceaccounts/token', '--all-namespaces'],
-      ['delete', 'podidentityassociations.podidentity.dev', '--all-namespaces'],
-      ['delete', 'leases.coordination.k8s.io', '-n', NAMESPACE],
-      ['update', 'leases.coordination.k8s.io', '-n', 'kube-system'],
-    ]) {
-      assert.equal(await canI(...args), 'no', `can-i ${args.join(' ')}`);
-    }
+    await assertCan(
+      [
+        ['create', 'tokenreviews.authentication.k8s.io'], // TokenReview mode (src/auth/verifier.ts)
+        ['get', 'serviceaccounts', '--all-namespaces'], // the webhook's token-expiration and STS annotations (src/webhook/service-accounts.ts)
+        ['list', 'podidentityassociations.podidentity.dev', '--all-namespaces'], // syncCrds: the informer (src/kube/crd/reconciler.ts)
+        ['watch', 'podidentityassociations.podidentity.dev', '--all-namespaces'],
+        ['patch', 'podidentityassociations.podidentity.dev', '--subresource=status', '--all-namespaces'],
+        ['get', 'leases.coordination.k8s.io', '-n', NAMESPACE], // the reconciler's leader election (src/kube/leader-election.ts)
+        ['create', 'leases.coordination.k8s.io', '-n', NAMESPACE],
+        ['update', 'leases.coordination.k8s.io', '-n', NAMESPACE],
+      ],
+      [
+        // dropped: nothing lists or watches pods or service accounts, nothing reads or replaces a status
+        ['list', 'pods', '--all-namespaces'],
+        ['watch', 'pods', '--all-namespaces'],
+        ['list', 'serviceaccounts', '--all-namespaces'],
+        ['watch', 'serviceaccounts', '--all-namespaces'],
+        ['get', 'podidentityassociations.podidentity.dev', '--subresource=status', '--all-namespaces'],
+        ['update', 'podidentityassociations.podidentity.dev', '--subresource=status', '--all-namespaces'],
+        // TokenReview mode looks up no pod (the API server's keys are every service account's to read, by Kubernetes' default binding)
+        ['get', 'pods', '--all-namespaces'],
+        // and nothing else
+        ['create', 'pods', '--all-namespaces'],
+        ['get', 'secrets', '--all-namespaces'],
+        ['create', 'serviceaccounts/token', '--all-namespaces'],
+        ['delete', 'podidentityassociations.podidentity.dev', '--all-namespaces'],
+        ['delete', 'leases.coordination.k8s.io', '-n', NAMESPACE],
+        ['update', 'leases.coordination.k8s.io', '-n', 'kube-system'],
+      ],
+    );
+
+    // tokenReview=false: the API server's keys and a pod lookup per token instead of TokenReview
+    await runKubeTool('kubectl', kube, ['apply', '--server-side', '-f', '-'], { input: await template([...REQUIRED, 'server.tokenReview=false']) });
+    await assertCan(
+      [
+        ['get', '/openid/v1/jwks'], // src/auth/jwks-sources.ts
+        ['get', 'pods', '--all-namespaces'], // src/auth/liveness.ts
+      ],
+      [
+        ['create', 'tokenreviews.authentication.k8s.io'],
+        ['list', 'pods', '--all-namespaces'],
+      ],
+    );
   });
 });

@@ -224,6 +224,16 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     assert.ok(plainAgent!.args.includes('--allow-insecure-http-endpoint'), 'plain http only with the explicit flag');
   });
 
+  test('values.schema.json: a bad value or an unknown key fails `helm template` naming the key', async () => {
+    // a string where a port goes
+    assert.match(await templateFails([...REQUIRED, 'agent.port=eighty']), /\/agent\/port'?: got string, want integer/);
+    // a misspelt key (replicas) is refused, not ignored
+    assert.match(await templateFails([...REQUIRED, 'server.replica=3']), /\/server'?: additional properties 'replica' not allowed/);
+    assert.match(await templateFails([...REQUIRED, 'server.logLevel=loud']), /\/server\/logLevel/);
+    assert.match(await templateFails([...REQUIRED, 'accountId=12345']), /\/accountId/);
+    assert.match(await templateFails([...REQUIRED, 'unknownTopLevel=1']), /additional properties 'unknownTopLevel' not allowed/);
+  });
+
   test('required values are named when missing', async () => {
     assert.match(await templateFails([]), /server\.nodeKey\.accessKeyId is required/);
   });
@@ -244,7 +254,7 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
 
   test('webhook.certificate.mode=secret: an existing Secret and the CA given as PEM, accepted; without caBundle it fails', async () => {
     assert.match(await templateFails([...REQUIRED, 'webhook.certificate.mode=secret']), /webhook\.certificate\.caBundle is required when mode is secret/);
-    assert.match(await templateFails([...REQUIRED, 'webhook.certificate.mode=manual']), /webhook\.certificate\.mode must be helm or secret/);
+    assert.match(await templateFails([...REQUIRED, 'webhook.certificate.mode=manual']), /\/webhook\/certificate\/mode/);
 
     const ca = await createCertificateAuthority(dir, 'webhook-ca');
     const yaml = (

@@ -6,12 +6,12 @@
 // the agent's CLI, and the server's RBAC granting what the server calls.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Command } from 'commander';
-import { parseAllDocuments } from 'yaml';
+import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { registerAgentCommand } from '../../src/cli/agent.js';
 import { parseServerConfig } from '../../src/config/load.js';
 import { createNamespace, runKubeTool } from '../peers/kube-api.js';
@@ -51,6 +51,42 @@ function find(objects: K8sObject[], kind: string, name?: string): Loose {
 function longFlags(command: Command): Set<string> {
   return new Set(command.options.map((o) => o.long).filter((f): f is string => f !== undefined));
 }
+
+interface SchemaNode {
+  properties?: Record<string, SchemaNode>;
+  $ref?: string;
+}
+
+/**
+ * Every key of values.yaml an operator sets, dotted (`server.persistence.size`):
+ * a mapping is descended into when the schema lists its properties, and is
+ * one value when it is free-form (resources, nodeSelector, affinity, …).
+ */
+function valueKeys(values: Record<string, unknown>, schema: SchemaNode, prefix = ''): string[] {
+  return Object.entries(values).flatMap(([key, value]) => {
+    const node = schema.properties?.[key];
+    const path = prefix + key;
+    const nested = value !== null && typeof value === 'object' && !Array.isArray(value) && node?.properties !== undefined && node.$ref === undefined;
+    return nested ? [path, ...valueKeys(value as Record<string, unknown>, node, `${path}.`)] : [path];
+  });
+}
+
+describe('the chart README', () => {
+  test('lists every key of values.yaml, and no key that is not there', () => {
+    const values = parseYaml(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as Record<string, unknown>;
+    const schema = JSON.parse(readFileSync(join(CHART, 'values.schema.json'), 'utf8')) as SchemaNode;
+    const readme = readFileSync(join(CHART, 'README.md'), 'utf8');
+    const table = readme.slice(readme.indexOf('## Values'));
+    const listed = new Set([...table.matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1]!));
+    const keys = valueKeys(values, schema);
+    assert.ok(keys.length > 40, `${keys.length} keys found`);
+    // a nested key listed stands for its parent mapping
+    const missing = keys.filter((k) => !listed.has(k) && ![...listed].some((l) => l.startsWith(`${k}.`)));
+    assert.deepEqual(missing, [], 'values.yaml keys missing from the README');
+    const known = new Set(keys);
+    assert.deepEqual([...listed].filter((k) => !known.has(k)), [], 'README rows naming no key of values.yaml');
+  });
+});
 
 describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () => {
   let kube: KubeControlPlane;
@@ -232,6 +268,23 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     assert.match(await templateFails([...REQUIRED, 'server.logLevel=loud']), /\/server\/logLevel/);
     assert.match(await templateFails([...REQUIRED, 'accountId=12345']), /\/accountId/);
     assert.match(await templateFails([...REQUIRED, 'unknownTopLevel=1']), /additional properties 'unknownTopLevel' not allowed/);
+  });
+
+  test('NOTES.txt: after install, the next steps name this release’s objects and warn about risky choices', async () => {
+    const install = async (sets: string[]) =>
+      (await runKubeTool('helm', kube, ['install', RELEASE, CHART, '--namespace', NAMESPACE, '--dry-run=server', ...sets.flatMap((s) => ['--set', s])])).stdout;
+    const notes = (out: string) => out.slice(out.indexOf('NOTES:'));
+    const plain = notes(await install(REQUIRED));
+    assert.match(plain, new RegExp(`rollout status deployment/${FULLNAME}-server`));
+    assert.match(plain, new RegExp(`port-forward svc/${FULLNAME}-server 8080`));
+    assert.match(plain, /--endpoint-url https:\/\/127\.0\.0\.1:8080 --region us-east-1 \\\n\s+--cluster-name my-cluster/);
+    assert.match(plain, new RegExp(`get configmap ${FULLNAME}-ca`));
+    assert.match(plain, /server\.admins is empty/);
+    assert.doesNotMatch(plain, /WARNING/);
+    const risky = notes(await install([...REQUIRED, 'server.tls.enabled=false', 'server.issuer.type=local', 'server.admins[0].accessKeyId=AKIAADMINNOTES', 'server.admins[0].secretAccessKey=s']));
+    assert.match(risky, /WARNING: server\.tls\.enabled=false/);
+    assert.match(risky, /WARNING: server\.issuer\.type=local/);
+    assert.doesNotMatch(risky, /server\.admins is empty|AKIAADMINNOTES/);
   });
 
   test('required values are named when missing', async () => {

@@ -6,14 +6,14 @@
 // the agent's CLI, and the server's RBAC granting what the server calls.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Command } from 'commander';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { registerAgentCommand } from '../../src/cli/agent.js';
-import { parseServerConfig } from '../../src/config/load.js';
+import { loadServerConfig, parseServerConfig } from '../../src/config/load.js';
 import { createNamespace, runKubeTool } from '../peers/kube-api.js';
 import { helmMissingReason, kubeBinary, kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
 import { requirePeer } from '../peers/require.js';
@@ -292,7 +292,7 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
   });
 
   test('replicas > 1 without databaseUrl fails with the chart’s message; with PostgreSQL it renders a budget and is accepted', async () => {
-    assert.match(await templateFails([...REQUIRED, 'server.replicas=2']), /server\.replicas > 1 needs server\.databaseUrl \(PostgreSQL\); SQLite serves one replica/);
+    assert.match(await templateFails([...REQUIRED, 'server.replicas=2']), /server\.replicas > 1 needs server\.databaseUrl or server\.existingSecret\.databaseUrlKey \(PostgreSQL\); SQLite serves one replica/);
 
     const yaml = await template([...REQUIRED, 'server.replicas=3', 'server.databaseUrl=postgres://pod-identity:pw@db:5432/pod_identity']);
     const objects = objectsOf(yaml);
@@ -336,6 +336,63 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     const base64 = Buffer.from(ca.certPem).toString('base64');
     const again = objectsOf(await template([...REQUIRED, 'webhook.certificate.mode=secret', `webhook.certificate.caBundle=${base64}`]));
     assert.equal(find(again, 'MutatingWebhookConfiguration').webhooks[0].clientConfig.caBundle, base64);
+  });
+
+  test('existingSecret: admin keys, the node key and the database URL come from the operator’s Secrets by secretKeyRef, never from values', async () => {
+    const sets = [
+      'server.existingSecret.name=pi-keys',
+      'server.existingSecret.adminsKey=admins',
+      'server.existingSecret.databaseUrlKey=databaseUrl',
+      'server.nodeKey.existingSecret=pi-node-key',
+      'server.replicas=2',
+    ];
+    const yaml = await template(sets);
+    const objects = objectsOf(yaml);
+    assert.equal(find(objects, 'Secret', `${FULLNAME}-node-credentials`), undefined, 'no node key Secret of the chart');
+    assert.equal(find(objects, 'PersistentVolumeClaim'), undefined, 'PostgreSQL from the Secret holds the data');
+    const configYaml = find(objects, 'Secret', `${FULLNAME}-config`).stringData['config.yaml'] as string;
+    assert.doesNotMatch(configYaml, /admins|nodes|databaseUrl/);
+
+    const [agent] = find(objects, 'DaemonSet', `${FULLNAME}-agent`).spec.template.spec.containers as Loose[];
+    assert.deepEqual(agent.envFrom, [{ secretRef: { name: 'pi-node-key' } }]);
+    const [server] = find(objects, 'Deployment', `${FULLNAME}-server`).spec.template.spec.containers as Loose[];
+    const env = server.env as { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } }[];
+    assert.deepEqual(
+      env.filter((e) => e.valueFrom?.secretKeyRef).map((e) => [e.name, e.valueFrom!.secretKeyRef!.name, e.valueFrom!.secretKeyRef!.key]),
+      [
+        ['POD_IDENTITY_ADMINS', 'pi-keys', 'admins'],
+        ['POD_IDENTITY_DATABASE_URL', 'pi-keys', 'databaseUrl'],
+        ['NODE_KEY_ACCESS_KEY_ID', 'pi-node-key', 'AWS_ACCESS_KEY_ID'],
+        ['NODE_KEY_SECRET_ACCESS_KEY', 'pi-node-key', 'AWS_SECRET_ACCESS_KEY'],
+      ],
+    );
+    assertAllAccepted(yaml, await dryRun(yaml));
+
+    // What the server process then reads: the Secrets' values in those variables, $(VAR) expanded as the kubelet does
+    const secrets: Record<string, Record<string, string>> = {
+      'pi-keys': { admins: '[{accessKeyId: AKIAADMINSECRET, secretAccessKey: admin/secret+1}]', databaseUrl: 'postgres://pi:pw@db:5432/pi' },
+      'pi-node-key': { AWS_ACCESS_KEY_ID: 'AKIANODESECRET', AWS_SECRET_ACCESS_KEY: 'node/secret+2=' },
+    };
+    const processEnv: Record<string, string> = {};
+    for (const e of env) {
+      const ref = e.valueFrom?.secretKeyRef;
+      if (ref) processEnv[e.name] = secrets[ref.name]![ref.key]!;
+      else if (e.value !== undefined) processEnv[e.name] = e.value.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (whole, name: string) => processEnv[name] ?? whole);
+    }
+    const file = join(dir, 'existing-secret-config.yaml');
+    writeFileSync(file, configYaml);
+    const config = loadServerConfig({ file, env: processEnv });
+    assert.deepEqual(config.admins, [{ accessKeyId: 'AKIAADMINSECRET', secretAccessKey: 'admin/secret+1' }]);
+    assert.deepEqual(config.nodes, [{ accessKeyId: 'AKIANODESECRET', secretAccessKey: 'node/secret+2=', clusters: ['my-cluster'] }]);
+    assert.equal(config.databaseUrl, 'postgres://pi:pw@db:5432/pi');
+
+    // one way each, and a key needs its Secret
+    assert.match(await templateFails(['server.existingSecret.adminsKey=admins', 'server.nodeKey.existingSecret=pi-node-key']), /server\.existingSecret\.name is required/);
+    assert.match(await templateFails([...REQUIRED, 'server.nodeKey.existingSecret=pi-node-key']), /give the node key one way/);
+    assert.match(
+      await templateFails(['server.nodeKey.existingSecret=pi-node-key', 'server.existingSecret.name=pi-keys', 'server.existingSecret.adminsKey=admins', 'server.admins[0].accessKeyId=A', 'server.admins[0].secretAccessKey=B']),
+      /give the admin keys one way/,
+    );
   });
 
   test('agent.enabled=false renders no DaemonSet and is accepted', async () => {

@@ -24,3 +24,31 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "pod-identity.skipLabel" -}}
 eks.amazonaws.com/skip-pod-identity-webhook: "true"
 {{- end -}}
+
+
+{{/* PostgreSQL holds the associations: a URL in the values or in the operator's Secret. */}}
+{{- define "pod-identity.postgres" -}}
+{{- if or .Values.server.databaseUrl (and .Values.server.existingSecret.name .Values.server.existingSecret.databaseUrlKey) }}true{{ end -}}
+{{- end -}}
+
+{{/* The Secret the agents sign EKS Auth requests with (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). */}}
+{{- define "pod-identity.nodeSecret" -}}
+{{ .Values.server.nodeKey.existingSecret | default (printf "%s-node-credentials" (include "pod-identity.fullname" .)) }}
+{{- end -}}
+
+{{/* The values that name an existing Secret's keys must name the Secret too, and not be given twice. */}}
+{{- define "pod-identity.checkSecrets" -}}
+{{- $s := .Values.server.existingSecret -}}
+{{- if and (or $s.adminsKey $s.databaseUrlKey) (not $s.name) }}
+{{- fail "server.existingSecret.name is required with server.existingSecret.adminsKey or databaseUrlKey" }}
+{{- end }}
+{{- if and $s.name $s.adminsKey .Values.server.admins }}
+{{- fail "server.admins and server.existingSecret.adminsKey: give the admin keys one way" }}
+{{- end }}
+{{- if and $s.name $s.databaseUrlKey .Values.server.databaseUrl }}
+{{- fail "server.databaseUrl and server.existingSecret.databaseUrlKey: give the database URL one way" }}
+{{- end }}
+{{- if and .Values.server.nodeKey.existingSecret (or .Values.server.nodeKey.accessKeyId .Values.server.nodeKey.secretAccessKey) }}
+{{- fail "server.nodeKey.existingSecret and server.nodeKey.accessKeyId/secretAccessKey: give the node key one way" }}
+{{- end }}
+{{- end -}}

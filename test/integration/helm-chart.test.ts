@@ -175,7 +175,8 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     assert.equal(cluster!.issuer, undefined, 'no issuer check unless the operator names the cluster’s issuer');
     assert.deepEqual(config.nodes, [{ accessKeyId: 'AKIANODEHELMTEST', secretAccessKey: 'node-secret-for-helm-test', clusters: ['my-cluster'] }]);
     assert.equal(config.issuer.type, 'aws-sts');
-    assert.equal(config.webhook.certFile, '/etc/pod-identity/webhook-tls/tls.crt');
+    assert.equal(config.webhook.certFile, undefined, 'the server makes and keeps its certificate');
+    assert.deepEqual(config.webhook.certificateSecret, { namespace: NAMESPACE, secretName: `${FULLNAME}-webhook-tls`, caConfigMap: `${FULLNAME}-ca`, webhookConfiguration: FULLNAME });
 
     const tuned = await configOf([
       ...REQUIRED,
@@ -231,10 +232,14 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     assert.equal(deployment.spec.strategy.type, 'Recreate', 'one SQLite writer at a time');
   });
 
-  test('agent → server is HTTPS by default: the API serves the webhook certificate, the agent verifies it with the CA ConfigMap; off, it says so', async () => {
+  test('agent → server is HTTPS by default: the API serves the certificate the server keeps, the agent verifies it with the CA ConfigMap; off, it says so', async () => {
     const objects = objectsOf(await template(REQUIRED));
     const config = parseServerConfig(objectsOf(find(objects, 'Secret', `${FULLNAME}-config`).stringData['config.yaml'] as string)[0]);
-    assert.deepEqual(config.tls, { certFile: '/etc/pod-identity/webhook-tls/tls.crt', keyFile: '/etc/pod-identity/webhook-tls/tls.key', certHosts: [] });
+    // the files the server copies from its Secret into the data directory
+    assert.deepEqual(config.tls, { certFile: '/var/lib/pod-identity/webhook-tls/tls.crt', keyFile: '/var/lib/pod-identity/webhook-tls/tls.key', certHosts: [] });
+    assert.equal(config.dataDir, '/var/lib/pod-identity');
+    // the certificate names the Service the agents and the API server call
+    assert.deepEqual(config.webhook.certHosts, [`${FULLNAME}-server.${NAMESPACE}.svc`, `${FULLNAME}-server`, `${FULLNAME}-server.${NAMESPACE}`]);
     const daemonSet = find(objects, 'DaemonSet', `${FULLNAME}-agent`);
     const spec = daemonSet.spec.template.spec;
     const [agent] = spec.containers as { args: string[]; volumeMounts: Loose[] }[];
@@ -242,15 +247,14 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     assert.ok(agent!.args.includes('--ca-bundle=/etc/pod-identity/ca/ca.crt'));
     assert.ok(!agent!.args.includes('--allow-insecure-http-endpoint'));
     assert.deepEqual(agent!.volumeMounts, [{ name: 'server-ca', mountPath: '/etc/pod-identity/ca', readOnly: true }]);
-    assert.deepEqual(spec.volumes, [{ name: 'server-ca', configMap: { name: `${FULLNAME}-ca` } }], 'the CA only, never the serving key');
-    const tlsSecret = objects.find((o) => o.kind === 'Secret' && (o as Loose).type === 'kubernetes.io/tls') as Loose;
-    const caMap = find(objects, 'ConfigMap', `${FULLNAME}-ca`);
-    assert.equal(caMap.data['ca.crt'], Buffer.from(tlsSecret.data['ca.crt'] as string, 'base64').toString(), 'the CA that signed the served certificate');
-    // the certificate names the Service the agent calls
-    const { X509Certificate } = await import('node:crypto');
-    const serving = new X509Certificate(Buffer.from(tlsSecret.data['tls.crt'] as string, 'base64'));
-    assert.ok(serving.checkHost(`${FULLNAME}-server.${NAMESPACE}.svc`));
-    assert.ok(serving.checkIssued(new X509Certificate(caMap.data['ca.crt'] as string)));
+    // the key named: the pod waits until the server has published the CA
+    assert.deepEqual(spec.volumes, [{ name: 'server-ca', configMap: { name: `${FULLNAME}-ca`, items: [{ key: 'ca.crt', path: 'ca.crt' }] } }], 'the CA only, never the serving key');
+    // rendered empty: the server fills them
+    assert.equal(find(objects, 'Secret', `${FULLNAME}-webhook-tls`).data, undefined);
+    assert.equal(find(objects, 'ConfigMap', `${FULLNAME}-ca`).data, undefined);
+    assert.equal(find(objects, 'MutatingWebhookConfiguration').webhooks[0].clientConfig.caBundle, undefined);
+    const deployment = find(objects, 'Deployment', `${FULLNAME}-server`);
+    assert.ok(!(deployment.spec.template.spec.volumes as Loose[]).some((v) => v.name === 'webhook-tls'), 'the server reads its Secret through the API');
 
     const plain = objectsOf(await template([...REQUIRED, 'server.tls.enabled=false']));
     const plainConfig = parseServerConfig(objectsOf(find(plain, 'Secret', `${FULLNAME}-config`).stringData['config.yaml'] as string)[0]);
@@ -258,6 +262,46 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     const [plainAgent] = find(plain, 'DaemonSet', `${FULLNAME}-agent`).spec.template.spec.containers as { args: string[] }[];
     assert.ok(plainAgent!.args.includes(`--endpoint=http://${FULLNAME}-server.${NAMESPACE}.svc:8080`));
     assert.ok(plainAgent!.args.includes('--allow-insecure-http-endpoint'), 'plain http only with the explicit flag');
+  });
+
+  test('two renders of the same values are identical (no certificate made by helm), in each certificate mode', async () => {
+    for (const sets of [REQUIRED, [...REQUIRED, 'certManager.enabled=true'], [...REQUIRED, 'server.replicas=2', 'server.databaseUrl=postgres://pi:pw@db/pi']]) {
+      const [one, two] = [await template(sets, ['--include-crds']), await template(sets, ['--include-crds'])];
+      assert.ok(one.length > 1000);
+      assert.equal(one, two, `helm template ${sets.join(' ')} twice`);
+    }
+  });
+
+  test('certManager.enabled: a Certificate from a self-signed CA (or the operator’s issuer), the cainjector annotation, the agents trusting the Secret’s ca.crt', async () => {
+    const yaml = await template([...REQUIRED, 'certManager.enabled=true']);
+    const objects = objectsOf(yaml);
+    const certificate = find(objects, 'Certificate', `${FULLNAME}-webhook`);
+    assert.equal(certificate.spec.secretName, `${FULLNAME}-webhook-tls`);
+    assert.deepEqual(certificate.spec.dnsNames, [`${FULLNAME}-server.${NAMESPACE}.svc`, `${FULLNAME}-server`, `${FULLNAME}-server.${NAMESPACE}`]);
+    assert.deepEqual(certificate.spec.issuerRef, { kind: 'Issuer', name: `${FULLNAME}-webhook-ca` });
+    assert.equal(find(objects, 'Certificate', `${FULLNAME}-webhook-ca`).spec.isCA, true);
+    assert.ok(find(objects, 'Issuer', `${FULLNAME}-selfsigned`).spec.selfSigned);
+    const hook = find(objects, 'MutatingWebhookConfiguration');
+    assert.equal(hook.metadata.annotations['cert-manager.io/inject-ca-from'], `${NAMESPACE}/${FULLNAME}-webhook`);
+    assert.equal(hook.webhooks[0].clientConfig.caBundle, undefined);
+    assert.equal(find(objects, 'Secret', `${FULLNAME}-webhook-tls`), undefined, 'cert-manager makes the Secret');
+    assert.equal(find(objects, 'ConfigMap', `${FULLNAME}-ca`), undefined);
+    const spec = find(objects, 'DaemonSet', `${FULLNAME}-agent`).spec.template.spec;
+    assert.deepEqual(spec.volumes, [{ name: 'server-ca', secret: { secretName: `${FULLNAME}-webhook-tls`, items: [{ key: 'ca.crt', path: 'ca.crt' }] } }]);
+    const config = parseServerConfig(objectsOf(find(objects, 'Secret', `${FULLNAME}-config`).stringData['config.yaml'] as string)[0]);
+    assert.equal(config.webhook.certFile, '/etc/pod-identity/webhook-tls/tls.crt', 'the mounted Secret, reloaded when cert-manager renews it');
+    assert.equal(config.webhook.certificateSecret, undefined);
+    const role = find(objects, 'Role', `${FULLNAME}-server`);
+    assert.ok(!(role.rules as Loose[]).some((r) => r.resources.includes('secrets')), 'no Secret access when cert-manager keeps the certificate');
+    // without cert-manager's CRDs here, the rest is what the API server can check
+    const rest = objectsOf(yaml).filter((o) => !o.apiVersion.startsWith('cert-manager.io/'));
+    const restYaml = rest.map((o) => JSON.stringify(o)).join('\n---\n');
+    assertAllAccepted(restYaml, await dryRun(restYaml));
+
+    const own = objectsOf(await template([...REQUIRED, 'certManager.enabled=true', 'certManager.issuerRef.kind=ClusterIssuer', 'certManager.issuerRef.name=corp-ca']));
+    assert.deepEqual(find(own, 'Certificate', `${FULLNAME}-webhook`).spec.issuerRef, { kind: 'ClusterIssuer', name: 'corp-ca' });
+    assert.equal(find(own, 'Issuer'), undefined);
+    assert.match(await templateFails([...REQUIRED, 'certManager.enabled=true', 'webhook.certificate.mode=secret', 'webhook.certificate.caBundle=x']), /choose one way to get the certificate/);
   });
 
   test('values.schema.json: a bad value or an unknown key fails `helm template` naming the key', async () => {
@@ -427,8 +471,23 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
         ['get', 'leases.coordination.k8s.io', '-n', NAMESPACE], // the reconciler's leader election (src/kube/leader-election.ts)
         ['create', 'leases.coordination.k8s.io', '-n', NAMESPACE],
         ['update', 'leases.coordination.k8s.io', '-n', NAMESPACE],
+        // the certificate the server keeps, by name only (src/webhook/certificate-secret.ts)
+        ['get', `secret/${FULLNAME}-webhook-tls`, '-n', NAMESPACE],
+        ['update', `secret/${FULLNAME}-webhook-tls`, '-n', NAMESPACE],
+        ['get', `configmap/${FULLNAME}-ca`, '-n', NAMESPACE],
+        ['update', `configmap/${FULLNAME}-ca`, '-n', NAMESPACE],
+        ['get', `mutatingwebhookconfigurations.admissionregistration.k8s.io/${FULLNAME}`],
+        ['update', `mutatingwebhookconfigurations.admissionregistration.k8s.io/${FULLNAME}`],
       ],
       [
+        // other Secrets, ConfigMaps and webhook configurations stay out of reach
+        ['get', `secret/${FULLNAME}-config`, '-n', NAMESPACE],
+        ['list', 'secrets', '-n', NAMESPACE],
+        ['update', 'configmap/kube-root-ca.crt', '-n', NAMESPACE],
+        ['update', `secret/${FULLNAME}-webhook-tls`, '-n', 'default'],
+        ['update', 'mutatingwebhookconfigurations.admissionregistration.k8s.io/someone-else'],
+        ['delete', `mutatingwebhookconfigurations.admissionregistration.k8s.io/${FULLNAME}`],
+        ['create', 'mutatingwebhookconfigurations.admissionregistration.k8s.io'],
         // dropped: nothing lists or watches pods or service accounts, nothing reads or replaces a status
         ['list', 'pods', '--all-namespaces'],
         ['watch', 'pods', '--all-namespaces'],

@@ -52,3 +52,23 @@ eks.amazonaws.com/skip-pod-identity-webhook: "true"
 {{- fail "server.nodeKey.existingSecret and server.nodeKey.accessKeyId/secretAccessKey: give the node key one way" }}
 {{- end }}
 {{- end -}}
+
+{{/* Who makes the webhook's (and API's) certificate: server (the server keeps it in a Secret), secret (the operator's), cert-manager. */}}
+{{- define "pod-identity.certificateMode" -}}
+{{- if .Values.certManager.enabled -}}
+{{- if eq .Values.webhook.certificate.mode "secret" }}{{ fail "certManager.enabled and webhook.certificate.mode=secret: choose one way to get the certificate" }}{{ end -}}
+cert-manager
+{{- else -}}
+{{ .Values.webhook.certificate.mode }}
+{{- end -}}
+{{- end -}}
+
+{{- define "pod-identity.webhookSecret" -}}
+{{ .Values.webhook.certificate.secretName | default (printf "%s-webhook-tls" (include "pod-identity.fullname" .)) }}
+{{- end -}}
+
+{{/* The names the serving certificate covers: the server's Service, as the API server and the agents call it. */}}
+{{- define "pod-identity.serverNames" -}}
+{{- $fullname := include "pod-identity.fullname" . -}}
+{{- list (include "pod-identity.serverHost" .) (printf "%s-server" $fullname) (printf "%s-server.%s" $fullname .Release.Namespace) | toYaml -}}
+{{- end -}}

@@ -13,6 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { Command } from 'commander';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { registerAgentCommand } from '../../src/cli/agent.js';
+import { createRegistry } from '../../src/lib/metrics.js';
 import { loadServerConfig, parseServerConfig } from '../../src/config/load.js';
 import { createNamespace, runKubeTool } from '../peers/kube-api.js';
 import { helmMissingReason, kubeBinary, kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
@@ -85,6 +86,37 @@ describe('the chart README', () => {
     assert.deepEqual(missing, [], 'values.yaml keys missing from the README');
     const known = new Set(keys);
     assert.deepEqual([...listed].filter((k) => !known.has(k)), [], 'README rows naming no key of values.yaml');
+  });
+});
+
+describe('the Grafana dashboard monitoring/dashboard.json', () => {
+  interface Panel {
+    type: string;
+    title: string;
+    targets?: { expr: string }[];
+  }
+
+  test('parses, and every metric it queries is in the README’s metric table or one of prom-client’s default metrics', async () => {
+    const dashboard = JSON.parse(readFileSync(join(CHART, 'monitoring/dashboard.json'), 'utf8')) as { uid: string; panels: Panel[]; templating: { list: { name: string; query: unknown }[] } };
+    assert.equal(dashboard.uid, 'pod-identity');
+    const exprs = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => t.expr));
+    assert.ok(exprs.length >= 25, `${exprs.length} queries`);
+    // the metric table of the project's README: name → type
+    const readme = readFileSync('README.md', 'utf8');
+    const table = new Map([...readme.matchAll(/^\| `([a-z_]+)` \| (counter|gauge|histogram) \|/gm)].map((m) => [m[1]!, m[2]!]));
+    assert.ok(table.size > 20, `${table.size} metrics in the README`);
+    // what prom-client's default metrics are called, from a registry as the processes make it
+    const defaults = new Set((await createRegistry('agent').getMetricsAsJSON()).map((m) => m.name));
+    const queried = new Set(
+      [...exprs, ...dashboard.templating.list.map((v) => JSON.stringify(v.query))].flatMap((e) => e.match(/\b(pod_identity|process|nodejs)_[a-z0-9_]+/g) ?? []),
+    );
+    for (const name of queried) {
+      const histogram = name.replace(/_(bucket|sum|count)$/, '');
+      const known = table.has(name) || (table.get(histogram) === 'histogram' && histogram !== name) || defaults.has(name);
+      assert.ok(known, `${name} is queried by the dashboard but is not a metric the README lists or prom-client exports`);
+    }
+    // every server and agent metric family has a panel: nothing measured goes unseen
+    for (const name of table.keys()) assert.ok([...queried].some((q) => q === name || q.startsWith(`${name}_`)), `${name} has no panel`);
   });
 });
 
@@ -437,6 +469,90 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
       await templateFails(['server.nodeKey.existingSecret=pi-node-key', 'server.existingSecret.name=pi-keys', 'server.existingSecret.adminsKey=admins', 'server.admins[0].accessKeyId=A', 'server.admins[0].secretAccessKey=B']),
       /give the admin keys one way/,
     );
+  });
+
+  test('scheduling and process knobs of both workloads land where Kubernetes reads them, and are accepted', async () => {
+    const yaml = await template([
+      ...REQUIRED,
+      ...['server', 'agent'].flatMap((w) => [
+        `${w}.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=pool`,
+        `${w}.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists`,
+        `${w}.tolerations[0].key=dedicated`,
+        `${w}.tolerations[0].operator=Exists`,
+        `${w}.nodeSelector.pool=${w}s`,
+        `${w}.podAnnotations.team=identity`,
+        `${w}.podLabels.cost-center=${w}`,
+        `${w}.priorityClassName=${w}-priority`,
+        `${w}.extraArgs[0]=--log-level=debug`,
+        `${w}.resources.requests.cpu=300m`,
+      ]),
+      'agent.logLevel=warn',
+      'agent.updateStrategy.type=OnDelete',
+      'server.logLevel=debug',
+      'server.topologySpreadConstraints[0].maxSkew=1',
+      'server.topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone',
+      'server.topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway',
+      'server.databaseUrl=postgres://pi:pw@db/pi',
+      'server.updateStrategy.type=RollingUpdate',
+      'server.updateStrategy.rollingUpdate.maxSurge=0',
+      'monitoring.grafanaDashboard.enabled=true',
+    ]);
+    const objects = objectsOf(yaml);
+    const deployment = find(objects, 'Deployment', `${FULLNAME}-server`);
+    const daemonSet = find(objects, 'DaemonSet', `${FULLNAME}-agent`);
+    for (const [name, workload] of [['server', deployment], ['agent', daemonSet]] as const) {
+      const pod = workload.spec.template;
+      assert.equal(pod.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key, 'pool', name);
+      assert.deepEqual(pod.spec.tolerations, [{ key: 'dedicated', operator: 'Exists' }], name);
+      assert.equal(pod.spec.nodeSelector.pool, `${name}s`);
+      assert.equal(pod.metadata.annotations.team, 'identity');
+      assert.equal(pod.metadata.labels['cost-center'], name);
+      assert.equal(pod.metadata.labels['app.kubernetes.io/component'], name, 'the selector labels stay');
+      assert.equal(pod.spec.priorityClassName, `${name}-priority`);
+      const [container] = pod.spec.containers as Loose[];
+      assert.equal(container.args.at(-1), '--log-level=debug', `${name} extraArgs last`);
+      assert.equal(container.resources.requests.cpu, '300m');
+    }
+    const [agent] = daemonSet.spec.template.spec.containers as Loose[];
+    assert.ok(agent.args.includes('--log-level=warn'));
+    assert.deepEqual(daemonSet.spec.updateStrategy, { type: 'OnDelete' });
+    assert.deepEqual(deployment.spec.strategy, { type: 'RollingUpdate', rollingUpdate: { maxSurge: 0 } });
+    assert.deepEqual(deployment.spec.template.spec.topologySpreadConstraints, [
+      { maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: { 'app.kubernetes.io/instance': RELEASE, 'app.kubernetes.io/component': 'server' } } },
+    ]);
+    const [server] = deployment.spec.template.spec.containers as Loose[];
+    assert.deepEqual(server.startupProbe, { httpGet: { path: '/healthz', port: 'metrics' }, periodSeconds: 2, failureThreshold: 60 });
+    assert.match(find(objects, 'Secret', `${FULLNAME}-config`).stringData['config.yaml'] as string, /^logLevel: debug$/m);
+    // the agents' metrics behind a headless Service
+    const metrics = find(objects, 'Service', `${FULLNAME}-agent-metrics`);
+    assert.equal(metrics.spec.clusterIP, 'None');
+    assert.deepEqual(metrics.spec.ports, [{ name: 'metrics', port: 2705, targetPort: 'metrics' }]);
+    assert.deepEqual(metrics.spec.selector, daemonSet.spec.selector.matchLabels);
+    // the dashboard, as Grafana's sidecar finds it
+    const dashboard = find(objects, 'ConfigMap', `${FULLNAME}-dashboard`);
+    assert.equal(dashboard.metadata.labels.grafana_dashboard, '1');
+    assert.deepEqual(JSON.parse(dashboard.data['pod-identity.json'] as string), JSON.parse(readFileSync(join(CHART, 'monitoring/dashboard.json'), 'utf8')));
+    assertAllAccepted(yaml, await dryRun(yaml));
+
+    assert.match(await templateFails([...REQUIRED, 'server.updateStrategy.type=RollingUpdate']), /server\.updateStrategy RollingUpdate needs PostgreSQL/);
+    assert.match(await templateFails([...REQUIRED, 'agent.updateStrategy.type=Recreate']), /\/agent\/updateStrategy\/type/);
+  });
+
+  test('monitoring.serviceMonitor.enabled: one ServiceMonitor over the server’s Service and the agents’ metrics Service', async () => {
+    const objects = objectsOf(await template([...REQUIRED, 'monitoring.serviceMonitor.enabled=true', 'monitoring.serviceMonitor.labels.release=prometheus']));
+    const monitor = find(objects, 'ServiceMonitor', FULLNAME);
+    assert.equal(monitor.metadata.labels.release, 'prometheus');
+    assert.deepEqual(monitor.spec.endpoints, [{ port: 'metrics', path: '/metrics', interval: '30s', scrapeTimeout: '10s' }]);
+    // what the selector picks: the two Services whose port is named metrics
+    const selected = objects.filter(
+      (o) =>
+        o.kind === 'Service' &&
+        (o as Loose).metadata.labels['app.kubernetes.io/instance'] === RELEASE &&
+        (monitor.spec.selector.matchExpressions[0].values as string[]).includes((o as Loose).metadata.labels['app.kubernetes.io/component']),
+    );
+    assert.deepEqual(selected.map((o) => o.metadata.name).sort(), [`${FULLNAME}-agent-metrics`, `${FULLNAME}-server`]);
+    for (const service of selected) assert.ok(((service as Loose).spec.ports as Loose[]).some((p) => p.name === 'metrics'), service.metadata.name);
+    assert.equal(find(objectsOf(await template(REQUIRED)), 'ServiceMonitor'), undefined, 'off by default');
   });
 
   test('agent.enabled=false renders no DaemonSet and is accepted', async () => {

@@ -226,6 +226,14 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     assert.deepEqual(tuned.admins, [{ accessKeyId: 'AKIAADMINHELM', secretAccessKey: 'admin-secret' }]);
     assert.equal(tuned.issuer.stsEndpoint, 'https://sts.eu-west-1.amazonaws.com');
     assert.equal(tuned.databaseUrl, 'postgres://pod-identity:pw@db:5432/pod_identity');
+
+    // an account id given by --set is a number; one in a values file, a float: both are written as the 12 digits
+    assert.equal((await configOf([...REQUIRED, 'accountId=123456789012'])).accountId, '123456789012');
+    const valuesFile = join(dir, 'account.yaml');
+    writeFileSync(valuesFile, 'accountId: 123456789012\n');
+    const fromFile = find(objectsOf(await template(REQUIRED, ['-f', valuesFile])), 'Secret', `${FULLNAME}-config`);
+    assert.equal(parseServerConfig(objectsOf(fromFile.stringData['config.yaml'] as string)[0]).accountId, '123456789012');
+    assert.equal((await configOf([...REQUIRED, 'accountId=012345678901'])).accountId, '012345678901', 'a leading zero stays (helm keeps it a string)');
   });
 
   test('the agent DaemonSet passes only flags the agent knows; the server runs from the config Secret, non-root', async () => {

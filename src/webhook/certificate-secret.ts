@@ -50,13 +50,8 @@ function sameFiles(a: GeneratedFiles, b: GeneratedFiles): boolean {
   return KEYS.every((key) => a[key] === b[key]);
 }
 
-export interface CertificateSecretSync {
-  /** one check: what the listeners serve afterwards */
-  (now: number): Promise<EnsureResult>;
-}
-
-/** One check of the Secret, the data directory, the ConfigMap and the caBundle, as described above. */
-export function certificateSecretSync(kube: KubeApi, target: CertificateSecretTarget, dataDir: string, hosts: readonly string[]): CertificateSecretSync {
+/** One check of the Secret, the data directory, the ConfigMap and the caBundle, as described above: answers what the listeners serve afterwards. */
+export function certificateSecretSync(kube: KubeApi, target: CertificateSecretTarget, dataDir: string, hosts: readonly string[]): (now: number) => Promise<EnsureResult> {
   const core = kube.client(CoreV1Api, { timeoutMs: 5_000 });
   const admission = kube.client(AdmissionregistrationV1Api, { timeoutMs: 5_000 });
   const { namespace } = target;

@@ -333,6 +333,9 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     assert.equal(config.webhook.certificateSecret, undefined);
     const role = find(objects, 'Role', `${FULLNAME}-server`);
     assert.ok(!(role.rules as Loose[]).some((r) => r.resources.includes('secrets')), 'no Secret access when cert-manager keeps the certificate');
+    const noNamespacedRules = objectsOf(await template([...REQUIRED, 'certManager.enabled=true', 'server.syncCrds=false']));
+    assert.equal(find(noNamespacedRules, 'Role'), undefined, 'no Role without a namespaced verb to grant');
+    assert.equal(find(noNamespacedRules, 'RoleBinding'), undefined);
     // without cert-manager's CRDs here, the rest is what the API server can check
     const rest = objectsOf(yaml).filter((o) => !o.apiVersion.startsWith('cert-manager.io/'));
     const restYaml = rest.map((o) => JSON.stringify(o)).join('\n---\n');
@@ -369,6 +372,8 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     assert.match(risky, /WARNING: server\.tls\.enabled=false/);
     assert.match(risky, /WARNING: server\.issuer\.type=local/);
     assert.doesNotMatch(risky, /server\.admins is empty|AKIAADMINNOTES/);
+    const fromSecret = notes(await install([...REQUIRED, 'server.existingSecret.name=pi-keys', 'server.existingSecret.adminsKey=admins']));
+    assert.doesNotMatch(fromSecret, /server\.admins is empty/, 'admin keys from the operator’s Secret count');
   });
 
   test('required values are named when missing', async () => {

@@ -14,6 +14,8 @@ import { Command } from 'commander';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { registerAgentCommand } from '../../src/cli/agent.js';
 import { createRegistry } from '../../src/lib/metrics.js';
+import { connectKube } from '../../src/kube/connect.js';
+import { certificateSecretSync } from '../../src/webhook/certificate-secret.js';
 import { loadServerConfig, parseServerConfig } from '../../src/config/load.js';
 import { createNamespace, runKubeTool } from '../peers/kube-api.js';
 import { helmMissingReason, kubeBinary, kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
@@ -572,6 +574,39 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     const yaml = await template([...REQUIRED, 'agent.enabled=false']);
     assert.equal(find(objectsOf(yaml), 'DaemonSet'), undefined);
     assertAllAccepted(yaml, await dryRun(yaml));
+  });
+
+  test('what the server writes into its certificate Secret, CA ConfigMap and caBundle survives `helm upgrade` and a GitOps apply of the same chart', async () => {
+    const [release, namespace, fullname] = ['gitops', 'gitops', 'gitops-pod-identity'];
+    await createNamespace(kube, namespace);
+    const sets = (extra: string[]) => [...REQUIRED, ...extra].flatMap((s) => ['--set', s]);
+    await runKubeTool('helm', kube, ['install', release, CHART, '--namespace', namespace, '--skip-crds', ...sets([])]);
+    // the server's own check, as at its first start (src/webhook/certificate-secret.ts)
+    const connection = connectKube(kube.kubeconfigPath);
+    const dataDir = mkdtempSync(join(dir, 'server-data-'));
+    const hosts = [`${fullname}-server.${namespace}.svc`];
+    try {
+      await certificateSecretSync(connection, { namespace, secretName: `${fullname}-webhook-tls`, caConfigMap: `${fullname}-ca`, webhookConfiguration: fullname }, dataDir, hosts)(Date.now());
+    } finally {
+      await connection.close();
+    }
+    const state = async () => {
+      const get = async (...args: string[]) => JSON.parse((await runKubeTool('kubectl', kube, ['get', ...args, '-o', 'json'])).stdout) as Loose;
+      const [secret, map, hook] = [await get('secret', `${fullname}-webhook-tls`, '-n', namespace), await get('configmap', `${fullname}-ca`, '-n', namespace), await get('mutatingwebhookconfiguration', fullname)];
+      return { secret: secret.data as Record<string, string>, ca: map.data?.['ca.crt'] as string, caBundle: hook.webhooks[0].clientConfig.caBundle as string, timeout: hook.webhooks[0].timeoutSeconds as number };
+    };
+    const written = await state();
+    assert.deepEqual(Object.keys(written.secret).sort(), ['ca.crt', 'ca.key', 'tls.crt', 'tls.key']);
+    assert.equal(Buffer.from(written.caBundle, 'base64').toString(), written.ca);
+
+    // an upgrade that changes the webhook configuration itself
+    await runKubeTool('helm', kube, ['upgrade', release, CHART, '--namespace', namespace, ...sets(['webhook.timeoutSeconds=7'])]);
+    assert.deepEqual(await state(), { ...written, timeout: 7 }, 'helm upgrade kept the certificate, the CA and the caBundle');
+    // a GitOps tool applying the rendered chart (server-side apply, taking the fields it renders)
+    const rendered = (await runKubeTool('helm', kube, ['template', release, CHART, '--namespace', namespace, ...sets(['webhook.timeoutSeconds=5'])])).stdout;
+    await runKubeTool('kubectl', kube, ['apply', '--server-side', '--force-conflicts', '--field-manager=gitops', '-f', '-'], { input: rendered });
+    assert.deepEqual(await state(), { ...written, timeout: 5 }, 'an apply of the same chart kept them too');
+    await runKubeTool('helm', kube, ['uninstall', release, '--namespace', namespace]);
   });
 
   /** `kubectl auth can-i … --as` the server's service account; exits 1 on "no", so the answer is read, not the exit code */

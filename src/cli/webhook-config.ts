@@ -76,6 +76,10 @@ export function registerWebhookConfigCommand(program: Command): void {
         if (error instanceof ConfigError) throw new CliError(error.message, 2);
         throw error;
       }
+      if (config.webhook.certificateSecret && !flags.caFile) {
+        const kept = config.webhook.certificateSecret;
+        throw new CliError(`webhook.certificateSecret is set: the server writes the caBundle of ${kept.webhookConfiguration} itself (its CA is in ConfigMap ${kept.namespace}/${kept.caConfigMap}); pass --ca-file to print a configuration anyway`, 2);
+      }
       const target = parseTarget(flags);
       const timeoutSeconds = flags.timeoutSeconds ?? config.webhook.timeoutSeconds;
 

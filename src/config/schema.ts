@@ -48,6 +48,12 @@ const cluster = z
   .refine((c) => c.tokenReview !== true || c.kubeconfig, { message: 'tokenReview needs a kubeconfig', path: ['tokenReview'] })
   .refine((c) => !c.syncCrds || c.kubeconfig, { message: 'syncCrds needs a kubeconfig', path: ['syncCrds'] });
 
+/** The cluster the webhook serves: the one named, else the only cluster there is. */
+export function webhookClusterOf<C extends { name: string }>(clusters: readonly C[], clusterName: string | undefined): C | undefined {
+  if (clusterName) return clusters.find((c) => c.name === clusterName);
+  return clusters.length === 1 ? clusters[0] : undefined;
+}
+
 export const serverConfigSchema = z
   .object({
     listen: listenAddress.default('127.0.0.1:8080'),
@@ -100,6 +106,16 @@ export const serverConfigSchema = z
         clusterName: clusterName.optional(),
         /** extra DNS names / IPs for the generated serving certificate (e.g. pod-identity.pod-identity.svc) */
         certHosts: z.array(z.string().min(1)).default([]),
+        /** the generated CA and certificate kept in a Secret of the webhook cluster (through its kubeconfig), the CA published in a ConfigMap and the webhook configuration's caBundle */
+        certificateSecret: z
+          .object({
+            namespace: z.string().min(1),
+            secretName: z.string().min(1),
+            caConfigMap: z.string().min(1),
+            webhookConfiguration: z.string().min(1),
+          })
+          .strict()
+          .optional(),
         /** inject AWS_STS_REGIONAL_ENDPOINTS=regional (a ServiceAccount's eks.amazonaws.com/sts-regional-endpoints annotation decides for its pods) */
         stsRegionalEndpoints: z.boolean().default(false),
         /** lifetime of the projected token when no pod or ServiceAccount annotation sets one; 86400 is jittered down to 79200-86400 as AWS does */
@@ -140,6 +156,12 @@ export const serverConfigSchema = z
     }
     if (config.tls && (config.tls.certFile === undefined) !== (config.tls.keyFile === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['tls', 'certFile'], message: 'tls.certFile and tls.keyFile go together' });
+    }
+    if (config.webhook.certificateSecret && config.webhook.certFile) {
+      ctx.addIssue({ code: 'custom', path: ['webhook', 'certificateSecret'], message: 'webhook.certificateSecret and webhook.certFile: give the certificate one way' });
+    }
+    if (config.webhook.certificateSecret) {
+      if (!webhookClusterOf(config.clusters, config.webhook.clusterName)?.kubeconfig) ctx.addIssue({ code: 'custom', path: ['webhook', 'certificateSecret'], message: "needs the webhook's cluster (webhook.clusterName, or the only cluster) to have a kubeconfig" });
     }
     if ((config.webhook.certFile === undefined) !== (config.webhook.keyFile === undefined)) {
       ctx.addIssue({ code: 'custom', path: ['webhook', 'certFile'], message: 'webhook.certFile and webhook.keyFile go together' });

@@ -18,7 +18,7 @@ import { preflight } from './setup/preflight.js';
 import { dependencyChecks } from './setup/readiness.js';
 import { kubeConnections } from './setup/kube-connections.js';
 import { startCrdSyncs } from './setup/crd-sync.js';
-import { createWebhookFromConfig } from './setup/webhook.js';
+import { createWebhookFromConfig, webhookTlsFromConfig } from './setup/webhook.js';
 import { apiCertificateHosts, startApiListener } from './api-listener.js';
 import { API_CERTIFICATES, ensureGeneratedCertificates, generatedPaths } from '../webhook/certs.js';
 import type { ServerConfig } from '../config/schema.js';
@@ -89,6 +89,13 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   await preflight(config);
   const registry = createRegistry('server');
   const clusterNames = config.clusters.map((c) => c.name);
+  // the primary's connections to its clusters, shared by the webhook, the CRD reconciler and the readiness probes
+  const kube = kubeConnections();
+  // the webhook's certificate first: the API listener (here or in its workers) may serve the same files
+  const webhookTls = await webhookTlsFromConfig(config, { logger, kube }).catch(async (error: unknown) => {
+    await kube.close();
+    throw error;
+  });
   const opened = await openStore(config, logger);
   // the audit trail of this process: the API's changes and decisions when it answers the API itself, the CRD reconciler's changes
   const audit = new AuditLog(logger, config.audit.file);
@@ -98,9 +105,7 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   const api = await startApiSide(config, opened, logger, registry, audit, feed);
   const { store } = api;
 
-  // the primary's connections to its clusters, shared by the webhook, the CRD reconciler and the readiness probes
-  const kube = kubeConnections();
-  const webhook = await createWebhookFromConfig(config, { store, logger, registry, kube });
+  const webhook = await createWebhookFromConfig(config, { store, logger, registry, kube, tls: webhookTls });
   const webhookAddress = await listen(webhook.server, parseListen(config.webhookListen));
 
   // PodIdentityAssociation resources of clusters with syncCrds, reconciled in the background by whichever replica leads.

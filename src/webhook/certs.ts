@@ -14,7 +14,7 @@ import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { createPrivateKey, KeyObject, randomBytes, X509Certificate, type webcrypto } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
@@ -36,7 +36,7 @@ export interface CertificateSet {
   newCaHint: string;
 }
 
-const WEBHOOK_CERTIFICATES: CertificateSet = {
+export const WEBHOOK_CERTIFICATES: CertificateSet = {
   dir: 'webhook-tls',
   caName: 'pod-identity webhook CA',
   purpose: 'webhook',
@@ -328,6 +328,42 @@ export function watchedCertificateFiles(certFile: string, keyFile: string, optio
   };
 }
 
+/** The four PEM texts of a generated set, named as in its directory and in a Kubernetes Secret. */
+export interface GeneratedFiles {
+  'ca.crt'?: string;
+  'ca.key'?: string;
+  'tls.crt'?: string;
+  'tls.key'?: string;
+}
+
+const GENERATED_FILE_NAMES = ['ca.crt', 'ca.key', 'tls.crt', 'tls.key'] as const;
+
+/** What the directory of a generated set holds now (absent files left out). */
+export async function readGeneratedFiles(dataDir: string, set: CertificateSet = WEBHOOK_CERTIFICATES): Promise<GeneratedFiles> {
+  const { dir } = generatedPaths(dataDir, set);
+  const files: GeneratedFiles = {};
+  for (const name of GENERATED_FILE_NAMES) {
+    const text = await readIfExists(join(dir, name));
+    if (text !== undefined) files[name] = text;
+  }
+  return files;
+}
+
+/** Makes the directory hold exactly `files` (from another copy of the set, e.g. a Secret): written atomically, keys private, absent ones removed. */
+export async function writeGeneratedFiles(dataDir: string, files: GeneratedFiles, set: CertificateSet = WEBHOOK_CERTIFICATES): Promise<void> {
+  const { dir } = generatedPaths(dataDir, set);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  // keys first: a reader that sees a new certificate also sees its key
+  for (const name of ['ca.key', 'tls.key', 'ca.crt', 'tls.crt'] as const) {
+    const text = files[name];
+    if (text === undefined) await rm(join(dir, name), { force: true });
+    else await writeAtomically(join(dir, name), text, name.endsWith('.key') ? 0o600 : 0o644);
+  }
+}
+
+/** One check of a generated set: the pair and CA to serve now, and whether it made either. */
+type EnsureCertificates = () => Promise<EnsureResult>;
+
 /**
  * Generated certificates: made or loaded now, renewed in place before they
  * expire. One renewal runs at a time; a refresh during one waits for it.
@@ -335,13 +371,23 @@ export function watchedCertificateFiles(certFile: string, keyFile: string, optio
 export async function generatedCertificates(dataDir: string, hosts: readonly string[], options: TlsSourceOptions): Promise<TlsSource> {
   const now = options.now ?? Date.now;
   const set = options.set ?? WEBHOOK_CERTIFICATES;
-  const first = await ensureGeneratedCertificates(dataDir, hosts, now(), set);
-  if (first.issued.ca) options.logger.info({ dir: generatedPaths(dataDir, set).dir }, `generated a CA for the ${set.purpose} listener; ${set.newCaHint}`);
+  return renewingCertificates(() => ensureGeneratedCertificates(dataDir, hosts, now(), set), hosts, generatedPaths(dataDir, set).dir, options);
+}
+
+/**
+ * A TLS source over `ensure`, which loads or makes the CA and serving
+ * certificate: called now (failing loudly), then on every check, with changes
+ * handed to `onChange`. One check runs at a time; a refresh during one waits for it.
+ */
+export async function renewingCertificates(ensure: EnsureCertificates, hosts: readonly string[], where: string, options: TlsSourceOptions): Promise<TlsSource> {
+  const set = options.set ?? WEBHOOK_CERTIFICATES;
+  const first = await ensure();
+  if (first.issued.ca) options.logger.info({ where }, `generated a CA for the ${set.purpose} listener; ${set.newCaHint}`);
   if (first.issued.serving) options.logger.info({ hosts }, `generated the ${set.purpose} serving certificate`);
   let pair: KeyPair = { cert: first.cert, key: first.key };
   const renew = async () => {
     try {
-      const next = await ensureGeneratedCertificates(dataDir, hosts, now(), set);
+      const next = await ensure();
       if (next.issued.ca) options.logger.warn(`the ${set.purpose} CA was renewed: ${set.newCaHint} again`);
       else if (next.issued.serving) options.logger.info({ hosts }, `renewed the ${set.purpose} serving certificate`);
       source.caCert = next.caCert;

@@ -1,5 +1,5 @@
 // The MutatingWebhookConfiguration that registers the webhook, as a plain
-// object (pure). Its choices are what keep pods safe: failurePolicy Ignore so
+// object, and its caBundle set to a CA (pure). Its choices are what keep pods safe: failurePolicy Ignore so
 // a webhook outage never blocks a pod, CREATE only, and the skip label
 // filtered by the API server before we are ever called.
 import { LABEL_SKIP } from './mutate.js';
@@ -17,8 +17,13 @@ export interface RegistrationOptions {
   timeoutSeconds: number;
 }
 
+/** A caBundle field: the base64 of the PEM, ending in one newline. */
+function caBundleOf(pem: string): string {
+  return Buffer.from(pem.trim() + '\n').toString('base64');
+}
+
 export function buildWebhookConfiguration(options: RegistrationOptions): Record<string, unknown> {
-  const caBundle = Buffer.from(options.caBundlePem.trim() + '\n').toString('base64');
+  const caBundle = caBundleOf(options.caBundlePem);
   const clientConfig = 'url' in options.target ? { url: options.target.url, caBundle } : { service: options.target.service, caBundle };
   return {
     apiVersion: 'admissionregistration.k8s.io/v1',
@@ -39,4 +44,16 @@ export function buildWebhookConfiguration(options: RegistrationOptions): Record<
       },
     ],
   };
+}
+
+interface WithWebhooks {
+  webhooks?: { clientConfig: { caBundle?: string } }[];
+}
+
+/** The configuration with every webhook's caBundle set to this CA (base64 of the PEM, as the API server wants it), or undefined when each already is. */
+export function withCaBundle<T extends WithWebhooks>(configuration: T, caPem: string): T | undefined {
+  const caBundle = caBundleOf(caPem);
+  const webhooks = configuration.webhooks ?? [];
+  if (webhooks.every((w) => w.clientConfig.caBundle === caBundle)) return undefined;
+  return { ...configuration, webhooks: webhooks.map((w) => ({ ...w, clientConfig: { ...w.clientConfig, caBundle } })) };
 }

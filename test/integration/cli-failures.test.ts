@@ -4,7 +4,7 @@
 // failures (one line plus the structured log record).
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,6 +98,20 @@ describe('CLI mistakes are one line and a non-zero exit', () => {
     assert.match(failureLine(await cli(['webhook-config', '--service', 'a/b', '--ca-file', '/nonexistent/ca.pem'])), /no such file: \/nonexistent\/ca\.pem/);
     assert.match(failureLine(await cli(['dev', '--kubeconfig', '/nonexistent/kubeconfig'])), /no such file: \/nonexistent\/kubeconfig/);
     assert.match(failureLine(await cli(['migrate', '--from', 'sqlite:/nonexistent/associations.db', '--to', 'postgres://u:p@127.0.0.1:1/db'])), /no SQLite store at \/nonexistent\/associations\.db/);
+  });
+
+  test('webhook-config when the server keeps the caBundle itself (webhook.certificateSecret): exit 2 naming where it is', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pod-identity-cli-'));
+    try {
+      const config = join(dir, 'config.yaml');
+      writeFileSync(
+        config,
+        'clusters: [{name: demo, kubeconfig: in-cluster}]\nwebhook: {certificateSecret: {namespace: pi, secretName: pi-webhook-tls, caConfigMap: pi-ca, webhookConfiguration: pi}}\n',
+      );
+      assert.match(failureLine(await cli(['webhook-config', '--config', config, '--service', 'pi/pi-server']), 2), /the server writes the caBundle of pi itself \(its CA is in ConfigMap pi\/pi-ca\)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('a principal that is not an ARN', async () => {

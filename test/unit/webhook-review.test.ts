@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { parse as parseYaml, stringify } from 'yaml';
 import { parseServerConfig } from '../../src/config/load.js';
 import { formatIdentitiesFile, toIdentitiesFile } from '../../src/webhook/identities.js';
-import { buildWebhookConfiguration } from '../../src/webhook/registration.js';
+import { buildWebhookConfiguration, withCaBundle } from '../../src/webhook/registration.js';
 import { decodeReview, encodeAnswer, notForUs, podOf } from '../../src/api/admission.js';
 import { webhookCluster } from '../../src/server/setup/webhook.js';
 import { SqliteAssociationStore } from '../../src/associations/stores/sqlite.js';
@@ -90,6 +90,29 @@ test('the webhook configuration keeps pods safe', () => {
 
   const byUrl = buildWebhookConfiguration({ name: 'n', webhookName: 'a.b.c', target: { url: 'https://10.0.0.1:9443/mutate' }, caBundlePem: 'x', timeoutSeconds: 10 });
   assert.deepEqual(Object.keys((byUrl.webhooks as { clientConfig: object }[])[0]!.clientConfig).sort(), ['caBundle', 'url']);
+});
+
+test('withCaBundle sets every webhook’s caBundle to the CA, keeps the rest, and answers undefined when nothing changes', () => {
+  const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+  const configuration = {
+    metadata: { name: 'pi', resourceVersion: '7' },
+    webhooks: [
+      { name: 'a', clientConfig: { service: { namespace: 'ns', name: 's' } } },
+      { name: 'b', clientConfig: { url: 'https://x/mutate', caBundle: 'b2xk' } },
+    ],
+  };
+  const updated = withCaBundle(configuration, pem)!;
+  assert.equal(updated.metadata.resourceVersion, '7', 'the update carries the version read');
+  assert.deepEqual(
+    updated.webhooks.map((w) => [w.name, Buffer.from(w.clientConfig.caBundle!, 'base64').toString()]),
+    [
+      ['a', pem],
+      ['b', pem],
+    ],
+  );
+  assert.deepEqual(updated.webhooks[0]!.clientConfig.service, { namespace: 'ns', name: 's' });
+  assert.equal(configuration.webhooks[1]!.clientConfig.caBundle, 'b2xk', 'the object read is not changed');
+  assert.equal(withCaBundle(updated, pem), undefined);
 });
 
 test('identities file: AWS webhook format, one entry per subject, sorted', () => {

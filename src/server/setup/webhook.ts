@@ -1,16 +1,17 @@
 // The admission webhook's listener built from the server configuration: which
 // cluster it serves, where its certificate comes from (the operator's files,
-// watched, or a CA and certificate generated into the data directory) and how
-// ServiceAccounts are read.
+// watched; a Secret of the cluster the server fills and keeps; or a CA and
+// certificate generated into the data directory) and how ServiceAccounts are read.
 import type { Server } from 'node:https';
 import type { Registry } from 'prom-client';
 import type { AssociationStore } from '../../associations/store.js';
-import type { ClusterConfig, ServerConfig } from '../../config/schema.js';
+import { webhookClusterOf, type ClusterConfig, type ServerConfig } from '../../config/schema.js';
 import type { KubeApi } from '../../kube/connect.js';
 import { kubeConnections, type KubeConnections } from './kube-connections.js';
 import { parseListen } from '../../lib/http.js';
 import type { Logger } from '../../lib/logger.js';
-import { generatedCertificates, servingHosts, watchedCertificateFiles, type KeyPair, type TlsSource } from '../../webhook/certs.js';
+import { generatedCertificates, renewingCertificates, servingHosts, watchedCertificateFiles, WEBHOOK_CERTIFICATES, type KeyPair, type TlsSource } from '../../webhook/certs.js';
+import { certificateSecretSync } from '../../webhook/certificate-secret.js';
 import type { ReviewOptions } from '../../webhook/review.js';
 import { kubeServiceAccountLookup } from '../../webhook/service-accounts.js';
 import { createWebhookServer } from '../webhook-listener.js';
@@ -18,8 +19,7 @@ import { watchCertificates } from '../certificate-metrics.js';
 
 /** The cluster a listener serves: the configured one, else the only cluster there is. */
 export function webhookCluster(config: ServerConfig): ClusterConfig | undefined {
-  if (config.webhook.clusterName) return config.clusters.find((c) => c.name === config.webhook.clusterName);
-  return config.clusters.length === 1 ? config.clusters[0] : undefined;
+  return webhookClusterOf(config.clusters, config.webhook.clusterName);
 }
 
 export interface StartedWebhook {
@@ -29,16 +29,63 @@ export interface StartedWebhook {
   close(): Promise<void>;
 }
 
-export interface WebhookDeps {
-  store: AssociationStore;
+/** The webhook's certificate, made before its listener (the API listener may serve the same files): swapped on the listener once it is given. */
+export interface WebhookTls {
+  source: TlsSource;
+  serveOn(server: Server): void;
+}
+
+interface WebhookTlsDeps {
   logger: Logger;
+  /** the process's shared cluster connections (closed by their owner) */
+  kube: KubeConnections;
+  /** test hook: how often configured certificate files are checked */
+  certPollMs?: number;
+  /** test hook: how often the certificate Secret is checked (default 60 s) */
+  certificateSecretCheckMs?: number;
+  /** test hook: the clock generated certificates are issued and checked by */
+  now?: () => number;
+}
+
+/**
+ * Where the webhook's certificate comes from: the operator's files (watched),
+ * a Secret of the webhook's cluster that this server fills and keeps
+ * (webhook.certificateSecret, checked every minute), or a CA and certificate
+ * generated into the data directory.
+ */
+export async function webhookTlsFromConfig(config: ServerConfig, deps: WebhookTlsDeps): Promise<WebhookTls> {
+  const logger = deps.logger.child({ component: 'webhook' });
+  const target: { server?: Server } = {};
+  const onChange = (pair: KeyPair) => target.server?.setSecureContext({ ...pair, minVersion: 'TLSv1.2' });
+  const hosts = servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts);
+  const kept = config.webhook.certificateSecret;
+  let source: TlsSource;
+  if (config.webhook.certFile && config.webhook.keyFile) {
+    source = watchedCertificateFiles(config.webhook.certFile, config.webhook.keyFile, { logger, onChange, pollMs: deps.certPollMs });
+  } else if (kept) {
+    const kube = deps.kube.get(webhookCluster(config)!.kubeconfig!);
+    const check = certificateSecretSync(kube, kept, config.dataDir, hosts);
+    const now = deps.now ?? Date.now;
+    const set = { ...WEBHOOK_CERTIFICATES, newCaHint: `published in ConfigMap ${kept.namespace}/${kept.caConfigMap} and as the caBundle of ${kept.webhookConfiguration}` };
+    source = await renewingCertificates(() => check(now()), hosts, `Secret ${kept.namespace}/${kept.secretName}`, { logger, onChange, set, renewCheckMs: deps.certificateSecretCheckMs ?? 60_000 });
+  } else {
+    source = await generatedCertificates(config.dataDir, hosts, { logger, onChange, now: deps.now });
+  }
+  return {
+    source,
+    serveOn: (server) => {
+      target.server = server;
+    },
+  };
+}
+
+export interface WebhookDeps extends Omit<WebhookTlsDeps, 'kube'> {
+  store: AssociationStore;
   registry: Registry;
   /** the process's shared cluster connections (closed by their owner); else the webhook makes and closes its own */
   kube?: KubeConnections;
-  /** test hook: how often configured certificate files are checked */
-  certPollMs?: number;
-  /** test hook: the clock generated certificates are issued and checked by */
-  now?: () => number;
+  /** the certificate, when it was made first (webhookTlsFromConfig); else made here */
+  tls?: WebhookTls;
 }
 
 /** What the webhook decides with, from the configuration: its cluster, region, defaults and ServiceAccount reads. */
@@ -64,23 +111,17 @@ export async function createWebhookFromConfig(config: ServerConfig, deps: Webhoo
     const why = config.clusters.length === 0 ? 'no cluster is configured' : `${config.clusters.length} clusters are configured and webhook.clusterName is unset`;
     logger.warn(`the admission webhook serves no cluster (${why}): pods are admitted unmutated`);
   }
-  // The secure context is swapped on the server made below, once it exists.
-  const target: { server?: Server } = {};
-  const onChange = (pair: KeyPair) => target.server?.setSecureContext({ ...pair, minVersion: 'TLSv1.2' });
-  const tls =
-    config.webhook.certFile && config.webhook.keyFile
-      ? watchedCertificateFiles(config.webhook.certFile, config.webhook.keyFile, { logger, onChange, pollMs: deps.certPollMs })
-      : await generatedCertificates(config.dataDir, servingHosts(parseListen(config.webhookListen).host, config.webhook.certHosts), { logger, onChange, now: deps.now });
   const connections = deps.kube ?? kubeConnections();
+  const tls = deps.tls ?? (await webhookTlsFromConfig(config, { ...deps, kube: connections }));
   const kube = cluster?.kubeconfig ? connections.get(cluster.kubeconfig) : undefined;
-  const server = createWebhookServer({ ...reviewOptions(config, deps.store, logger, kube), registry: deps.registry }, tls);
-  target.server = server;
-  watchCertificates(deps.registry, 'webhook', tls);
+  const server = createWebhookServer({ ...reviewOptions(config, deps.store, logger, kube), registry: deps.registry }, tls.source);
+  tls.serveOn(server);
+  watchCertificates(deps.registry, 'webhook', tls.source);
   return {
     server,
-    tls,
+    tls: tls.source,
     async close() {
-      tls.close();
+      tls.source.close();
       if (!deps.kube) await connections.close();
     },
   };

@@ -1,7 +1,7 @@
 // What a role session looks like (DESIGN §3.6), as pure functions: the session
 // name STS accepts, the six transitive session tags, and the ARNs the agent
 // and the SDKs parse.
-import type { Association } from '../api/eks.js';
+import { SESSION_TAG_KEYS, type Association } from '../api/eks.js';
 import type { PodIdentityClaims } from './claims.js';
 
 const MAX_SESSION_NAME = 64;
@@ -13,14 +13,6 @@ export interface SessionTag {
   Value: string;
 }
 
-export const SESSION_TAG_KEYS = [
-  'eks-cluster-arn',
-  'eks-cluster-name',
-  'kubernetes-namespace',
-  'kubernetes-service-account',
-  'kubernetes-pod-name',
-  'kubernetes-pod-uid',
-] as const;
 
 const SESSION_NAME_SAFE = /^[\w+=,.@-]*$/;
 

@@ -15,7 +15,8 @@ import { WireError } from '../../lib/errors.js';
 import { limitStream } from '../../lib/http.js';
 import type { Logger } from '../../lib/logger.js';
 import { hotCounter, hotHistogram, type HotCounter, type HotHistogram } from '../../lib/metrics.js';
-import { MAX_CHAINED_SECONDS, SESSION_TAG_KEYS } from '../session.js';
+import { MAX_CHAINED_SECONDS } from '../session.js';
+import { SESSION_TAG_KEYS } from '../../api/eks.js';
 import type { CredentialIssuer, IssuedCredentials, IssueRequest } from './issuer.js';
 
 export interface StsIssuerOptions {

@@ -78,6 +78,9 @@ export interface DecisionRecord {
   /** whether the token passed verification (a refused token's jti is what it claims, nothing more) */
   tokenVerified: boolean;
   associationId?: string;
+  /** the matched association's namespace and service account: a pattern (`build-*`) when a pattern matched */
+  associationNamespace?: string;
+  associationServiceAccount?: string;
   roleArn?: string;
   /** the role session name, as STS and CloudTrail show it */
   sessionName?: string;
@@ -155,6 +158,8 @@ export class EksAuthService {
       jti: undefined,
       tokenVerified: false,
       associationId: undefined,
+      associationNamespace: undefined,
+      associationServiceAccount: undefined,
       roleArn: undefined,
       sessionName: undefined,
       accessKeyId: undefined,
@@ -206,6 +211,8 @@ export class EksAuthService {
 
     const association = await this.options.resolver.resolve({ clusterName: cluster.name, namespace: claims.namespace, serviceAccount: claims.serviceAccount });
     record.associationId = association.associationId;
+    record.associationNamespace = association.namespace;
+    record.associationServiceAccount = association.serviceAccount;
     record.roleArn = effectiveRoleArn(association);
 
     const sessionName = roleSessionName(cluster.name, claims.podName, randomUUID());

@@ -1,7 +1,7 @@
 // AssumeRoleForPodIdentity, the decision: which node asks, for which cluster,
 // with which token → verified pod identity → node binding → throttles →
 // association → credentials. Every decision is audited, allowed or not.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { AssumeRoleResponse } from '../api/eks-auth.js';
 import type { Association } from '../api/eks.js';
@@ -16,7 +16,7 @@ import type { ClusterAuth } from './cluster.js';
 import type { CredentialIssuer, IssuedCredentials } from './issuers/issuer.js';
 import { checkNodeBinding } from './node-binding.js';
 import type { AssociationResolver } from './resolver.js';
-import { effectiveRoleArn, roleSessionName, sessionTags } from './session.js';
+import { customSessionTags, effectiveRoleArn, readsPodLabels, roleSessionName, sessionTags, templatedSessionName, type SessionTag } from './session.js';
 import type { RateLimit } from '../lib/token-bucket.js';
 import { KeyedBuckets } from './throttle.js';
 
@@ -215,14 +215,27 @@ export class EksAuthService {
     record.associationServiceAccount = association.serviceAccount;
     record.roleArn = effectiveRoleArn(association);
 
-    const sessionName = roleSessionName(cluster.name, claims.podName, randomUUID());
+    const sessionName = association.sessionNameTemplate
+      ? templatedSessionName(association.sessionNameTemplate, { cluster: cluster.name, namespace: claims.namespace, serviceAccount: claims.serviceAccount, pod: claims.podName, random: randomBytes(8).toString('hex') })
+      : roleSessionName(cluster.name, claims.podName, randomUUID());
     record.sessionName = sessionName;
-    const issued = await this.options.issuer.issue({
-      association,
-      sessionName,
-      ...(this.options.issuer.usesSessionTags && !association.disableSessionTags && { tags: sessionTags(cluster.arn, cluster.name, claims) }),
-    });
+    const tags = this.options.issuer.usesSessionTags && !association.disableSessionTags ? await this.tagsFor(cluster, claims, association) : undefined;
+    const issued = await this.options.issuer.issue({ association, sessionName, ...(tags && { tags }), transitiveTags: association.transitiveSessionTags !== false });
     record.accessKeyId = issued.accessKeyId;
     return toAssumeRoleResponse(claims, association, issued);
+  }
+
+  /** The six EKS tags, then the association's own (pod labels read only when a value needs one). */
+  private async tagsFor(cluster: ClusterAuth, claims: PodIdentityClaims, association: Association): Promise<SessionTag[]> {
+    const eks = sessionTags(cluster.arn, cluster.name, claims);
+    if (!association.sessionTags) return eks;
+    let labels: Readonly<Record<string, string>> | undefined;
+    if (readsPodLabels(association.sessionTags)) {
+      if (!cluster.podLabels) {
+        throw refused('InvalidRequestException', 'pod_labels_unreadable', `The association's session tags read pod labels, and cluster ${cluster.name} has no API access (clusters[].kubeconfig) to read them.`);
+      }
+      labels = await cluster.podLabels(claims);
+    }
+    return [...eks, ...customSessionTags(association.sessionTags, labels, claims.podName)];
   }
 }

@@ -104,7 +104,7 @@ export const SESSION_TAG_KEYS = [
   'kubernetes-pod-uid',
 ] as const;
 /** STS takes at most 50 session tags; the six EKS tags count. */
-export const MAX_CUSTOM_SESSION_TAGS = MAX_TAGS - SESSION_TAG_KEYS.length;
+const MAX_CUSTOM_SESSION_TAGS = MAX_TAGS - SESSION_TAG_KEYS.length;
 /** `{{pod.labels.<label key>}}` in a session tag value: the pod's label, read at issuance. */
 export const POD_LABEL_PLACEHOLDER = /\{\{pod\.labels\.([A-Za-z0-9][-A-Za-z0-9_./]*)\}\}/g;
 const RESERVED_SESSION_TAG_KEYS: ReadonlySet<string> = new Set(SESSION_TAG_KEYS);
@@ -127,7 +127,7 @@ const sessionTags = z.record(z.string(), z.string()).superRefine((value, ctx) =>
 });
 
 /** The placeholders a session name template may hold. */
-export const SESSION_NAME_PLACEHOLDERS = ['cluster', 'namespace', 'serviceAccount', 'pod', 'random'] as const;
+const SESSION_NAME_PLACEHOLDERS = ['cluster', 'namespace', 'serviceAccount', 'pod', 'random'] as const;
 const sessionNameTemplate = z
   .string()
   .min(2, 'must be 2-128 characters')

@@ -112,6 +112,10 @@ test('identities file: AWS webhook format, one entry per subject, sorted', () =>
   assert.ok(text.endsWith('\n'));
   assert.deepEqual(JSON.parse(text), file);
   assert.deepEqual(JSON.parse(formatIdentitiesFile(toIdentitiesFile([]))), { identities: [] });
+  // AWS's webhook matches names literally: pattern associations are ours alone
+  assert.deepEqual(toIdentitiesFile([{ namespace: 'ci', serviceAccount: 'build-*' }, { namespace: '*', serviceAccount: 'x' }, { namespace: 'ci', serviceAccount: 'deploy' }]), {
+    identities: [{ namespace: 'ci', serviceAccount: 'deploy' }],
+  });
 });
 
 test('the webhook serves webhook.clusterName, else the only configured cluster', () => {

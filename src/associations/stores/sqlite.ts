@@ -11,8 +11,13 @@ import { StoreWriteError, SubjectTakenError, type StoreWriteProblem } from '../s
 import type { Association } from '../../api/eks.js';
 import { applyChanges, type AssociationChanges, type Subject } from '../types.js';
 
-/** A row whose namespace or service account is a pattern (the partial index's condition, repeated verbatim in the query that uses it). */
-const PATTERN_ROW = "(namespace LIKE '%*' OR service_account LIKE '%*')";
+/**
+ * The conditions of the two partial indexes of pattern rows, repeated
+ * verbatim in the query that uses them: service-account patterns by
+ * (cluster, namespace), namespace patterns by cluster.
+ */
+const SERVICE_ACCOUNT_PATTERN = "service_account LIKE '%*'";
+const NAMESPACE_PATTERN = "namespace LIKE '%*'";
 
 /** Versioned migrations; a version is applied once, in order, in its own transaction. */
 const MIGRATIONS: { version: number; sql: string }[] = [
@@ -49,13 +54,14 @@ const MIGRATIONS: { version: number; sql: string }[] = [
   },
   {
     // Patterns (`*`, `build-*`), custom session tags, session name templates and non-transitive tags.
-    // The partial index holds only pattern rows, so a lookup reads them without scanning the cluster.
+    // The partial indexes hold only pattern rows, so a lookup reads those that may match, never the cluster's.
     version: 2,
     sql: `
       ALTER TABLE associations ADD COLUMN session_tags TEXT;
       ALTER TABLE associations ADD COLUMN session_name_template TEXT;
       ALTER TABLE associations ADD COLUMN transitive_session_tags INTEGER NOT NULL DEFAULT 1;
-      CREATE INDEX associations_patterns ON associations (cluster_name, namespace) WHERE ${PATTERN_ROW};
+      CREATE INDEX associations_service_account_patterns ON associations (cluster_name, namespace) WHERE ${SERVICE_ACCOUNT_PATTERN};
+      CREATE INDEX associations_namespace_patterns ON associations (cluster_name) WHERE ${NAMESPACE_PATTERN};
     `,
   },
 ];
@@ -245,7 +251,12 @@ export class SqliteAssociationStore implements AssociationStore {
       ),
       get: this.db.prepare(`SELECT ${COLUMNS} FROM associations WHERE cluster_name = ? AND association_id = ?`),
       bySubject: this.db.prepare(`SELECT ${COLUMNS} FROM associations WHERE cluster_name = ? AND namespace = ? AND service_account = ?`),
-      patterns: this.db.prepare(`SELECT ${COLUMNS} FROM associations WHERE cluster_name = ? AND (namespace = ? OR namespace LIKE '%*') AND ${PATTERN_ROW}`),
+      // the exact row, the namespace's service-account patterns, the cluster's namespace patterns: three index seeks
+      candidates: this.db.prepare(
+        `SELECT ${COLUMNS} FROM associations WHERE cluster_name = @cluster AND namespace = @namespace AND service_account = @serviceAccount
+         UNION ALL SELECT ${COLUMNS} FROM associations WHERE cluster_name = @cluster AND namespace = @namespace AND ${SERVICE_ACCOUNT_PATTERN}
+         UNION ALL SELECT ${COLUMNS} FROM associations WHERE cluster_name = @cluster AND ${NAMESPACE_PATTERN}`,
+      ),
       list: this.db.prepare(
         `SELECT ${COLUMNS} FROM associations WHERE cluster_name = @cluster AND association_id > @after
            AND (@namespace IS NULL OR namespace = @namespace)
@@ -310,9 +321,8 @@ export class SqliteAssociationStore implements AssociationStore {
   }
 
   async findCandidates(subject: Subject) {
-    const exact = this.findBySubjectSync(subject);
-    const patterns = (this.statements.patterns.all(subject.clusterName, subject.namespace) as unknown as StoredRow[]).map(fromRow);
-    return exact ? [exact, ...patterns] : patterns;
+    const rows = this.statements.candidates.all({ cluster: subject.clusterName, namespace: subject.namespace, serviceAccount: subject.serviceAccount }) as unknown as StoredRow[];
+    return rows.map(fromRow);
   }
 
   async list(clusterName: string, query: ListQuery) {

@@ -11,8 +11,13 @@ export const COLUMNS =
 /** How many columns COLUMNS names (the parameters of one row). */
 export const COLUMN_COUNT = 17;
 
-/** A row whose namespace or service account is a pattern (the partial index's condition, repeated verbatim in the query that uses it). */
-export const PATTERN_ROW = "(namespace LIKE '%*' OR service_account LIKE '%*')";
+/**
+ * The conditions of the two partial indexes of pattern rows, repeated
+ * verbatim in the query that uses them: service-account patterns by
+ * (cluster, namespace), namespace patterns by cluster.
+ */
+export const SERVICE_ACCOUNT_PATTERN = "service_account LIKE '%*'";
+export const NAMESPACE_PATTERN = "namespace LIKE '%*'";
 
 /** A row as `pg` returns it, and as `to_jsonb(row)` records it in a change. */
 export interface Row {

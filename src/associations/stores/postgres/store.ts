@@ -15,7 +15,7 @@ import { isWireError } from '../../../lib/errors.js';
 import { ChangeFeed, type ChangeMark } from './change-feed.js';
 import { importAssociations, type ImportResult } from './import.js';
 import { migratePostgres } from './migrations.js';
-import { COLUMN_COUNT, COLUMNS, fromRow, isSubjectViolation, PATTERN_ROW, toParams, type Row } from './rows.js';
+import { COLUMN_COUNT, COLUMNS, fromRow, isSubjectViolation, NAMESPACE_PATTERN, SERVICE_ACCOUNT_PATTERN, toParams, type Row } from './rows.js';
 
 /** Connection-level failures after which a pooled client must not be reused. */
 /** PostgreSQL's codes for a write that lacks space (disk_full) or permission (a read-only transaction, e.g. a standby). */
@@ -151,9 +151,10 @@ export class PostgresAssociationStore implements AssociationStore {
 
   async findCandidates(subject: Subject) {
     const { rows } = await this.pool.query<Row>(
+      // the exact row, the namespace's service-account patterns, the cluster's namespace patterns: three index seeks
       `SELECT * FROM associations WHERE cluster_name = $1 AND namespace = $2 AND service_account = $3
-       UNION ALL
-       SELECT * FROM associations WHERE cluster_name = $1 AND (namespace = $2 OR namespace LIKE '%*') AND ${PATTERN_ROW}`,
+       UNION ALL SELECT * FROM associations WHERE cluster_name = $1 AND namespace = $2 AND ${SERVICE_ACCOUNT_PATTERN}
+       UNION ALL SELECT * FROM associations WHERE cluster_name = $1 AND ${NAMESPACE_PATTERN}`,
       [subject.clusterName, subject.namespace, subject.serviceAccount],
     );
     return rows.map(fromRow);

@@ -237,6 +237,33 @@ describe('EKS association API with @aws-sdk/client-eks', () => {
   });
 });
 
+describe('associations.allowPatterns: false', () => {
+  let server: ServerProcess;
+  let jwksDir: string;
+  before(async () => {
+    jwksDir = mkdtempSync(join(tmpdir(), 'associations-no-patterns-'));
+    server = await startServerProcess({ config: { clusters: [{ name: 'demo', jwksFile: writeUnusedJwks(join(jwksDir, 'jwks.json')) }], associations: { allowPatterns: false } } });
+  });
+  after(async () => {
+    await server?.stop();
+    if (jwksDir) rmSync(jwksDir, { recursive: true, force: true });
+  });
+
+  test('a pattern is InvalidParameterException; a name is created as ever', async () => {
+    const client = eks(server);
+    try {
+      for (const [namespace, serviceAccount] of [['ci', 'build-*'], ['*', 'app']]) {
+        const error = await rejectsWith(client.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace, serviceAccount, roleArn: ROLE })), 'InvalidParameterException', 400);
+        assert.match(error.message, /allowPatterns is false/);
+      }
+      const made = await client.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'ci', serviceAccount: 'build-1', roleArn: ROLE }));
+      assert.equal(made.association!.serviceAccount, 'build-1');
+    } finally {
+      client.destroy();
+    }
+  });
+});
+
 describe('durability', () => {
   test('associations survive SIGKILL and a restart on the same data directory', async () => {
     const first = await startServerProcess();

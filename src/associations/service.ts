@@ -224,12 +224,6 @@ export class AssociationService {
     return this.store.findBySubject(subject);
   }
 
-  /** The association a service account resolves to, patterns included (what the webhook and EKS Auth find). */
-  async resolve(subject: Subject): Promise<Association | undefined> {
-    this.requireCluster(subject.clusterName);
-    return findAssociation(this.store, subject);
-  }
-
   /**
    * Filters match the stored namespace and service account literally, as in
    * EKS; but a list for one service account by name (both filters, neither a

@@ -219,23 +219,23 @@ export class EksAuthService {
       ? templatedSessionName(association.sessionNameTemplate, { cluster: cluster.name, namespace: claims.namespace, serviceAccount: claims.serviceAccount, pod: claims.podName, random: randomBytes(8).toString('hex') })
       : roleSessionName(cluster.name, claims.podName, randomUUID());
     record.sessionName = sessionName;
-    const tags = this.options.issuer.usesSessionTags && !association.disableSessionTags ? await this.tagsFor(cluster, claims, association) : undefined;
+    const tagged = this.options.issuer.usesSessionTags && !association.disableSessionTags;
+    // the association's own tags may need a pod read; EKS's six never do, and stay off the await
+    const tags = !tagged ? undefined : association.sessionTags ? await this.withCustomTags(cluster, claims, association.sessionTags) : sessionTags(cluster.arn, cluster.name, claims);
     const issued = await this.options.issuer.issue({ association, sessionName, ...(tags && { tags }), transitiveTags: association.transitiveSessionTags !== false });
     record.accessKeyId = issued.accessKeyId;
     return toAssumeRoleResponse(claims, association, issued);
   }
 
   /** The six EKS tags, then the association's own (pod labels read only when a value needs one). */
-  private async tagsFor(cluster: ClusterAuth, claims: PodIdentityClaims, association: Association): Promise<SessionTag[]> {
-    const eks = sessionTags(cluster.arn, cluster.name, claims);
-    if (!association.sessionTags) return eks;
+  private async withCustomTags(cluster: ClusterAuth, claims: PodIdentityClaims, custom: Readonly<Record<string, string>>): Promise<SessionTag[]> {
     let labels: Readonly<Record<string, string>> | undefined;
-    if (readsPodLabels(association.sessionTags)) {
+    if (readsPodLabels(custom)) {
       if (!cluster.podLabels) {
         throw refused('InvalidRequestException', 'pod_labels_unreadable', `The association's session tags read pod labels, and cluster ${cluster.name} has no API access (clusters[].kubeconfig) to read them.`);
       }
       labels = await cluster.podLabels(claims);
     }
-    return [...eks, ...customSessionTags(association.sessionTags, labels, claims.podName)];
+    return [...sessionTags(cluster.arn, cluster.name, claims), ...customSessionTags(custom, labels, claims.podName)];
   }
 }

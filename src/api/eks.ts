@@ -25,6 +25,12 @@ export interface Association {
   targetRoleArn?: string;
   externalId?: string;
   policy?: string;
+  /** our extension: session tags beyond the six of EKS; values may read pod labels (`{{pod.labels.team}}`) */
+  sessionTags?: Record<string, string>;
+  /** our extension: the role session name, with {cluster} {namespace} {serviceAccount} {pod} {random}; EKS's when absent */
+  sessionNameTemplate?: string;
+  /** our extension: false keeps the session tags off TransitiveTagKeys; absent means true, as in EKS */
+  transitiveSessionTags?: boolean;
 }
 
 
@@ -33,11 +39,17 @@ const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[
 /** arn:<partition>:iam::<account>:role/<optional path/><name> */
 const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/(?:[\x21-\x7e]+\/)?[\w+=,.@-]{1,64}$/;
 
-const namespace = z.string().max(63, 'must be at most 63 characters').regex(DNS1123_LABEL, 'must be a DNS-1123 label (lowercase alphanumerics and -)');
-const serviceAccount = z
+/** A name, `*`, or the start of a name followed by `*` (`build-*`): what an association may hold. */
+const NAMESPACE_PREFIX = /^[a-z0-9][-a-z0-9]*\*$/;
+const SERVICE_ACCOUNT_PREFIX = /^[a-z0-9][-a-z0-9.]*\*$/;
+const namespacePattern = z
+  .string()
+  .max(63, 'must be at most 63 characters')
+  .refine((v) => v === '*' || NAMESPACE_PREFIX.test(v) || DNS1123_LABEL.test(v), 'must be a DNS-1123 label (lowercase alphanumerics and -), "*", or a prefix ending in "*"');
+const serviceAccountPattern = z
   .string()
   .max(253, 'must be at most 253 characters')
-  .regex(DNS1123_SUBDOMAIN, 'must be a DNS-1123 subdomain (lowercase alphanumerics, - and .)');
+  .refine((v) => v === '*' || SERVICE_ACCOUNT_PREFIX.test(v) || DNS1123_SUBDOMAIN.test(v), 'must be a DNS-1123 subdomain (lowercase alphanumerics, - and .), "*", or a prefix ending in "*"');
 const roleArn = z.string().max(2048).regex(ROLE_ARN, 'must be an IAM role ARN (arn:aws:iam::<account>:role/<name>)');
 /** The EKS model leaves it a plain string; SDKs send a UUID. 1-64 printable ASCII characters keep the store's key sane. */
 const clientRequestToken = z.string().min(1, 'must be 1-64 characters').max(64, 'must be 1-64 characters').regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
@@ -82,6 +94,51 @@ const tags = z.record(z.string(), z.string()).superRefine((value, ctx) => {
     if (problem) ctx.addIssue({ code: 'custom', message: problem });
   }
 });
+/** The six session tags EKS sets (DESIGN §3.6); custom session tags may not reuse their keys. */
+export const SESSION_TAG_KEYS = [
+  'eks-cluster-arn',
+  'eks-cluster-name',
+  'kubernetes-namespace',
+  'kubernetes-service-account',
+  'kubernetes-pod-name',
+  'kubernetes-pod-uid',
+] as const;
+/** STS takes at most 50 session tags; the six EKS tags count. */
+const MAX_CUSTOM_SESSION_TAGS = MAX_TAGS - SESSION_TAG_KEYS.length;
+/** `{{pod.labels.<label key>}}` in a session tag value: the pod's label, read at issuance. */
+export const POD_LABEL_PLACEHOLDER = /\{\{pod\.labels\.([A-Za-z0-9][-A-Za-z0-9_./]*)\}\}/g;
+const RESERVED_SESSION_TAG_KEYS: ReadonlySet<string> = new Set(SESSION_TAG_KEYS);
+
+const sessionTags = z.record(z.string(), z.string()).superRefine((value, ctx) => {
+  const entries = Object.entries(value);
+  if (entries.length > MAX_CUSTOM_SESSION_TAGS) {
+    ctx.addIssue({ code: 'custom', message: `may have at most ${MAX_CUSTOM_SESSION_TAGS} tags (STS takes 50 session tags, and the six EKS tags count)` });
+  }
+  const seen = new Set<string>();
+  for (const [key, val] of entries) {
+    // STS treats tag keys case-insensitively: Team and team collide
+    const lower = key.toLowerCase();
+    if (RESERVED_SESSION_TAG_KEYS.has(lower)) ctx.addIssue({ code: 'custom', message: `key ${JSON.stringify(key)} is one of the six EKS session tags` });
+    if (seen.has(lower)) ctx.addIssue({ code: 'custom', message: `key ${JSON.stringify(key)} differs from another only in case` });
+    seen.add(lower);
+    const problem = tagKeyProblem(key) ?? tagValueProblem(key, val.replace(POD_LABEL_PLACEHOLDER, 'x'));
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }
+});
+
+/** The placeholders a session name template may hold. */
+const SESSION_NAME_PLACEHOLDERS = ['cluster', 'namespace', 'serviceAccount', 'pod', 'random'] as const;
+const sessionNameTemplate = z
+  .string()
+  .min(2, 'must be 2-128 characters')
+  .max(128, 'must be 2-128 characters')
+  .superRefine((template, ctx) => {
+    for (const [, name] of template.matchAll(/\{([^}]*)\}/g)) {
+      if (!(SESSION_NAME_PLACEHOLDERS as readonly string[]).includes(name!)) ctx.addIssue({ code: 'custom', message: `has an unknown placeholder {${name}} (known: ${SESSION_NAME_PLACEHOLDERS.map((p) => `{${p}}`).join(' ')})` });
+    }
+    if (!/^[\w+=,.@-]*$/.test(template.replace(/\{[^}]*\}/g, ''))) ctx.addIssue({ code: 'custom', message: 'may hold, outside its placeholders, only letters, digits and _ + = , . @ - (STS\'s role session name characters)' });
+  });
+
 const tagKeys = z
   .array(z.string())
   .min(1, `must name between 1 and ${MAX_TAGS} keys`)
@@ -91,14 +148,17 @@ const tagKeys = z
   });
 
 export const createInput = z.object({
-  namespace,
-  serviceAccount,
+  namespace: namespacePattern,
+  serviceAccount: serviceAccountPattern,
   roleArn,
   clientRequestToken: clientRequestToken.optional(),
   tags: tags.optional(),
   disableSessionTags: z.boolean().optional(),
   targetRoleArn: roleArn.optional(),
   policy: policy.optional(),
+  sessionTags: sessionTags.optional(),
+  sessionNameTemplate: sessionNameTemplate.optional(),
+  transitiveSessionTags: z.boolean().optional(),
 });
 export type CreateInput = z.infer<typeof createInput>;
 
@@ -110,12 +170,17 @@ export const updateInput = z.object({
   targetRoleArn: z.union([z.literal(''), roleArn]).optional(),
   /** "" removes the policy */
   policy: z.union([z.literal(''), policy]).optional(),
+  /** {} removes the custom session tags */
+  sessionTags: sessionTags.optional(),
+  /** "" restores EKS's session name */
+  sessionNameTemplate: z.union([z.literal(''), sessionNameTemplate]).optional(),
+  transitiveSessionTags: z.boolean().optional(),
 });
 export type UpdateInput = z.infer<typeof updateInput>;
 
 export const listInput = z.object({
-  namespace: namespace.optional(),
-  serviceAccount: serviceAccount.optional(),
+  namespace: namespacePattern.optional(),
+  serviceAccount: serviceAccountPattern.optional(),
   maxResults: z.coerce.number().int('must be an integer').min(1, 'must be between 1 and 100').max(100, 'must be between 1 and 100').default(100),
   nextToken: z.string().min(1).max(1024).optional(),
 });
@@ -188,6 +253,10 @@ export function toWireAssociation(a: Association) {
     ...(a.targetRoleArn !== undefined && { targetRoleArn: a.targetRoleArn }),
     ...(a.externalId !== undefined && { externalId: a.externalId }),
     ...(a.policy !== undefined && { policy: a.policy }),
+    // our extensions, present only when set: an association made through an EKS client answers EKS's shape
+    ...(a.sessionTags !== undefined && { sessionTags: a.sessionTags }),
+    ...(a.sessionNameTemplate !== undefined && { sessionNameTemplate: a.sessionNameTemplate }),
+    ...(a.transitiveSessionTags === false && { transitiveSessionTags: false }),
   };
 }
 

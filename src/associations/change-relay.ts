@@ -19,6 +19,7 @@ export function relayChanges(store: AssociationStore, send: (change: StoreChange
     create: (association, requestToken) => store.create(association, requestToken),
     get: (clusterName, associationId) => store.get(clusterName, associationId),
     findBySubject: (subject) => store.findBySubject(subject),
+    findCandidates: (subject) => store.findCandidates(subject),
     list: (clusterName, query) => store.list(clusterName, query),
     listAll: (afterKey, limit) => store.listAll(afterKey, limit),
     update: (clusterName, associationId, changes) => store.update(clusterName, associationId, changes),

@@ -9,6 +9,7 @@ import type { Association } from '../api/eks.js';
 import type { AssociationChanges, Subject } from './types.js';
 import type { ChangeAudit, ChangeContext, ChangeOperation } from './audit.js';
 import { isoTime } from '../lib/iso-time.js';
+import { findAssociation, hasPattern, isPattern } from './resolve.js';
 
 /** What an update may set: UpdatePodIdentityAssociation's fields and, for the CRD reconciler, the whole tag set. */
 export type AssociationUpdate = UpdateInput & { tags?: Record<string, string> };
@@ -26,6 +27,8 @@ export interface AssociationServiceOptions {
   clusters: () => Iterable<string>;
   /** where every change is recorded, with its actor and before/after */
   audit?: ChangeAudit;
+  /** whether a namespace or service account may be a pattern (`*`, `build-*`); the server's associations.allowPatterns, default true */
+  allowPatterns?: boolean;
   now?: () => number;
 }
 
@@ -55,6 +58,9 @@ function createFingerprint(clusterName: string, input: CreateInput): string {
     input.disableSessionTags ?? false,
     input.targetRoleArn ?? null,
     input.policy ?? null,
+    Object.entries(input.sessionTags ?? {}).sort(([a], [b]) => (a < b ? -1 : 1)),
+    input.sessionNameTemplate ?? null,
+    input.transitiveSessionTags ?? true,
   ]);
   return createHash('sha256').update(canonical).digest('hex');
 }
@@ -89,6 +95,13 @@ export function decodePageToken(text: string, filters: { namespace?: string; ser
 function checkPolicyRule(disableSessionTags: boolean, policy: string | undefined): void {
   if (policy !== undefined && policy !== '' && !disableSessionTags) {
     throw new WireError('InvalidParameterException', 'policy can only be set when disableSessionTags is true.');
+  }
+}
+
+/** Custom session tags ride on the six EKS tags: an association without session tags has none to add. */
+function checkSessionTagsRule(disableSessionTags: boolean, sessionTags: Record<string, string> | undefined): void {
+  if (disableSessionTags && sessionTags !== undefined && Object.keys(sessionTags).length > 0) {
+    throw new WireError('InvalidParameterException', 'sessionTags can only be set when disableSessionTags is false.');
   }
 }
 
@@ -143,6 +156,10 @@ export class AssociationService {
   async create(clusterName: string, input: CreateInput, context: ChangeContext, options: CreateOptions = {}): Promise<Association> {
     this.requireCluster(clusterName);
     checkPolicyRule(input.disableSessionTags ?? false, input.policy);
+    checkSessionTagsRule(input.disableSessionTags ?? false, input.sessionTags);
+    if (this.options.allowPatterns === false && hasPattern(input)) {
+      throw new WireError('InvalidParameterException', 'namespace and serviceAccount must be names: this server does not allow patterns (associations.allowPatterns is false).');
+    }
     const now = this.now();
     const associationId = newAssociationId();
     const association: Association = {
@@ -159,6 +176,9 @@ export class AssociationService {
       disableSessionTags: input.disableSessionTags ?? false,
       ...(input.targetRoleArn !== undefined && { targetRoleArn: input.targetRoleArn, externalId: randomUUID() }),
       ...(input.policy !== undefined && { policy: input.policy }),
+      ...(input.sessionTags !== undefined && Object.keys(input.sessionTags).length > 0 && { sessionTags: input.sessionTags }),
+      ...(input.sessionNameTemplate !== undefined && { sessionNameTemplate: input.sessionNameTemplate }),
+      ...(input.transitiveSessionTags === false && { transitiveSessionTags: false }),
     };
     const fingerprint = createFingerprint(clusterName, input);
     let result;
@@ -204,8 +224,19 @@ export class AssociationService {
     return this.store.findBySubject(subject);
   }
 
+  /**
+   * Filters match the stored namespace and service account literally, as in
+   * EKS; but a list for one service account by name (both filters, neither a
+   * pattern) answers the association it resolves to, so that the pattern
+   * that matched shows. Without patterns the two are the same.
+   */
   async list(clusterName: string, input: ListInput): Promise<{ associations: Association[]; nextToken?: string }> {
     this.requireCluster(clusterName);
+    if (input.namespace !== undefined && input.serviceAccount !== undefined && !isPattern(input.namespace) && !isPattern(input.serviceAccount)) {
+      if (input.nextToken) decodePageToken(input.nextToken, { namespace: input.namespace, serviceAccount: input.serviceAccount });
+      const found = await findAssociation(this.store, { clusterName, namespace: input.namespace, serviceAccount: input.serviceAccount });
+      return { associations: found && !input.nextToken ? [found] : [] };
+    }
     const filters = { namespace: input.namespace, serviceAccount: input.serviceAccount };
     const after = input.nextToken ? decodePageToken(input.nextToken, filters).a : undefined;
     // One extra row tells whether another page exists.
@@ -234,9 +265,13 @@ export class AssociationService {
         changes.externalId = randomUUID();
       }
     }
+    if (input.sessionTags !== undefined) changes.sessionTags = Object.keys(input.sessionTags).length > 0 ? input.sessionTags : undefined;
+    if (input.sessionNameTemplate !== undefined) changes.sessionNameTemplate = input.sessionNameTemplate === '' ? undefined : input.sessionNameTemplate;
+    if (input.transitiveSessionTags !== undefined) changes.transitiveSessionTags = input.transitiveSessionTags;
     const disableSessionTags = changes.disableSessionTags ?? current.disableSessionTags;
     const nextPolicy = 'policy' in changes ? changes.policy : current.policy;
     checkPolicyRule(disableSessionTags, nextPolicy);
+    checkSessionTagsRule(disableSessionTags, 'sessionTags' in changes ? changes.sessionTags : current.sessionTags);
     const updated = await writing(this.store.update(clusterName, associationId, changes));
     if (!updated) throw this.notFound(clusterName, associationId);
     this.recordChange('UpdatePodIdentityAssociation', context, current, updated);

@@ -51,8 +51,14 @@ export interface AssociationStore {
    */
   create(association: Association, requestToken?: { token: string; fingerprint: string }): Promise<{ created: true; association: Association } | { created: false; record: RequestTokenRecord }>;
   get(clusterName: string, associationId: string): Promise<Association | undefined>;
-  /** The hot path of EKS Auth and the webhook: one indexed read. */
+  /** The association of exactly this (cluster, namespace, serviceAccount), patterns taken literally: one indexed read. */
   findBySubject(subject: Subject): Promise<Association | undefined>;
+  /**
+   * The hot path of EKS Auth and the webhook: the subject's exact association
+   * and the cluster's pattern associations that may match it (resolve.ts picks
+   * one). Two indexed reads; the second only sees pattern rows.
+   */
+  findCandidates(subject: Subject): Promise<Association[]>;
   /** Ordered by associationId ascending. */
   list(clusterName: string, query: ListQuery): Promise<Association[]>;
   /** Every association of every cluster, ordered by (clusterName, associationId); for exports and migration. */

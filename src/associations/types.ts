@@ -4,7 +4,7 @@ import { MAX_TAGS, type Association } from '../api/eks.js';
 import { WireError } from '../lib/errors.js';
 
 /** The fields an update may change; a field given as undefined is cleared. */
-export type AssociationChanges = Partial<Pick<Association, 'roleArn' | 'disableSessionTags' | 'targetRoleArn' | 'externalId' | 'policy' | 'tags'>> & {
+export type AssociationChanges = Partial<Pick<Association, 'roleArn' | 'disableSessionTags' | 'targetRoleArn' | 'externalId' | 'policy' | 'tags' | 'sessionTags' | 'sessionNameTemplate' | 'transitiveSessionTags'>> & {
   /** absent: kept (tag edits do not count as modifications, as in EKS) */
   modifiedAt?: number;
   /** TagResource and UntagResource: keys set and keys removed, applied to the tags as they are in the store */
@@ -18,7 +18,7 @@ export interface Subject {
   serviceAccount: string;
 }
 
-const CLEARABLE = ['targetRoleArn', 'externalId', 'policy'] as const;
+const CLEARABLE = ['targetRoleArn', 'externalId', 'policy', 'sessionNameTemplate'] as const;
 
 /**
  * The association after `changes`, pure: what every store writes inside its
@@ -30,6 +30,9 @@ export function applyChanges(current: Association, changes: AssociationChanges):
   const { tagEdits, ...fields } = changes;
   const next: Association = { ...current, ...fields, tags: fields.tags ?? current.tags, modifiedAt: fields.modifiedAt ?? current.modifiedAt };
   for (const key of CLEARABLE) if (next[key] === undefined || next[key] === '') delete next[key];
+  // absent is the default (no custom tags, transitive), so an association made as in EKS keeps EKS's shape
+  if (next.sessionTags === undefined || Object.keys(next.sessionTags).length === 0) delete next.sessionTags;
+  if (next.transitiveSessionTags !== false) delete next.transitiveSessionTags;
   if (tagEdits) {
     const tags = { ...next.tags, ...tagEdits.set };
     for (const key of tagEdits.remove ?? []) delete tags[key];

@@ -5,7 +5,8 @@ import type { Logger } from '../lib/logger.js';
 import { jwksFromApiServer, jwksFromDiscovery, jwksFromFile, jwksFromUri } from './jwks-sources.js';
 import { KeySet, type JwksFetcher } from './keys.js';
 import { connectKube, type KubeApi } from '../kube/connect.js';
-import { apiServerPodUids, podLivenessCheck } from './liveness.js';
+import { apiServerPodMetadata, podLivenessCheck } from './liveness.js';
+import { podLabelsReader, type PodLabelsLookup } from './pod-labels.js';
 import { clusterArn } from './session.js';
 import { JwksTokenVerifier, TokenReviewVerifier, withRevocation, type TokenVerifier } from './verifier.js';
 
@@ -64,6 +65,8 @@ export interface ClusterAuth {
   revocation: boolean;
   requireNodeBinding: boolean;
   verifier: TokenVerifier;
+  /** the labels of a token's pod, for session tags that read them; absent without API access (kubeconfig) */
+  podLabels?: PodLabelsLookup;
   /** loads the keys ahead of the first request */
   warmUp(): Promise<void>;
   /** closes the cluster's API connections */
@@ -83,7 +86,14 @@ export function createClusterAuth(cluster: ClusterVerification, options: Cluster
   const mode = verificationMode(cluster);
   const logger = options.logger.child({ cluster: cluster.name });
   const kube: KubeApi | undefined = cluster.kubeconfig ? connectKube(cluster.kubeconfig) : undefined;
-  const base = { name: cluster.name, arn: clusterArn(options.region, options.accountId, cluster.name), mode, requireNodeBinding: cluster.requireNodeBinding };
+  const pods = kube ? apiServerPodMetadata(kube) : undefined;
+  const base = {
+    name: cluster.name,
+    arn: clusterArn(options.region, options.accountId, cluster.name),
+    mode,
+    requireNodeBinding: cluster.requireNodeBinding,
+    ...(pods && { podLabels: podLabelsReader(pods, logger) }),
+  };
   const close = async () => kube?.close();
 
   if (mode === 'token-review') {
@@ -95,6 +105,8 @@ export function createClusterAuth(cluster: ClusterVerification, options: Cluster
   // A file is cheap to re-read: follow rotation quickly.
   const keys = new KeySet({ fetchJwks, describe, logger, now: options.now, cooldownMs: mode === 'jwks-file' ? 2_000 : 5_000 });
   const local = new JwksTokenVerifier({ keys, issuer: cluster.issuer, maxTokenLifetimeSeconds: cluster.maxTokenLifetimeSeconds, now: options.now });
-  const verifier = kube ? withRevocation(local, podLivenessCheck({ podUid: apiServerPodUids(kube), logger, now: options.now, aliveTtlMs: options.revocationTtlMs })) : local;
+  const verifier = pods
+    ? withRevocation(local, podLivenessCheck({ podUid: async (namespace, name) => (await pods(namespace, name))?.uid, logger, now: options.now, aliveTtlMs: options.revocationTtlMs }))
+    : local;
   return { ...base, revocation: kube !== undefined, verifier, warmUp: () => keys.warmUp(), close };
 }

@@ -3,7 +3,7 @@
 // token's pod must still exist with the same uid. Answers are remembered
 // briefly (alive) or long (gone: a uid never comes back), one lookup per pod
 // at a time; the alive TTL bounds how late a deletion is noticed.
-import { CoreV1Api, setHeaderOptions } from '@kubernetes/client-node';
+import { CoreV1Api, setHeaderOptions, type V1ObjectMeta } from '@kubernetes/client-node';
 import { describeKubeError, refusedStatus, type KubeApi } from '../kube/connect.js';
 import { ExpiringCache } from '../lib/bounded-cache.js';
 import type { Logger } from '../lib/logger.js';
@@ -12,17 +12,20 @@ import { invalidToken, refused, type PodIdentityClaims } from './claims.js';
 /** The uid of pod namespace/name, or undefined when there is no such pod; throws when the API server cannot tell. */
 export type PodUidLookup = (namespace: string, name: string) => Promise<string | undefined>;
 
+/** The metadata (uid, labels) of pod namespace/name, or undefined when there is no such pod; throws when the API server cannot tell. */
+export type PodMetadataLookup = (namespace: string, name: string) => Promise<V1ObjectMeta | undefined>;
+
 /**
  * Pod reads through the cluster's API, each bounded by `timeoutMs`. Only the
  * pod's metadata is asked for (PartialObjectMetadata): a whole pod is tens of
- * kilobytes to encode, send and decode, for the uid alone.
+ * kilobytes to encode, send and decode, for the uid and labels alone.
  */
-export function apiServerPodUids(kube: KubeApi, timeoutMs = 2_000): PodUidLookup {
+export function apiServerPodMetadata(kube: KubeApi, timeoutMs = 2_000): PodMetadataLookup {
   const core = kube.client(CoreV1Api, { timeoutMs });
   const metadataOnly = setHeaderOptions('Accept', 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1');
-  return async function readPodUid(namespace, name) {
+  return async function readPodMetadata(namespace, name) {
     try {
-      return (await core.readNamespacedPod({ namespace, name }, metadataOnly)).metadata?.uid;
+      return (await core.readNamespacedPod({ namespace, name }, metadataOnly)).metadata;
     } catch (error) {
       if (refusedStatus(error) === 404) return undefined;
       throw new Error(`${kube.server}: pod ${namespace}/${name}: ${describeKubeError(error)}`, { cause: error });

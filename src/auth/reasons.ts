@@ -49,6 +49,10 @@ export type DecisionFailureReason =
   /** the token's node is not the requesting node */
   | 'node_mismatch'
   | 'no_association'
+  /** a session tag of the association reads a label the pod does not have */
+  | 'pod_label_missing'
+  /** a session tag of the association reads pod labels, and the cluster has no API access to read them */
+  | 'pod_labels_unreadable'
   | 'sts_throttled'
   | 'sts_denied'
   | 'sts_refused'

@@ -1,7 +1,9 @@
 // Association resolution for EKS Auth: (cluster, namespace, service account)
-// → association, from the store, with a short in-memory cache that the store's
-// change feed keeps current (so a delete takes effect at once) and a TTL as a
-// backstop.
+// → association, from the store through the resolver the webhook uses too
+// (associations/resolve.ts, patterns included), with a short in-memory cache
+// that the store's change feed keeps current (so a delete takes effect at
+// once) and a TTL as a backstop.
+import { findAssociation, hasPattern } from '../associations/resolve.js';
 import type { AssociationStore } from '../associations/store.js';
 import type { Association } from '../api/eks.js';
 import type { Subject } from '../associations/types.js';
@@ -19,14 +21,22 @@ function subjectKey(s: Subject): string {
   return `${s.clusterName}\u0000${s.namespace}\u0000${s.serviceAccount}`;
 }
 
-export class AssociationResolver {
+interface Resolved {
   /** null: the store has no association for the subject (remembered too) */
-  private readonly cache: ExpiringCache<string, Association | null>;
+  association: Association | null;
+  /** the pattern generation it was read in */
+  patterns: number;
+}
+
+export class AssociationResolver {
+  private readonly cache: ExpiringCache<string, Resolved>;
   private readonly ttlMs: number;
   private readonly now: () => number;
   private readonly unsubscribe: () => void;
   /** bumped by every change, so a read that raced a change is not cached */
   private generation = 0;
+  /** bumped by every change of a pattern association, which may change the answer for any subject: older entries are void */
+  private patternGeneration = 0;
 
   constructor(private readonly options: ResolverOptions) {
     this.ttlMs = options.ttlMs ?? 10_000;
@@ -34,7 +44,8 @@ export class AssociationResolver {
     this.cache = new ExpiringCache(options.maxEntries ?? 50_000, this.now);
     this.unsubscribe = options.store.onChange(({ association }) => {
       this.generation++;
-      this.cache.delete(subjectKey(association));
+      if (hasPattern(association)) this.patternGeneration++;
+      else this.cache.delete(subjectKey(association));
     });
   }
 
@@ -42,11 +53,12 @@ export class AssociationResolver {
   async resolve(subject: Subject): Promise<Association> {
     const key = subjectKey(subject);
     const hit = this.cache.get(key);
-    if (hit !== undefined) return this.found(subject, hit ?? undefined);
+    if (hit !== undefined && hit.patterns === this.patternGeneration) return this.found(subject, hit.association ?? undefined);
     const generation = this.generation;
-    const association = await this.options.store.findBySubject(subject);
+    const patterns = this.patternGeneration;
+    const association = await findAssociation(this.options.store, subject);
     // A change landed while the store was read: the answer may be stale, so it is not remembered.
-    if (generation === this.generation) this.cache.set(key, association ?? null, this.now() + this.ttlMs);
+    if (generation === this.generation) this.cache.set(key, { association: association ?? null, patterns }, this.now() + this.ttlMs);
     return this.found(subject, association);
   }
 

@@ -1,7 +1,7 @@
 // AssumeRoleForPodIdentity, the decision: which node asks, for which cluster,
 // with which token → verified pod identity → node binding → throttles →
 // association → credentials. Every decision is audited, allowed or not.
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { AssumeRoleResponse } from '../api/eks-auth.js';
 import type { Association } from '../api/eks.js';
@@ -16,7 +16,7 @@ import type { ClusterAuth } from './cluster.js';
 import type { CredentialIssuer, IssuedCredentials } from './issuers/issuer.js';
 import { checkNodeBinding } from './node-binding.js';
 import type { AssociationResolver } from './resolver.js';
-import { effectiveRoleArn, roleSessionName, sessionTags } from './session.js';
+import { customSessionTags, effectiveRoleArn, readsPodLabels, roleSessionName, sessionTags, templatedSessionName, type SessionTag } from './session.js';
 import type { RateLimit } from '../lib/token-bucket.js';
 import { KeyedBuckets } from './throttle.js';
 
@@ -78,6 +78,9 @@ export interface DecisionRecord {
   /** whether the token passed verification (a refused token's jti is what it claims, nothing more) */
   tokenVerified: boolean;
   associationId?: string;
+  /** the matched association's namespace and service account: a pattern (`build-*`) when a pattern matched */
+  associationNamespace?: string;
+  associationServiceAccount?: string;
   roleArn?: string;
   /** the role session name, as STS and CloudTrail show it */
   sessionName?: string;
@@ -155,6 +158,8 @@ export class EksAuthService {
       jti: undefined,
       tokenVerified: false,
       associationId: undefined,
+      associationNamespace: undefined,
+      associationServiceAccount: undefined,
       roleArn: undefined,
       sessionName: undefined,
       accessKeyId: undefined,
@@ -206,16 +211,31 @@ export class EksAuthService {
 
     const association = await this.options.resolver.resolve({ clusterName: cluster.name, namespace: claims.namespace, serviceAccount: claims.serviceAccount });
     record.associationId = association.associationId;
+    record.associationNamespace = association.namespace;
+    record.associationServiceAccount = association.serviceAccount;
     record.roleArn = effectiveRoleArn(association);
 
-    const sessionName = roleSessionName(cluster.name, claims.podName, randomUUID());
+    const sessionName = association.sessionNameTemplate
+      ? templatedSessionName(association.sessionNameTemplate, { cluster: cluster.name, namespace: claims.namespace, serviceAccount: claims.serviceAccount, pod: claims.podName, random: randomBytes(8).toString('hex') })
+      : roleSessionName(cluster.name, claims.podName, randomUUID());
     record.sessionName = sessionName;
-    const issued = await this.options.issuer.issue({
-      association,
-      sessionName,
-      ...(this.options.issuer.usesSessionTags && !association.disableSessionTags && { tags: sessionTags(cluster.arn, cluster.name, claims) }),
-    });
+    const tagged = this.options.issuer.usesSessionTags && !association.disableSessionTags;
+    // the association's own tags may need a pod read; EKS's six never do, and stay off the await
+    const tags = !tagged ? undefined : association.sessionTags ? await this.withCustomTags(cluster, claims, association.sessionTags) : sessionTags(cluster.arn, cluster.name, claims);
+    const issued = await this.options.issuer.issue({ association, sessionName, ...(tags && { tags }), transitiveTags: association.transitiveSessionTags !== false });
     record.accessKeyId = issued.accessKeyId;
     return toAssumeRoleResponse(claims, association, issued);
+  }
+
+  /** The six EKS tags, then the association's own (pod labels read only when a value needs one). */
+  private async withCustomTags(cluster: ClusterAuth, claims: PodIdentityClaims, custom: Readonly<Record<string, string>>): Promise<SessionTag[]> {
+    let labels: Readonly<Record<string, string>> | undefined;
+    if (readsPodLabels(custom)) {
+      if (!cluster.podLabels) {
+        throw refused('InvalidRequestException', 'pod_labels_unreadable', `The association's session tags read pod labels, and cluster ${cluster.name} has no API access (clusters[].kubeconfig) to read them.`);
+      }
+      labels = await cluster.podLabels(claims);
+    }
+    return [...sessionTags(cluster.arn, cluster.name, claims), ...customSessionTags(custom, labels, claims.podName)];
   }
 }

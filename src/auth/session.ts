@@ -1,8 +1,10 @@
 // What a role session looks like (DESIGN §3.6), as pure functions: the session
-// name STS accepts, the six transitive session tags, and the ARNs the agent
-// and the SDKs parse.
-import type { Association } from '../api/eks.js';
+// name STS accepts (EKS's, or the association's template), the six transitive
+// session tags and the association's own, and the ARNs the agent and the SDKs
+// parse.
+import { POD_LABEL_PLACEHOLDER, SESSION_TAG_KEYS, type Association } from '../api/eks.js';
 import type { PodIdentityClaims } from './claims.js';
+import { refused } from './claims.js';
 
 const MAX_SESSION_NAME = 64;
 /** Chained role sessions (role → targetRole) last at most one hour. */
@@ -13,14 +15,6 @@ export interface SessionTag {
   Value: string;
 }
 
-export const SESSION_TAG_KEYS = [
-  'eks-cluster-arn',
-  'eks-cluster-name',
-  'kubernetes-namespace',
-  'kubernetes-service-account',
-  'kubernetes-pod-name',
-  'kubernetes-pod-uid',
-] as const;
 
 const SESSION_NAME_SAFE = /^[\w+=,.@-]*$/;
 
@@ -38,6 +32,25 @@ export function roleSessionName(clusterName: string, podName: string, uuid: stri
   return (safe ? name : name.replace(/[^\w+=,.@-]/g, '-')).slice(0, MAX_SESSION_NAME);
 }
 
+/** What a session name template's placeholders stand for. */
+export interface SessionNameParts {
+  cluster: string;
+  namespace: string;
+  serviceAccount: string;
+  pod: string;
+  /** a random suffix, so that sessions of one pod stay apart */
+  random: string;
+}
+
+/**
+ * The association's sessionNameTemplate filled in: placeholders replaced,
+ * characters outside STS's [\w+=,.@-] replaced by "-", cut to 64.
+ */
+export function templatedSessionName(template: string, parts: SessionNameParts): string {
+  const name = template.replace(/\{(cluster|namespace|serviceAccount|pod|random)\}/g, (_, key: keyof SessionNameParts) => parts[key]);
+  return name.replace(/[^\w+=,.@-]/g, '-').slice(0, MAX_SESSION_NAME);
+}
+
 const TAG_SAFE = /^[\w .:/=+\-@]{0,256}$/;
 
 /** STS tag values allow letters, digits, spaces and _.:/=+-@, up to 256 characters. */
@@ -49,6 +62,30 @@ function tagValue(value: string): string {
 export function sessionTags(clusterArn: string, clusterName: string, claims: PodIdentityClaims): SessionTag[] {
   const values = [clusterArn, clusterName, claims.namespace, claims.serviceAccount, claims.podName, claims.podUid];
   return SESSION_TAG_KEYS.map((Key, i) => ({ Key, Value: tagValue(values[i]!) }));
+}
+
+/** Whether any of the association's session tag values reads a pod label. */
+export function readsPodLabels(sessionTags: Readonly<Record<string, string>>): boolean {
+  for (const value of Object.values(sessionTags)) if (value.includes('{{pod.labels.')) return true;
+  return false;
+}
+
+/**
+ * The association's own session tags, with `{{pod.labels.<key>}}` replaced by
+ * the pod's label. A label the pod lacks refuses the request, naming it: an
+ * empty tag would pass an ABAC condition that was meant to fail closed.
+ */
+export function customSessionTags(sessionTags: Readonly<Record<string, string>>, podLabels: Readonly<Record<string, string>> | undefined, podName: string): SessionTag[] {
+  return Object.entries(sessionTags).map(([Key, template]) => {
+    const value = template.replace(POD_LABEL_PLACEHOLDER, (_, label: string) => {
+      const found = podLabels?.[label];
+      if (found === undefined) {
+        throw refused('InvalidRequestException', 'pod_label_missing', `Session tag ${Key} needs label ${label}, which pod ${podName} does not have.`);
+      }
+      return found;
+    });
+    return { Key, Value: tagValue(value) };
+  });
 }
 
 export function clusterArn(region: string, accountId: string, clusterName: string): string {

@@ -131,6 +131,13 @@ export const serverConfigSchema = z
       .strict()
       .default({}),
     audit: z.object({ file: z.string().min(1).optional() }).strict().default({}),
+    associations: z
+      .object({
+        /** whether an association's namespace or service account may be a pattern (`*`, `build-*`); false refuses them with InvalidParameterException */
+        allowPatterns: z.boolean().default(true),
+      })
+      .strict()
+      .default({ allowPatterns: true }),
     console: z
       .object({
         /** how long a console sign-in lasts; it is not extended by use */

@@ -49,7 +49,16 @@ export interface DoctorOptions {
 }
 
 interface Diagnosis {
-  association: { associationId: string; roleArn: string; targetRoleArn?: string } | null;
+  association: {
+    associationId: string;
+    namespace: string;
+    serviceAccount: string;
+    roleArn: string;
+    targetRoleArn?: string;
+    sessionTags?: Record<string, string>;
+    sessionNameTemplate?: string;
+    transitiveSessionTags?: boolean;
+  } | null;
   admission: { mutated: boolean; reason: string; patch?: PatchOperation[] };
   issuer: {
     type: 'local' | 'aws-sts';
@@ -79,6 +88,18 @@ function describeFailure(error: unknown): string {
   return e.cause?.code ? `${e.cause.code}` : `${e.name ?? 'Error'}: ${e.message ?? ''}`.trim();
 }
 
+/** Which association matched (a pattern says so), where it maps, and what it adds to the session. */
+function describeMatch(association: NonNullable<Diagnosis['association']>, namespace: string, serviceAccount: string): string {
+  const pattern = association.namespace !== namespace || association.serviceAccount !== serviceAccount ? ` (pattern ${association.namespace}/${association.serviceAccount})` : '';
+  const role = association.targetRoleArn ? `${association.roleArn} → ${association.targetRoleArn}` : association.roleArn;
+  const extras = [
+    association.sessionTags && `session tags ${Object.entries(association.sessionTags).map(([k, v]) => `${k}=${v}`).join(', ')}`,
+    association.sessionNameTemplate && `session name ${association.sessionNameTemplate}`,
+    association.transitiveSessionTags === false && 'tags not transitive',
+  ].filter(Boolean);
+  return `${association.associationId}${pattern} maps ${namespace}/${serviceAccount} to ${role}${extras.length > 0 ? `; ${extras.join('; ')}` : ''}`;
+}
+
 export async function runDoctor(subject: DoctorSubject, options: DoctorOptions): Promise<CheckResult[]> {
   const { clusterName, namespace, serviceAccount } = subject;
   const results: CheckResult[] = [];
@@ -89,10 +110,10 @@ export async function runDoctor(subject: DoctorSubject, options: DoctorOptions):
   };
   const context = { clusterName, namespace, serviceAccount };
 
-  // 1. the association
+  // 1. the association (a list for one service account answers the one that applies, exact or pattern)
   let found: { associationId?: string } | undefined;
   for await (const page of paginateListPodIdentityAssociations({ client: options.eks, pageSize: 100 }, { clusterName, namespace, serviceAccount })) {
-    found ??= page.associations?.find((a) => a.namespace === namespace && a.serviceAccount === serviceAccount);
+    found ??= page.associations?.[0];
   }
   // The server's own view: its association, its webhook's decision, its issuer.
   let real: Pod | undefined;
@@ -111,7 +132,7 @@ export async function runDoctor(subject: DoctorSubject, options: DoctorOptions):
   if (
     !record(
       association && found
-        ? { check: 'association', title: 'the association exists', status: 'passed', detail: `${association.associationId} maps ${namespace}/${serviceAccount} to ${association.targetRoleArn ? `${association.roleArn} → ${association.targetRoleArn}` : association.roleArn}` }
+        ? { check: 'association', title: 'the association exists', status: 'passed', detail: describeMatch(association, namespace, serviceAccount) }
         : {
             check: 'association',
             title: 'the association exists',

@@ -61,7 +61,7 @@ export async function startApiListener(config: ServerConfig, deps: ApiListenerDe
   // one audit trail for the changes and decisions this process makes
   const audit = deps.audit ?? new AuditLog(logger, config.audit.file);
   const closeAudit = () => (deps.audit ? Promise.resolve() : audit.close());
-  const associations = new AssociationService({ store, region: config.region, accountId: config.accountId, clusters: () => clusterNames, audit });
+  const associations = new AssociationService({ store, region: config.region, accountId: config.accountId, clusters: () => clusterNames, audit, allowPatterns: config.associations.allowPatterns });
   const eksAuth = createEksAuth(config, { store, logger, registry, audit });
   // doctor's webhook question reads ServiceAccounts as the webhook does
   const webhookKubeconfig = webhookCluster(config)?.kubeconfig;

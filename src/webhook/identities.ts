@@ -4,6 +4,7 @@
 // The same document is served read-only by the API listener
 // (`GET /clusters/{name}/identities`, server/routes/identities.ts) and printed
 // by `pod-identity identities`.
+import { hasPattern } from '../associations/resolve.js';
 import type { AssociationStore } from '../associations/store.js';
 
 export interface Identity {
@@ -15,10 +16,14 @@ export interface IdentitiesFile {
   identities: Identity[];
 }
 
-/** One entry per (namespace, serviceAccount), sorted, so the file changes only when the set does. */
+/**
+ * One entry per (namespace, serviceAccount), sorted, so the file changes only
+ * when the set does. Pattern associations (`build-*`) are left out: AWS's
+ * webhook matches names literally, so only our webhook applies them.
+ */
 export function toIdentitiesFile(subjects: Iterable<Identity>): IdentitiesFile {
   const seen = new Map<string, Identity>();
-  for (const { namespace, serviceAccount } of subjects) seen.set(`${namespace}\u0000${serviceAccount}`, { namespace, serviceAccount });
+  for (const { namespace, serviceAccount } of subjects) if (!hasPattern({ namespace, serviceAccount })) seen.set(`${namespace}\u0000${serviceAccount}`, { namespace, serviceAccount });
   const identities = [...seen.values()].sort((a, b) => a.namespace.localeCompare(b.namespace) || a.serviceAccount.localeCompare(b.serviceAccount));
   return { identities };
 }

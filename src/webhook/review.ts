@@ -1,9 +1,10 @@
 // One admission review, without HTTP: decode the AdmissionReview, decide (one
-// indexed store read, plus a cached ServiceAccount read when the
+// store read of the exact and pattern associations, plus a cached ServiceAccount read when the
 // token-expiration annotation may matter), encode the answer. Every path ends
 // in `allowed: true`: a review we cannot read or a store that fails admits the
 // pod unmutated, with a warning, exactly as failurePolicy Ignore would.
 import { decodeReview, encodeAnswer, notForUs, podOf, type AdmissionAnswer, type Pod } from '../api/admission.js';
+import { findAssociation } from '../associations/resolve.js';
 import type { AssociationStore } from '../associations/store.js';
 import type { Logger } from '../lib/logger.js';
 import { hasSkipLabel, mutatePod, podServiceAccount, type MutationResult } from './mutate.js';
@@ -31,6 +32,8 @@ export type Outcome = 'mutated' | 'skipped' | 'error';
 
 export interface Decision {
   outcome: Outcome;
+  /** the association that matched (exact or pattern), when one did */
+  association?: { associationId: string; namespace: string; serviceAccount: string };
   result?: MutationResult;
   warnings?: string[];
   reason: string;
@@ -78,7 +81,8 @@ export function createDecider(options: ReviewOptions): (pod: Pod, namespace: str
     if (!clusterName) return { outcome: 'skipped', reason: 'no cluster configured for the webhook' };
     const serviceAccount = podServiceAccount(pod);
     if (serviceAccount === undefined) return { outcome: 'skipped', result: { mutated: false, reason: 'no-service-account' }, reason: 'no-service-account' };
-    const association = await store.findBySubject({ clusterName, namespace, serviceAccount });
+    // the same resolver as EKS Auth: a pod is mutated exactly when it can get credentials
+    const association = await findAssociation(store, { clusterName, namespace, serviceAccount });
     const serviceAccountAnnotations = association && options.serviceAccounts ? await options.serviceAccounts(namespace, serviceAccount) : undefined;
     const result = mutatePod(pod, association, {
       ipv6: options.ipv6,
@@ -87,7 +91,8 @@ export function createDecider(options: ReviewOptions): (pod: Pod, namespace: str
       defaultTokenExpirationSeconds: options.defaultTokenExpirationSeconds,
       stsRegionalEndpoints: options.stsRegionalEndpoints,
     });
-    return { outcome: result.mutated ? 'mutated' : 'skipped', result, reason: result.mutated ? 'mutated' : result.reason };
+    const matched = association && { associationId: association.associationId, namespace: association.namespace, serviceAccount: association.serviceAccount };
+    return { outcome: result.mutated ? 'mutated' : 'skipped', result, reason: result.mutated ? 'mutated' : result.reason, ...(matched && { association: matched }) };
   };
 }
 

@@ -82,6 +82,54 @@ describe('EKS association API with @aws-sdk/client-eks', () => {
     await rejectsWith(client.send(new DescribePodIdentityAssociationCommand({ clusterName: 'demo', associationId: a.associationId })), 'ResourceNotFoundException', 404);
   });
 
+  test('an EKS client that sends none of the new fields sees EKS\'s shapes unchanged; the extension fields travel in the same operations', async () => {
+    /** PodIdentityAssociation's members in EKS's model (ownerArn, targetRoleArn, externalId and policy only when set) */
+    const EKS_MEMBERS = ['associationArn', 'associationId', 'clusterName', 'createdAt', 'disableSessionTags', 'modifiedAt', 'namespace', 'roleArn', 'serviceAccount', 'tags'];
+    const signed = async (method: string, path: string, body?: object) => {
+      const url = new URL(`${server.apiUrl}${path}`);
+      const text = body && JSON.stringify(body);
+      const headers = await signRequest({ method, url, ...(text && { body: text, headers: { 'content-type': 'application/json' } }) }, { credentials: ADMIN, region: 'us-east-1', service: 'eks' });
+      const res = await fetch(url, { method, headers, ...(text && { body: text }) });
+      return { status: res.status, json: (await res.json()) as Record<string, Record<string, unknown>> };
+    };
+    const made = (await client.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'shapes', serviceAccount: 'plain', roleArn: ROLE }))).association!;
+    const raw = await signed('GET', `/clusters/demo/pod-identity-associations/${made.associationId}`);
+    assert.deepEqual(Object.keys(raw.json.association!).sort(), EKS_MEMBERS);
+    const updated = await signed('POST', `/clusters/demo/pod-identity-associations/${made.associationId}`, { roleArn: TARGET });
+    assert.deepEqual(Object.keys(updated.json.association!).sort(), EKS_MEMBERS);
+    const listed = await signed('GET', '/clusters/demo/pod-identity-associations?namespace=shapes');
+    assert.deepEqual(Object.keys(listed.json).sort(), ['associations']);
+    assert.deepEqual(Object.keys((listed.json.associations as unknown as object[])[0]!).sort(), ['associationArn', 'associationId', 'clusterName', 'namespace', 'serviceAccount']);
+
+    // A pattern goes through the SDK as it is, in the existing fields; our extension fields go in the same body.
+    const pattern = (await client.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'shapes', serviceAccount: 'build-*', roleArn: ROLE }))).association!;
+    assert.equal(pattern.serviceAccount, 'build-*');
+    const extended = await signed('POST', '/clusters/demo/pod-identity-associations', {
+      namespace: 'shapes',
+      serviceAccount: 'job-*',
+      roleArn: ROLE,
+      sessionTags: { team: '{{pod.labels.team}}' },
+      sessionNameTemplate: '{namespace}-{pod}-{random}',
+      transitiveSessionTags: false,
+    });
+    assert.equal(extended.status, 200);
+    const id = extended.json.association!.associationId as string;
+    const described = await signed('GET', `/clusters/demo/pod-identity-associations/${id}`);
+    assert.deepEqual(
+      [described.json.association!.sessionTags, described.json.association!.sessionNameTemplate, described.json.association!.transitiveSessionTags],
+      [{ team: '{{pod.labels.team}}' }, '{namespace}-{pod}-{random}', false],
+    );
+    // the SDK reads such an association too, and ignores what its model does not know
+    const viaSdk = (await client.send(new DescribePodIdentityAssociationCommand({ clusterName: 'demo', associationId: id }))).association!;
+    assert.equal(viaSdk.serviceAccount, 'job-*');
+    // a list for one service account by name answers the association that applies to it
+    const applies = await client.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo', namespace: 'shapes', serviceAccount: 'build-17' }));
+    assert.deepEqual(applies.associations?.map((a) => a.associationId), [pattern.associationId]);
+    await rejectsWith(client.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'shapes', serviceAccount: 'build-*', roleArn: ROLE })), 'ResourceInUseException', 409);
+    const cleared = await signed('POST', `/clusters/demo/pod-identity-associations/${id}`, { sessionTags: {}, sessionNameTemplate: '', transitiveSessionTags: true });
+    assert.deepEqual(Object.keys(cleared.json.association!).sort(), EKS_MEMBERS);
+  });
+
   test('paginates 250 associations in pages of 50, with a namespace filter', async () => {
     const ids = new Set<string>();
     for (let i = 0; i < 250; i += 25) {
@@ -186,6 +234,33 @@ describe('EKS association API with @aws-sdk/client-eks', () => {
     assert.ok(lost.every((r) => (r.reason as Error).name === 'ResourceInUseException'));
     const listed = await client.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo', namespace: 'race' }));
     assert.equal(listed.associations!.length, 1);
+  });
+});
+
+describe('associations.allowPatterns: false', () => {
+  let server: ServerProcess;
+  let jwksDir: string;
+  before(async () => {
+    jwksDir = mkdtempSync(join(tmpdir(), 'associations-no-patterns-'));
+    server = await startServerProcess({ config: { clusters: [{ name: 'demo', jwksFile: writeUnusedJwks(join(jwksDir, 'jwks.json')) }], associations: { allowPatterns: false } } });
+  });
+  after(async () => {
+    await server?.stop();
+    if (jwksDir) rmSync(jwksDir, { recursive: true, force: true });
+  });
+
+  test('a pattern is InvalidParameterException; a name is created as ever', async () => {
+    const client = eks(server);
+    try {
+      for (const [namespace, serviceAccount] of [['ci', 'build-*'], ['*', 'app']]) {
+        const error = await rejectsWith(client.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace, serviceAccount, roleArn: ROLE })), 'InvalidParameterException', 400);
+        assert.match(error.message, /allowPatterns is false/);
+      }
+      const made = await client.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'ci', serviceAccount: 'build-1', roleArn: ROLE }));
+      assert.equal(made.association!.serviceAccount, 'build-1');
+    } finally {
+      client.destroy();
+    }
   });
 });
 

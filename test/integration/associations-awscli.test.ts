@@ -42,6 +42,29 @@ describe('aws eks … --endpoint-url', { skip }, () => {
     assert.match(duplicate.stderr, /ResourceInUseException/);
   });
 
+  test('patterns pass through the AWS CLI unchanged: create, list for a service account by name, and a duplicate pattern', async () => {
+    const create = (serviceAccount: string, allowFailure = false) =>
+      runAwsCli(
+        ['eks', 'create-pod-identity-association', '--endpoint-url', server.apiUrl, '--cluster-name', 'demo', '--namespace', 'ci', '--service-account', serviceAccount, '--role-arn', 'arn:aws:iam::111122223333:role/ci', '--output', 'json'],
+        { env: env(), allowFailure },
+      );
+    const wide = (JSON.parse((await create('*')).stdout) as { association: { associationId: string; serviceAccount: string } }).association;
+    const builds = (JSON.parse((await create('build-*')).stdout) as { association: { associationId: string; serviceAccount: string } }).association;
+    assert.deepEqual([wide.serviceAccount, builds.serviceAccount], ['*', 'build-*']);
+    const applies = async (serviceAccount: string) => {
+      const listed = await runAwsCli(
+        ['eks', 'list-pod-identity-associations', '--endpoint-url', server.apiUrl, '--cluster-name', 'demo', '--namespace', 'ci', '--service-account', serviceAccount, '--query', 'associations[].associationId', '--output', 'json'],
+        { env: env() },
+      );
+      return JSON.parse(listed.stdout) as string[];
+    };
+    assert.deepEqual(await applies('build-9'), [builds.associationId]);
+    assert.deepEqual(await applies('deploy'), [wide.associationId]);
+    const duplicate = await create('build-*', true);
+    assert.notEqual(duplicate.code, 0);
+    assert.match(duplicate.stderr, /ResourceInUseException/);
+  });
+
   test('list-clusters and describe-cluster discover the configured clusters, with the issuer as identity.oidc.issuer', async () => {
     const listed = await runAwsCli(['eks', 'list-clusters', '--endpoint-url', server.apiUrl, '--output', 'json'], { env: env() });
     assert.deepEqual(JSON.parse(listed.stdout), { clusters: ['demo'] });

@@ -59,3 +59,48 @@ test('keys from flags; a wrong key is a clear error', async () => {
   const ok = await cli(['list', '--access-key-id', ADMIN.accessKeyId, '--secret-access-key', ADMIN.secretAccessKey], { AWS_SECRET_ACCESS_KEY: 'ignored' });
   assert.ok(Array.isArray((JSON.parse(ok.stdout) as { associations: unknown[] }).associations));
 });
+
+test('patterns, session tags, a session name template and non-transitive tags from the shell', async () => {
+  type Shown = { association: { associationId: string; serviceAccount: string; sessionTags?: Record<string, string>; sessionNameTemplate?: string; transitiveSessionTags?: boolean } };
+  const created = JSON.parse(
+    (
+      await cli([
+        'create',
+        '-n',
+        'ci',
+        '-s',
+        'build-*',
+        '--role-arn',
+        'arn:aws:iam::111122223333:role/ci',
+        '--session-tag',
+        'team={{pod.labels.team}}',
+        '--session-tag',
+        'cost-center=cc-42',
+        '--session-name-template',
+        'ci-{pod}-{random}',
+        '--no-transitive-session-tags',
+      ])
+    ).stdout,
+  ) as Shown;
+  const id = created.association.associationId;
+  assert.equal(created.association.serviceAccount, 'build-*');
+  assert.deepEqual(created.association.sessionTags, { team: '{{pod.labels.team}}', 'cost-center': 'cc-42' });
+  assert.equal(created.association.sessionNameTemplate, 'ci-{pod}-{random}');
+  assert.equal(created.association.transitiveSessionTags, false);
+
+  // the association that applies to one service account, by name
+  const applies = JSON.parse((await cli(['list', '-n', 'ci', '-s', 'build-42'])).stdout) as { associations: { associationId: string }[] };
+  assert.deepEqual(applies.associations.map((a) => a.associationId), [id]);
+  assert.match((await cli(['describe', '--association-id', id, '-o', 'table'])).stdout, /ci-\{pod\}-\{random\}\s+false/);
+
+  const updated = JSON.parse((await cli(['update', '--association-id', id, '--no-session-tags', '--session-name-template', '', '--transitive-session-tags', 'true'])).stdout) as Shown;
+  for (const key of ['sessionTags', 'sessionNameTemplate', 'transitiveSessionTags'] as const) assert.equal(updated.association[key], undefined, key);
+  const described = JSON.parse((await cli(['describe', '--association-id', id])).stdout) as Shown;
+  assert.equal(described.association.sessionTags, undefined);
+
+  await assert.rejects(cli(['create', '-n', 'ci', '-s', 'x', '--role-arn', 'arn:aws:iam::111122223333:role/ci', '--session-tag', 'kubernetes-namespace=x']), (error: { stderr: string }) => {
+    assert.match(error.stderr, /^pod-identity associations: InvalidParameterException: sessionTags key "kubernetes-namespace" is one of the six EKS session tags/);
+    return true;
+  });
+  await cli(['delete', '--association-id', id]);
+});

@@ -25,6 +25,7 @@ import {
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { ADMIN, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { signRequest } from '../../src/lib/sigv4.js';
 import { kubeApiClient, kubeBinary, kubeMissingReason, startKubeControlPlane, writeExecKubeconfig, type ExecKubeconfig, type KubeControlPlane } from '../peers/kube.js';
 import { postgresSkip, startPostgres, type PostgresPeer } from '../peers/postgres.js';
 import { requirePeer } from '../peers/require.js';
@@ -187,6 +188,27 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
       eks.send(new DescribePodIdentityAssociationCommand({ clusterName: 'demo', associationId: association.associationId })),
       (e: Error) => e.name === 'ResourceNotFoundException',
     );
+  });
+
+  test('a service account pattern with session tags, a session name template and non-transitive tags: the schema takes them and the association carries them', async () => {
+    await kubectlOk(
+      ['apply', '-f', '-'],
+      manifest('builds', 'shop', { serviceAccount: 'build-*', roleArn: ROLE, sessionTags: { team: '{{pod.labels.team}}' }, sessionNameTemplate: 'shop-{pod}-{random}', transitiveSessionTags: false }),
+    );
+    const summary = await eventually('association created', () => associationFor('shop', 'build-*'));
+    const url = new URL(`${server.apiUrl}/clusters/demo/pod-identity-associations/${summary.associationId}`);
+    const described = (await (await fetch(url, { headers: await signRequest({ method: 'GET', url }, { credentials: ADMIN, region: 'us-east-1', service: 'eks' }) })).json()) as {
+      association: { serviceAccount: string; sessionTags?: Record<string, string>; sessionNameTemplate?: string; transitiveSessionTags?: boolean };
+    };
+    assert.deepEqual(
+      [described.association.serviceAccount, described.association.sessionTags, described.association.sessionNameTemplate, described.association.transitiveSessionTags],
+      ['build-*', { team: '{{pod.labels.team}}' }, 'shop-{pod}-{random}', false],
+    );
+    // the OpenAPI schema refuses a pattern that is not one, before the reconciler sees it
+    const bad = await kubectl(['apply', '-f', '-'], manifest('bad-pattern', 'shop', { serviceAccount: 'build*x', roleArn: ROLE }));
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /spec\.serviceAccount/);
+    await kubectlOk(['delete', 'pia', '-n', 'shop', 'builds']);
   });
 
   test('tags are owned by the resource: a status condition says so, and TagResource or UntagResource on its association is undone', async () => {

@@ -14,6 +14,7 @@ import { EKS_AUDIENCE, kubeMissingReason, startKubeControlPlane, type KubeContro
 import { createRole, createUserWithAccessKey, motoMissingReason, startMoto, trustPolicyFor, type MotoServer } from '../peers/moto.js';
 import { requirePeer } from '../peers/require.js';
 import { ADMIN, CLI, freePort, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { signRequest } from '../../src/lib/sigv4.js';
 import { CLUSTER, startAgentProcess, type AgentProcess } from './agent-harness.js';
 
 const run = promisify(execFile);
@@ -145,6 +146,21 @@ describe('pod-identity doctor on real peers', { skip, timeout: 240_000 }, () => 
     assert.equal(lines.length, 9, text.stdout);
     assert.ok(lines.slice(0, 8).every((l) => l.startsWith('passed ')), text.stdout);
     assert.equal(lines.at(-1), 'every check passed');
+  });
+
+  test('a pattern association: doctor names the pattern that matched, and the session follows its template', async () => {
+    await createServiceAccount(kube, NAMESPACE, 'job-7');
+    const url = new URL(`${server.apiUrl}/clusters/${CLUSTER}/pod-identity-associations`);
+    const body = JSON.stringify({ namespace: NAMESPACE, serviceAccount: 'job-*', roleArn: trustedRole, sessionTags: { team: 'batch' }, sessionNameTemplate: 'job.{pod}-{random}' });
+    const created = await fetch(url, { method: 'POST', body, headers: await signRequest({ method: 'POST', url, body, headers: { 'content-type': 'application/json' } }, { credentials: ADMIN, region: moto.region, service: 'eks' }) });
+    assert.equal(created.status, 200, await created.clone().text());
+    const { association } = (await created.json()) as { association: { associationId: string } };
+    await createPod(kube, { namespace: NAMESPACE, name: 'job-7-1', serviceAccountName: 'job-7' });
+    const outcome = await doctor('job-7', ['--pod', 'job-7-1']);
+    assert.equal(outcome.code, 0, outcome.stdout + outcome.stderr);
+    const byName = Object.fromEntries(outcome.checks.map((c) => [c.check, c.detail]));
+    assert.equal(byName.association, `${association.associationId} (pattern default/job-*) maps default/job-7 to ${trustedRole}; session tags team=batch; session name job.{pod}-{random}`);
+    assert.match(byName['caller-identity']!, /assumed-role\/checkout-role\/job\.job-7-1-[0-9a-f]{16}/);
   });
 
   test('a missing association fails the first check, with the command that creates it', async () => {

@@ -13,6 +13,8 @@ import { PostgresAssociationStore, redactDatabaseUrl } from '../../src/associati
 import { SqliteAssociationStore } from '../../src/associations/stores/sqlite.js';
 import type { Association } from '../../src/api/eks.js';
 import { postgresSkip, startPostgres, type PostgresPeer } from '../peers/postgres.js';
+import { findAssociation } from '../../src/associations/resolve.js';
+import { RESOLUTION_CASES } from '../fixtures/associations/resolution.js';
 
 const ROLE = 'arn:aws:iam::111122223333:role/app';
 
@@ -206,6 +208,41 @@ for (const backend of [sqlite, postgres]) {
       assert.equal((await store.findBySubject({ clusterName: 'other', namespace: 'ns1', serviceAccount: 'sa1' }))!.roleArn, 'arn:aws:iam::111122223333:role/other');
     });
 
+    test('the extension fields (session tags, session name template, non-transitive tags) survive create, update and the change feed', async () => {
+      const store = await fresh();
+      const recorder = changeRecorder(store);
+      const made = association({ namespace: 'ci', serviceAccount: 'build-*', sessionTags: { team: '{{pod.labels.team}}', cost: 'ci' }, sessionNameTemplate: 'ci-{pod}-{random}', transitiveSessionTags: false });
+      await store.create(made);
+      assert.deepEqual(await store.get('demo', made.associationId), made);
+      const cleared = await store.update('demo', made.associationId, { sessionTags: undefined, sessionNameTemplate: undefined, transitiveSessionTags: true, modifiedAt: made.modifiedAt + 1 });
+      for (const key of ['sessionTags', 'sessionNameTemplate', 'transitiveSessionTags']) assert.ok(!(key in cleared!), `${key} cleared to absent`);
+      assert.deepEqual(await store.get('demo', made.associationId), cleared);
+      await recorder.waitFor((changes) => changes.length >= 2);
+      assert.deepEqual(recorder.changes[0]!.association, made);
+      assert.deepEqual(recorder.changes[1]!.association, cleared);
+      recorder.unsubscribe();
+    });
+
+    test('a pattern is stored literally: the same pattern twice is taken, and findBySubject does not expand it', async () => {
+      const store = await fresh();
+      await store.create(association({ namespace: 'ci', serviceAccount: 'build-*' }));
+      await assert.rejects(store.create(association({ namespace: 'ci', serviceAccount: 'build-*' })), SubjectTakenError);
+      assert.equal(await store.findBySubject({ clusterName: 'demo', namespace: 'ci', serviceAccount: 'build-1' }), undefined);
+      assert.ok(await store.findBySubject({ clusterName: 'demo', namespace: 'ci', serviceAccount: 'build-*' }));
+    });
+
+    for (const c of RESOLUTION_CASES) {
+      test(`findCandidates and the resolver: ${c.name}`, async () => {
+        const store = await fresh();
+        const made = c.associations.map((a) => association(a));
+        for (const a of made) await store.create(a);
+        // another cluster's associations never count
+        await store.create(association({ clusterName: 'other', namespace: c.pod.namespace, serviceAccount: c.pod.serviceAccount }));
+        const found = await findAssociation(store, { clusterName: 'demo', ...c.pod });
+        assert.equal(found?.associationId, c.chosen === null ? undefined : made[c.chosen]!.associationId);
+      });
+    }
+
     test('list filters by namespace and service account, ordered by id, paged by cursor', async () => {
       const store = await fresh();
       const made: Association[] = [];
@@ -391,7 +428,7 @@ describe('PostgreSQL store across replicas', { skip: postgresSkip() }, () => {
     assert.equal(stores.length, 6);
     const name = new URL(url).pathname.slice(1);
     const versions = await pg.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version', [], name);
-    assert.deepEqual(versions, [{ version: 1 }]);
+    assert.deepEqual(versions, [{ version: 1 }, { version: 2 }]);
     // Reopening finds nothing to do.
     await replica(url);
   });

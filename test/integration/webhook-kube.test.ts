@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { CreatePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
+import { CreatePodIdentityAssociationCommand, DeletePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
 import type { V1Pod } from '@kubernetes/client-node';
 import { applyYaml, createPod, createServiceAccount } from '../peers/kube-api.js';
 import { kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
@@ -125,6 +125,20 @@ describe('webhook on a real kube-apiserver', { skip, timeout: 180_000 }, () => {
   test('the pod annotation overrides the service account, floor 600', async () => {
     const stored = await pod({ serviceAccountName: 'checkout', annotations: { 'eks.amazonaws.com/token-expiration': '120' } });
     assert.equal(identityVolume(stored)?.projected?.sources?.[0]?.serviceAccountToken?.expirationSeconds, 600);
+  });
+
+  test('a pattern association (job-*) mutates the pods of every matching service account, and no other', async () => {
+    await createServiceAccount(kube, 'default', 'job-1');
+    await createServiceAccount(kube, 'default', 'jobless');
+    const made = await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'default', serviceAccount: 'job-*', roleArn: 'arn:aws:iam::111122223333:role/jobs' }));
+    try {
+      const job = await pod({ serviceAccountName: 'job-1' });
+      assert.equal(job.metadata?.labels?.['eks.amazonaws.com/pod-identity'], 'enabled');
+      assert.equal(env(job.spec!.containers[0]).AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, TOKEN_FILE);
+      assertUntouched(await pod({ serviceAccountName: 'jobless' }));
+    } finally {
+      await eks.send(new DeletePodIdentityAssociationCommand({ clusterName: 'demo', associationId: made.association!.associationId }));
+    }
   });
 
   test('a pod of another service account, and a labelled pod, are untouched', async () => {

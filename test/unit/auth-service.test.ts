@@ -20,6 +20,7 @@ import { WireError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { parseServerConfig } from '../../src/config/load.js';
 import { jwksOf, podClaims, TEST_ISSUER, testSigner, type TestSigner } from '../helpers/sa-tokens.js';
+import { RESOLUTION_CASES } from '../fixtures/associations/resolution.js';
 
 const ADMIN_CHANGE: ChangeContext = { actor: { kind: 'access-key', accessKeyId: 'AKIAADMINTEST' } };
 
@@ -146,5 +147,64 @@ describe('EksAuthService', () => {
     assert.equal(bad.errorType, 'InvalidTokenException');
     const everything = logLines.join('') + readFileSync(join(dir, 'audit.jsonl'), 'utf8');
     for (const secret of [token, token.split('.')[2]!, out.credentials.secretAccessKey, out.credentials.sessionToken]) assert.ok(!everything.includes(secret));
+  });
+});
+
+describe('EKS Auth resolves wildcard associations by the shared table', () => {
+  let dir: string;
+  let signer: TestSigner;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'eks-auth-wildcards-'));
+    signer = await testSigner('RS256');
+    writeFileSync(join(dir, 'jwks.json'), JSON.stringify(jwksOf(signer)));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** a fresh store with these associations, and EKS Auth over it (local issuer, audit records kept) */
+  async function eksAuthWith(list: { namespace: string; serviceAccount: string }[]) {
+    const store = new SqliteAssociationStore(':memory:');
+    const associations = new AssociationService({ store, region: 'us-east-1', accountId: '000000000000', clusters: () => ['demo'] });
+    const made = [];
+    for (const a of list) made.push(await associations.create('demo', { ...a, roleArn: 'arn:aws:iam::111122223333:role/app' }, ADMIN_CHANGE));
+    const config = parseServerConfig({ clusters: [{ name: 'demo', issuer: TEST_ISSUER, jwksFile: join(dir, 'jwks.json') }] });
+    const clusters = config.clusters.map((c) => createClusterAuth(c, { region: 'us-east-1', accountId: '000000000000', logger: silentLogger() }));
+    const resolver = new AssociationResolver({ store });
+    const records: DecisionRecord[] = [];
+    const audit = { record: (record: DecisionRecord) => records.push(record) } as unknown as AuditLog;
+    const service = new EksAuthService({ clusters, resolver, issuer: new LocalIssuer({ key: Buffer.alloc(32, 1), durationSeconds: 3600 }), audit });
+    return { store, associations, made, service, records, close: async () => (resolver.close(), await store.close()) };
+  }
+
+  for (const c of RESOLUTION_CASES) {
+    it(c.name, async () => {
+      const { made, service, records, close } = await eksAuthWith(c.associations);
+      const token = await signer.sign(podClaims(c.pod));
+      const answer = service.assumeRole({ clusterName: 'demo', token, caller: { accessKeyId: 'AKIANODE' }, requestId: 'r' });
+      if (c.chosen === null) {
+        await assert.rejects(answer, (e: WireError) => e.code === 'ResourceNotFoundException');
+        assert.equal(records[0]!.reason, 'no_association');
+      } else {
+        const chosen = made[c.chosen]!;
+        assert.equal((await answer).podIdentityAssociation.associationId, chosen.associationId);
+        // the audit record says which association matched, pattern and all
+        assert.deepEqual([records[0]!.associationId, records[0]!.associationNamespace, records[0]!.associationServiceAccount], [chosen.associationId, chosen.namespace, chosen.serviceAccount]);
+      }
+      await close();
+    });
+  }
+
+  it('a pattern created, or an exact association deleted, changes a cached answer at once', async () => {
+    const { associations, service, close } = await eksAuthWith([{ namespace: 'ci', serviceAccount: '*' }]);
+    const token = await signer.sign(podClaims({ namespace: 'ci', serviceAccount: 'build-1' }));
+    const ask = async () => (await service.assumeRole({ clusterName: 'demo', token, caller: { accessKeyId: 'AKIANODE' }, requestId: 'r' })).podIdentityAssociation.associationId;
+    const wide = await ask();
+    const builds = await associations.create('demo', { namespace: 'ci', serviceAccount: 'build-*', roleArn: 'arn:aws:iam::111122223333:role/app' }, ADMIN_CHANGE);
+    assert.equal(await ask(), builds.associationId);
+    const exact = await associations.create('demo', { namespace: 'ci', serviceAccount: 'build-1', roleArn: 'arn:aws:iam::111122223333:role/app' }, ADMIN_CHANGE);
+    assert.equal(await ask(), exact.associationId);
+    await associations.delete('demo', exact.associationId, ADMIN_CHANGE);
+    await associations.delete('demo', builds.associationId, ADMIN_CHANGE);
+    assert.equal(await ask(), wide);
+    await close();
   });
 });

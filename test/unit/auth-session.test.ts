@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { checkClaims } from '../../src/auth/claims.js';
 import { checkNodeBinding } from '../../src/auth/node-binding.js';
-import { assumedRoleArn, clusterArn, roleSessionName, sessionTags, SESSION_TAG_KEYS } from '../../src/auth/session.js';
+import { SESSION_TAG_KEYS } from '../../src/api/eks.js';
+import { assumedRoleArn, clusterArn, customSessionTags, readsPodLabels, roleSessionName, sessionTags, templatedSessionName } from '../../src/auth/session.js';
 import { KeyedBuckets } from '../../src/auth/throttle.js';
 import { TokenBucket } from '../../src/lib/token-bucket.js';
 import { accountOf, isCrossAccount, principalForTrust, trustPolicy } from '../../src/auth/trust-policy.js';
@@ -115,5 +116,35 @@ describe('trust policy', () => {
     });
     assert.equal(trustPolicy({ roleArn: 'arn:aws:iam::1:role/x'.replace('1', '111122223333'), principalArn: 'p' }).Statement[0]!.Condition, undefined);
     assert.throws(() => trustPolicy({ roleArn: 'nope', principalArn: 'p' }), /not an IAM role ARN/);
+  });
+});
+
+describe('session name templates and custom session tags', () => {
+  const parts = { cluster: 'demo', namespace: 'ci', serviceAccount: 'build-7', pod: 'build-7-x2x9k', random: '0123456789abcdef' };
+
+  it('placeholders are filled, other characters made STS-safe, and the name cut to 64', () => {
+    assert.equal(templatedSessionName('{cluster}.{namespace}.{serviceAccount}@{pod}-{random}', parts), 'demo.ci.build-7@build-7-x2x9k-0123456789abcdef');
+    assert.equal(templatedSessionName('{pod}', { ...parts, pod: 'pöd:1' }), 'p-d-1');
+    const long = templatedSessionName('{random}-{pod}', { ...parts, pod: 'p'.repeat(80) });
+    assert.equal(long.length, 64);
+    assert.ok(long.startsWith('0123456789abcdef-'));
+    assert.match(long, /^[\w+=,.@-]+$/);
+  });
+
+  it('values read pod labels; a missing label refuses, naming the label', () => {
+    const tags = customSessionTags({ team: '{{pod.labels.team}}', app: 'web-{{pod.labels.app.kubernetes.io/name}}', cost: 'ci' }, { team: 'payments', 'app.kubernetes.io/name': 'checkout' }, 'pod-1');
+    assert.deepEqual(tags, [
+      { Key: 'team', Value: 'payments' },
+      { Key: 'app', Value: 'web-checkout' },
+      { Key: 'cost', Value: 'ci' },
+    ]);
+    assert.equal(readsPodLabels({ cost: 'ci' }), false);
+    assert.equal(readsPodLabels({ team: '{{pod.labels.team}}' }), true);
+    assert.throws(
+      () => customSessionTags({ team: '{{pod.labels.team}}' }, { app: 'x' }, 'pod-1'),
+      (e: WireError) => e.code === 'InvalidRequestException' && e.reason === 'pod_label_missing' && e.message === 'Session tag team needs label team, which pod pod-1 does not have.',
+    );
+    // a label set to "" is there: its tag is empty on purpose
+    assert.deepEqual(customSessionTags({ team: '{{pod.labels.team}}' }, { team: '' }, 'pod-1'), [{ Key: 'team', Value: '' }]);
   });
 });

@@ -174,3 +174,23 @@ test('ownerArnOf names the cluster, namespace, name and uid of the resource', ()
     'arn:aws:eks:eu-west-1:123456789012:podidentityassociationresource/demo/shop/app/6f1c-uid',
   );
 });
+
+test('a spec may name a service account pattern and carry session tags, a session name template and non-transitive tags', () => {
+  const result = desiredFromSpec(resource({ serviceAccount: 'build-*', roleArn: ROLE, sessionTags: { team: '{{pod.labels.team}}' }, sessionNameTemplate: 'ci-{pod}', transitiveSessionTags: false }));
+  assert.deepEqual(result, {
+    ok: true,
+    desired: { namespace: 'shop', serviceAccount: 'build-*', roleArn: ROLE, disableSessionTags: false, tags: {}, sessionTags: { team: '{{pod.labels.team}}' }, sessionNameTemplate: 'ci-{pod}', transitiveSessionTags: false },
+  });
+  assert.ok(result.ok);
+  assert.deepEqual(createInputFor(result.desired), { namespace: 'shop', serviceAccount: 'build-*', roleArn: ROLE, disableSessionTags: false, sessionTags: { team: '{{pod.labels.team}}' }, sessionNameTemplate: 'ci-{pod}', transitiveSessionTags: false });
+  assert.deepEqual(changesFor(current, result.desired), { sessionTags: { team: '{{pod.labels.team}}' }, sessionNameTemplate: 'ci-{pod}', transitiveSessionTags: false });
+  assert.deepEqual(changesFor({ ...current, sessionTags: { team: 'x' }, sessionNameTemplate: 'ci-{pod}', transitiveSessionTags: false }, { ...result.desired, sessionTags: undefined, sessionNameTemplate: undefined, transitiveSessionTags: undefined }), {
+    sessionTags: {},
+    sessionNameTemplate: '',
+    transitiveSessionTags: true,
+  });
+  const refused = desiredFromSpec(resource({ serviceAccount: 'app', roleArn: ROLE, disableSessionTags: true, sessionTags: { team: 'x' } }));
+  assert.deepEqual(refused, { ok: false, message: 'spec.sessionTags can only be set when spec.disableSessionTags is false' });
+  const reserved = desiredFromSpec(resource({ serviceAccount: 'app', roleArn: ROLE, sessionTags: { 'kubernetes-pod-name': 'x' } }));
+  assert.ok(!reserved.ok && /^spec\.sessionTags key "kubernetes-pod-name" is one of the six EKS session tags/.test(reserved.message));
+});

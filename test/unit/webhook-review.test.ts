@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import { parse as parseYaml, stringify } from 'yaml';
 import { parseServerConfig } from '../../src/config/load.js';
 import { formatIdentitiesFile, toIdentitiesFile } from '../../src/webhook/identities.js';
@@ -12,7 +12,9 @@ import { decodeReview, encodeAnswer, notForUs, podOf } from '../../src/api/admis
 import { webhookCluster } from '../../src/server/setup/webhook.js';
 import { SqliteAssociationStore } from '../../src/associations/stores/sqlite.js';
 import { silentLogger } from '../../src/lib/logger.js';
-import { createReviewer } from '../../src/webhook/review.js';
+import { createDecider, createReviewer } from '../../src/webhook/review.js';
+import { newAssociationId, associationArn } from '../../src/associations/service.js';
+import { RESOLUTION_CASES } from '../fixtures/associations/resolution.js';
 
 const review = (request: unknown, envelope: Record<string, unknown> = { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }) =>
   Buffer.from(JSON.stringify({ ...envelope, request }));
@@ -133,6 +135,10 @@ test('identities file: AWS webhook format, one entry per subject, sorted', () =>
   assert.ok(text.endsWith('\n'));
   assert.deepEqual(JSON.parse(text), file);
   assert.deepEqual(JSON.parse(formatIdentitiesFile(toIdentitiesFile([]))), { identities: [] });
+  // AWS's webhook matches names literally: pattern associations are ours alone
+  assert.deepEqual(toIdentitiesFile([{ namespace: 'ci', serviceAccount: 'build-*' }, { namespace: '*', serviceAccount: 'x' }, { namespace: 'ci', serviceAccount: 'deploy' }]), {
+    identities: [{ namespace: 'ci', serviceAccount: 'deploy' }],
+  });
 });
 
 test('the webhook serves webhook.clusterName, else the only configured cluster', () => {
@@ -165,3 +171,34 @@ test('golden review fixtures: the answer to a whole review body', async () => {
   }
 });
 
+
+describe('the webhook resolves wildcard associations by the shared table', () => {
+  for (const c of RESOLUTION_CASES) {
+    test(c.name, async () => {
+      const store = new SqliteAssociationStore(':memory:');
+      const ids: string[] = [];
+      for (const { namespace, serviceAccount } of c.associations) {
+        const associationId = newAssociationId();
+        ids.push(associationId);
+        await store.create({
+          clusterName: 'demo',
+          namespace,
+          serviceAccount,
+          roleArn: 'arn:aws:iam::111122223333:role/app',
+          associationId,
+          associationArn: associationArn('us-east-1', '000000000000', 'demo', associationId),
+          tags: {},
+          createdAt: 0,
+          modifiedAt: 0,
+          disableSessionTags: false,
+        });
+      }
+      const decide = createDecider({ store, clusterName: 'demo', ipv6: false, logger: silentLogger() });
+      const pod = { metadata: { name: 'p', namespace: c.pod.namespace }, spec: { serviceAccountName: c.pod.serviceAccount, containers: [{ name: 'app', image: 'app' }] } };
+      const decision = await decide(pod, c.pod.namespace);
+      assert.equal(decision.outcome, c.chosen === null ? 'skipped' : 'mutated');
+      assert.equal(decision.association?.associationId, c.chosen === null ? undefined : ids[c.chosen]);
+      await store.close();
+    });
+  }
+});

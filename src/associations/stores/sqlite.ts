@@ -11,6 +11,14 @@ import { StoreWriteError, SubjectTakenError, type StoreWriteProblem } from '../s
 import type { Association } from '../../api/eks.js';
 import { applyChanges, type AssociationChanges, type Subject } from '../types.js';
 
+/**
+ * The conditions of the two partial indexes of pattern rows, repeated
+ * verbatim in the query that uses them: service-account patterns by
+ * (cluster, namespace), namespace patterns by cluster.
+ */
+const SERVICE_ACCOUNT_PATTERN = "service_account LIKE '%*'";
+const NAMESPACE_PATTERN = "namespace LIKE '%*'";
+
 /** Versioned migrations; a version is applied once, in order, in its own transaction. */
 const MIGRATIONS: { version: number; sql: string }[] = [
   {
@@ -44,6 +52,18 @@ const MIGRATIONS: { version: number; sql: string }[] = [
       );
     `,
   },
+  {
+    // Patterns (`*`, `build-*`), custom session tags, session name templates and non-transitive tags.
+    // The partial indexes hold only pattern rows, so a lookup reads those that may match, never the cluster's.
+    version: 2,
+    sql: `
+      ALTER TABLE associations ADD COLUMN session_tags TEXT;
+      ALTER TABLE associations ADD COLUMN session_name_template TEXT;
+      ALTER TABLE associations ADD COLUMN transitive_session_tags INTEGER NOT NULL DEFAULT 1;
+      CREATE INDEX associations_service_account_patterns ON associations (cluster_name, namespace) WHERE ${SERVICE_ACCOUNT_PATTERN};
+      CREATE INDEX associations_namespace_patterns ON associations (cluster_name) WHERE ${NAMESPACE_PATTERN};
+    `,
+  },
 ];
 
 /** What a write binds by name (a type, not an interface: node:sqlite binds a Record<string, …>). */
@@ -62,6 +82,9 @@ type Row = {
   target_role_arn: string | null;
   external_id: string | null;
   policy: string | null;
+  session_tags: string | null;
+  session_name_template: string | null;
+  transitive_session_tags: number;
 };
 
 /**
@@ -71,7 +94,8 @@ type Row = {
  * of the hot lookup (57,000 against 30,000). Its types know only object rows,
  * hence the casts to these arrays.
  */
-const COLUMNS = 'cluster_name, association_id, namespace, service_account, role_arn, association_arn, tags, created_at, modified_at, owner_arn, disable_session_tags, target_role_arn, external_id, policy';
+const COLUMNS =
+  'cluster_name, association_id, namespace, service_account, role_arn, association_arn, tags, created_at, modified_at, owner_arn, disable_session_tags, target_role_arn, external_id, policy, session_tags, session_name_template, transitive_session_tags';
 type StoredRow = [
   clusterName: string,
   associationId: string,
@@ -87,10 +111,14 @@ type StoredRow = [
   targetRoleArn: string | null,
   externalId: string | null,
   policy: string | null,
+  sessionTags: string | null,
+  sessionNameTemplate: string | null,
+  transitiveSessionTags: number,
 ];
 
 function fromRow(row: StoredRow): Association {
-  const [clusterName, associationId, namespace, serviceAccount, roleArn, associationArn, tags, createdAt, modifiedAt, ownerArn, disableSessionTags, targetRoleArn, externalId, policy] = row;
+  const [clusterName, associationId, namespace, serviceAccount, roleArn, associationArn, tags, createdAt, modifiedAt, ownerArn, disableSessionTags, targetRoleArn, externalId, policy, sessionTags, sessionNameTemplate, transitiveSessionTags] =
+    row;
   const association: Association = {
     clusterName,
     namespace,
@@ -107,6 +135,9 @@ function fromRow(row: StoredRow): Association {
   if (targetRoleArn !== null) association.targetRoleArn = targetRoleArn;
   if (externalId !== null) association.externalId = externalId;
   if (policy !== null) association.policy = policy;
+  if (sessionTags !== null) association.sessionTags = JSON.parse(sessionTags) as Record<string, string>;
+  if (sessionNameTemplate !== null) association.sessionNameTemplate = sessionNameTemplate;
+  if (transitiveSessionTags === 0) association.transitiveSessionTags = false;
   return association;
 }
 
@@ -126,6 +157,9 @@ function toRow(a: Association): Row {
     target_role_arn: a.targetRoleArn ?? null,
     external_id: a.externalId ?? null,
     policy: a.policy ?? null,
+    session_tags: a.sessionTags ? JSON.stringify(a.sessionTags) : null,
+    session_name_template: a.sessionNameTemplate ?? null,
+    transitive_session_tags: a.transitiveSessionTags === false ? 0 : 1,
   };
 }
 
@@ -213,10 +247,16 @@ export class SqliteAssociationStore implements AssociationStore {
     migrate(this.db);
     this.statements = {
       insert: this.db.prepare(
-        `INSERT INTO associations (${COLUMNS}) VALUES (@cluster_name, @association_id, @namespace, @service_account, @role_arn, @association_arn, @tags, @created_at, @modified_at, @owner_arn, @disable_session_tags, @target_role_arn, @external_id, @policy)`,
+        `INSERT INTO associations (${COLUMNS}) VALUES (@cluster_name, @association_id, @namespace, @service_account, @role_arn, @association_arn, @tags, @created_at, @modified_at, @owner_arn, @disable_session_tags, @target_role_arn, @external_id, @policy, @session_tags, @session_name_template, @transitive_session_tags)`,
       ),
       get: this.db.prepare(`SELECT ${COLUMNS} FROM associations WHERE cluster_name = ? AND association_id = ?`),
       bySubject: this.db.prepare(`SELECT ${COLUMNS} FROM associations WHERE cluster_name = ? AND namespace = ? AND service_account = ?`),
+      // the exact row, the namespace's service-account patterns, the cluster's namespace patterns: three index seeks
+      candidates: this.db.prepare(
+        `SELECT ${COLUMNS} FROM associations WHERE cluster_name = @cluster AND namespace = @namespace AND service_account = @serviceAccount
+         UNION ALL SELECT ${COLUMNS} FROM associations WHERE cluster_name = @cluster AND namespace = @namespace AND ${SERVICE_ACCOUNT_PATTERN}
+         UNION ALL SELECT ${COLUMNS} FROM associations WHERE cluster_name = @cluster AND ${NAMESPACE_PATTERN}`,
+      ),
       list: this.db.prepare(
         `SELECT ${COLUMNS} FROM associations WHERE cluster_name = @cluster AND association_id > @after
            AND (@namespace IS NULL OR namespace = @namespace)
@@ -229,7 +269,8 @@ export class SqliteAssociationStore implements AssociationStore {
       ),
       update: this.db.prepare(
         `UPDATE associations SET role_arn = @role_arn, disable_session_tags = @disable_session_tags, tags = @tags,
-           target_role_arn = @target_role_arn, external_id = @external_id, policy = @policy, modified_at = @modified_at
+           target_role_arn = @target_role_arn, external_id = @external_id, policy = @policy, modified_at = @modified_at,
+           session_tags = @session_tags, session_name_template = @session_name_template, transitive_session_tags = @transitive_session_tags
          WHERE cluster_name = @cluster_name AND association_id = @association_id`,
       ),
       delete: this.db.prepare('DELETE FROM associations WHERE cluster_name = ? AND association_id = ?'),
@@ -277,6 +318,11 @@ export class SqliteAssociationStore implements AssociationStore {
   findBySubjectSync(subject: Subject): Association | undefined {
     const row = this.statements.bySubject.get(subject.clusterName, subject.namespace, subject.serviceAccount) as StoredRow | undefined;
     return row ? fromRow(row) : undefined;
+  }
+
+  async findCandidates(subject: Subject) {
+    const rows = this.statements.candidates.all({ cluster: subject.clusterName, namespace: subject.namespace, serviceAccount: subject.serviceAccount }) as unknown as StoredRow[];
+    return rows.map(fromRow);
   }
 
   async list(clusterName: string, query: ListQuery) {

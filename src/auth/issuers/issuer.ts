@@ -7,10 +7,12 @@ import type { SessionTag } from '../session.js';
 
 export interface IssueRequest {
   association: Association;
-  /** `eks-<cluster>-<pod>-<uuid>`, already cut to STS's rules */
+  /** `eks-<cluster>-<pod>-<uuid>` or the association's template, already cut to STS's rules */
   sessionName: string;
-  /** the six transitive tags; undefined when the association disables session tags or the issuer does not use them */
+  /** the six EKS tags and the association's own; undefined when the association disables session tags or the issuer does not use them */
   tags?: SessionTag[];
+  /** whether the tags are passed on to roles the session assumes (TransitiveTagKeys); the association's transitiveSessionTags, default true */
+  transitiveTags?: boolean;
 }
 
 export interface IssuedCredentials {

@@ -15,7 +15,8 @@ import { WireError } from '../../lib/errors.js';
 import { limitStream } from '../../lib/http.js';
 import type { Logger } from '../../lib/logger.js';
 import { hotCounter, hotHistogram, type HotCounter, type HotHistogram } from '../../lib/metrics.js';
-import { MAX_CHAINED_SECONDS, SESSION_TAG_KEYS } from '../session.js';
+import { MAX_CHAINED_SECONDS } from '../session.js';
+import { SESSION_TAG_KEYS } from '../../api/eks.js';
 import type { CredentialIssuer, IssuedCredentials, IssueRequest } from './issuer.js';
 
 export interface StsIssuerOptions {
@@ -114,13 +115,14 @@ export class StsIssuer implements CredentialIssuer {
     });
   }
 
-  async issue({ association, sessionName, tags }: IssueRequest): Promise<IssuedCredentials> {
+  async issue({ association, sessionName, tags, transitiveTags = true }: IssueRequest): Promise<IssuedCredentials> {
     const chained = association.targetRoleArn !== undefined;
     const first: AssumeRoleCommandInput = {
       RoleArn: association.roleArn,
       RoleSessionName: sessionName,
       DurationSeconds: chained ? FIRST_HOP_SECONDS : this.options.durationSeconds,
-      ...(tags && { Tags: tags, TransitiveTagKeys: [...SESSION_TAG_KEYS] }),
+      // without TransitiveTagKeys the tags stay on this session: roles it assumes keep their tag budget
+      ...(tags && { Tags: tags, ...(transitiveTags && { TransitiveTagKeys: tags.length === SESSION_TAG_KEYS.length ? [...SESSION_TAG_KEYS] : tags.map((tag) => tag.Key) }) }),
       ...(!chained && association.policy && { Policy: association.policy }),
     };
     let answer = await this.assumeRole(this.client, first);
@@ -129,10 +131,12 @@ export class StsIssuer implements CredentialIssuer {
       const chainClient = this.makeClient({ accessKeyId: hop.AccessKeyId!, secretAccessKey: hop.SecretAccessKey!, sessionToken: hop.SessionToken! });
       try {
         // Transitive tags travel with the session; setting them again would be refused.
+        // Tags that are not transitive are set again, so the pod's own session still carries them.
         answer = await this.assumeRole(chainClient, {
           RoleArn: association.targetRoleArn!,
           RoleSessionName: sessionName,
           DurationSeconds: Math.min(this.options.durationSeconds, MAX_CHAINED_SECONDS),
+          ...(tags && !transitiveTags && { Tags: tags }),
           ...(association.externalId && { ExternalId: association.externalId }),
           ...(association.policy && { Policy: association.policy }),
         });

@@ -53,6 +53,10 @@ export interface DesiredAssociation {
   disableSessionTags: boolean;
   policy?: string;
   tags: Record<string, string>;
+  /** our extensions (api/eks.ts's Association), absent when at their defaults */
+  sessionTags?: Record<string, string>;
+  sessionNameTemplate?: string;
+  transitiveSessionTags?: false;
 }
 
 // ---------------------------------------------------------------- pure decisions
@@ -84,6 +88,7 @@ export function actorOfOwnerArn(ownerArn: string, prefix: string): Actor {
 export function desiredFromSpec(resource: PodIdentityAssociationResource): { ok: true; desired: DesiredAssociation } | { ok: false; message: string } {
   const spec = resource.spec ?? {};
   const tags = spec.tags && typeof spec.tags === 'object' && Object.keys(spec.tags).length > 0 ? spec.tags : undefined;
+  const sessionTags = spec.sessionTags && typeof spec.sessionTags === 'object' && Object.keys(spec.sessionTags).length > 0 ? spec.sessionTags : undefined;
   try {
     const input = validate(createInput, {
       namespace: resource.metadata.namespace,
@@ -93,9 +98,15 @@ export function desiredFromSpec(resource: PodIdentityAssociationResource): { ok:
       ...(spec.disableSessionTags !== undefined && { disableSessionTags: spec.disableSessionTags }),
       ...(spec.targetRoleArn !== undefined && spec.targetRoleArn !== '' && { targetRoleArn: spec.targetRoleArn }),
       ...(spec.policy !== undefined && spec.policy !== '' && { policy: spec.policy }),
+      ...(sessionTags !== undefined && { sessionTags }),
+      ...(spec.sessionNameTemplate !== undefined && spec.sessionNameTemplate !== '' && { sessionNameTemplate: spec.sessionNameTemplate }),
+      ...(spec.transitiveSessionTags !== undefined && { transitiveSessionTags: spec.transitiveSessionTags }),
     });
     if (input.policy !== undefined && !input.disableSessionTags) {
       return { ok: false, message: 'spec.policy can only be set when spec.disableSessionTags is true' };
+    }
+    if (input.sessionTags !== undefined && input.disableSessionTags) {
+      return { ok: false, message: 'spec.sessionTags can only be set when spec.disableSessionTags is false' };
     }
     return {
       ok: true,
@@ -107,6 +118,9 @@ export function desiredFromSpec(resource: PodIdentityAssociationResource): { ok:
         tags: input.tags ?? {},
         ...(input.targetRoleArn !== undefined && { targetRoleArn: input.targetRoleArn }),
         ...(input.policy !== undefined && { policy: input.policy }),
+        ...(input.sessionTags !== undefined && { sessionTags: input.sessionTags }),
+        ...(input.sessionNameTemplate !== undefined && { sessionNameTemplate: input.sessionNameTemplate }),
+        ...(input.transitiveSessionTags === false && { transitiveSessionTags: false as const }),
       },
     };
   } catch (error) {
@@ -125,6 +139,9 @@ export function createInputFor(desired: DesiredAssociation): CreateInput {
     ...(Object.keys(desired.tags).length > 0 && { tags: desired.tags }),
     ...(desired.targetRoleArn !== undefined && { targetRoleArn: desired.targetRoleArn }),
     ...(desired.policy !== undefined && { policy: desired.policy }),
+    ...(desired.sessionTags !== undefined && { sessionTags: desired.sessionTags }),
+    ...(desired.sessionNameTemplate !== undefined && { sessionNameTemplate: desired.sessionNameTemplate }),
+    ...(desired.transitiveSessionTags === false && { transitiveSessionTags: false }),
   };
 }
 
@@ -136,6 +153,9 @@ export function changesFor(current: Association, desired: DesiredAssociation): A
   if (current.policy !== desired.policy) update.policy = desired.policy ?? '';
   if (current.targetRoleArn !== desired.targetRoleArn) update.targetRoleArn = desired.targetRoleArn ?? '';
   if (!sameTags(current.tags, desired.tags)) update.tags = desired.tags;
+  if (!sameTags(current.sessionTags ?? {}, desired.sessionTags ?? {})) update.sessionTags = desired.sessionTags ?? {};
+  if (current.sessionNameTemplate !== desired.sessionNameTemplate) update.sessionNameTemplate = desired.sessionNameTemplate ?? '';
+  if ((current.transitiveSessionTags ?? true) !== (desired.transitiveSessionTags ?? true)) update.transitiveSessionTags = desired.transitiveSessionTags ?? true;
   return Object.keys(update).length > 0 ? update : undefined;
 }
 

@@ -7,6 +7,7 @@
 // principal and whether the association's roles trust it (IAM GetRole).
 import type { Pod } from '../../api/admission.js';
 import { parseJsonBody, toWireAssociation, type Association } from '../../api/eks.js';
+import { findAssociation } from '../../associations/resolve.js';
 import type { AssociationStore } from '../../associations/store.js';
 import type { RoleTrust, ServerPrincipal } from '../../auth/issuers/principal.js';
 import { WireError } from '../../lib/errors.js';
@@ -69,7 +70,7 @@ export function diagnosticsRoutes(deps: DiagnosticsDeps, authenticate: Authentic
         const clusterName = ctx.params.cluster!;
         if (!deps.clusters.includes(clusterName)) throw new WireError('ResourceNotFoundException', `No cluster found for name: ${clusterName}.`);
         const { namespace, serviceAccount, pod } = readInput(ctx.body);
-        const association = await deps.store.findBySubject({ clusterName, namespace, serviceAccount });
+        const association = await findAssociation(deps.store, { clusterName, namespace, serviceAccount });
         const admission =
           deps.webhookCluster === clusterName
             ? await deps.decide(pod ?? minimalPod(namespace, serviceAccount), namespace)

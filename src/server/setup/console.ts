@@ -58,7 +58,7 @@ export async function startConsoleFromConfig(config: ServerConfig, deps: Console
   const logger = deps.logger.child({ component: 'console' });
   const names = config.clusters.map((c) => c.name);
   const handler = createConsoleHandler({
-    associations: new AssociationService({ store: deps.store, region: config.region, accountId: config.accountId, clusters: () => names, audit: deps.audit }),
+    associations: new AssociationService({ store: deps.store, region: config.region, accountId: config.accountId, clusters: () => names, audit: deps.audit, allowPatterns: config.associations.allowPatterns }),
     countByCluster: () => deps.store.countByCluster(),
     clusters: config.clusters.map((c) => ({
       name: c.name,

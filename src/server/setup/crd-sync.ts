@@ -43,7 +43,7 @@ export interface CrdSyncDeps {
 export function startCrdSyncs(config: ServerConfig, deps: CrdSyncDeps): CrdSyncs {
   const env = deps.env ?? process.env;
   const clusterNames = config.clusters.map((c) => c.name);
-  const associations = new AssociationService({ store: deps.store, region: config.region, accountId: config.accountId, clusters: () => clusterNames, audit: deps.audit });
+  const associations = new AssociationService({ store: deps.store, region: config.region, accountId: config.accountId, clusters: () => clusterNames, audit: deps.audit, allowPatterns: config.associations.allowPatterns });
   const errors = new Counter({
     name: 'pod_identity_crd_sync_errors_total',
     help: 'PodIdentityAssociation sync failures, by cluster and kind: reconcile (a resource not reconciled), status (a status write refused), watch (the list or watch failed), lease (the leader election\'s Lease not read or written)',

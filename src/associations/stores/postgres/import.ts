@@ -3,7 +3,7 @@
 // unchanged apart and never overwriting another association's subject.
 import type { PoolClient } from 'pg';
 import type { Association } from '../../../api/eks.js';
-import { COLUMNS, toParams } from './rows.js';
+import { COLUMN_COUNT, COLUMNS, toParams } from './rows.js';
 
 type ImportOutcome = 'created' | 'updated' | 'unchanged';
 
@@ -41,9 +41,9 @@ export async function importAssociations(client: PoolClient, associations: Assoc
   const values = copy.map((a) => {
     const base = params.length;
     params.push(...toParams(a));
-    return `(${Array.from({ length: 14 }, (_, i) => `$${base + i + 1}`).join(', ')})`;
+    return `(${Array.from({ length: COLUMN_COUNT }, (_, i) => `$${base + i + 1}`).join(', ')})`;
   });
-  const mutable = ['namespace', 'service_account', 'role_arn', 'association_arn', 'tags', 'created_at', 'modified_at', 'owner_arn', 'disable_session_tags', 'target_role_arn', 'external_id', 'policy'];
+  const mutable = ['namespace', 'service_account', 'role_arn', 'association_arn', 'tags', 'created_at', 'modified_at', 'owner_arn', 'disable_session_tags', 'target_role_arn', 'external_id', 'policy', 'session_tags', 'session_name_template', 'transitive_session_tags'];
   const { rows } = await client.query<{ association_id: string; inserted: boolean }>(
     `INSERT INTO associations AS a (${COLUMNS}) VALUES ${values.join(', ')}
      ON CONFLICT (cluster_name, association_id) DO UPDATE SET ${mutable.map((c) => `${c} = EXCLUDED.${c}`).join(', ')}

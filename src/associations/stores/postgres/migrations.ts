@@ -5,7 +5,7 @@
 import type { Pool } from 'pg';
 import type { Logger } from '../../../lib/logger.js';
 import { silentLogger } from '../../../lib/logger.js';
-import { SUBJECT_CONSTRAINT } from './rows.js';
+import { NAMESPACE_PATTERN, SERVICE_ACCOUNT_PATTERN, SUBJECT_CONSTRAINT } from './rows.js';
 
 export const CHANNEL = 'pod_identity_association_changes';
 /** pg_advisory_lock key held while migrating, so replicas starting together migrate once. */
@@ -69,6 +69,19 @@ const MIGRATIONS: { version: number; sql: string }[] = [
       $$;
       CREATE TRIGGER associations_changed AFTER INSERT OR UPDATE OR DELETE ON associations
         FOR EACH ROW EXECUTE FUNCTION record_association_change();
+    `,
+  },
+  {
+    // Patterns (`*`, `build-*`), custom session tags, session name templates and non-transitive tags.
+    // The partial indexes hold only pattern rows, so a lookup reads those that may match, never the cluster's.
+    version: 2,
+    sql: `
+      ALTER TABLE associations
+        ADD COLUMN session_tags JSONB,
+        ADD COLUMN session_name_template TEXT,
+        ADD COLUMN transitive_session_tags BOOLEAN NOT NULL DEFAULT TRUE;
+      CREATE INDEX associations_service_account_patterns ON associations (cluster_name, namespace) WHERE ${SERVICE_ACCOUNT_PATTERN};
+      CREATE INDEX associations_namespace_patterns ON associations (cluster_name) WHERE ${NAMESPACE_PATTERN};
     `,
   },
 ];

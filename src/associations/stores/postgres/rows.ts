@@ -7,7 +7,17 @@ import type { Association } from '../../../api/eks.js';
 export const SUBJECT_CONSTRAINT = 'associations_subject_key';
 
 export const COLUMNS =
-  'cluster_name, association_id, namespace, service_account, role_arn, association_arn, tags, created_at, modified_at, owner_arn, disable_session_tags, target_role_arn, external_id, policy';
+  'cluster_name, association_id, namespace, service_account, role_arn, association_arn, tags, created_at, modified_at, owner_arn, disable_session_tags, target_role_arn, external_id, policy, session_tags, session_name_template, transitive_session_tags';
+/** How many columns COLUMNS names (the parameters of one row). */
+export const COLUMN_COUNT = 17;
+
+/**
+ * The conditions of the two partial indexes of pattern rows, repeated
+ * verbatim in the query that uses them: service-account patterns by
+ * (cluster, namespace), namespace patterns by cluster.
+ */
+export const SERVICE_ACCOUNT_PATTERN = "service_account LIKE '%*'";
+export const NAMESPACE_PATTERN = "namespace LIKE '%*'";
 
 /** A row as `pg` returns it, and as `to_jsonb(row)` records it in a change. */
 export interface Row {
@@ -25,6 +35,10 @@ export interface Row {
   target_role_arn: string | null;
   external_id: string | null;
   policy: string | null;
+  /** absent in change records written before migration 2 */
+  session_tags?: Record<string, string> | null;
+  session_name_template?: string | null;
+  transitive_session_tags?: boolean;
 }
 
 export function fromRow(row: Row): Association {
@@ -44,10 +58,13 @@ export function fromRow(row: Row): Association {
   if (row.target_role_arn !== null) association.targetRoleArn = row.target_role_arn;
   if (row.external_id !== null) association.externalId = row.external_id;
   if (row.policy !== null) association.policy = row.policy;
+  if (row.session_tags != null) association.sessionTags = row.session_tags;
+  if (row.session_name_template != null) association.sessionNameTemplate = row.session_name_template;
+  if (row.transitive_session_tags === false) association.transitiveSessionTags = false;
   return association;
 }
 
-/** Parameters $1…$14 in COLUMNS order. */
+/** Parameters $1…$17 in COLUMNS order. */
 export function toParams(a: Association): unknown[] {
   return [
     a.clusterName,
@@ -64,6 +81,9 @@ export function toParams(a: Association): unknown[] {
     a.targetRoleArn ?? null,
     a.externalId ?? null,
     a.policy ?? null,
+    a.sessionTags ? JSON.stringify(a.sessionTags) : null,
+    a.sessionNameTemplate ?? null,
+    a.transitiveSessionTags !== false,
   ];
 }
 

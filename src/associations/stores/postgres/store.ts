@@ -15,7 +15,7 @@ import { isWireError } from '../../../lib/errors.js';
 import { ChangeFeed, type ChangeMark } from './change-feed.js';
 import { importAssociations, type ImportResult } from './import.js';
 import { migratePostgres } from './migrations.js';
-import { COLUMNS, fromRow, isSubjectViolation, toParams, type Row } from './rows.js';
+import { COLUMN_COUNT, COLUMNS, fromRow, isSubjectViolation, NAMESPACE_PATTERN, SERVICE_ACCOUNT_PATTERN, toParams, type Row } from './rows.js';
 
 /** Connection-level failures after which a pooled client must not be reused. */
 /** PostgreSQL's codes for a write that lacks space (disk_full) or permission (a read-only transaction, e.g. a standby). */
@@ -123,7 +123,7 @@ export class PostgresAssociationStore implements AssociationStore {
         }
       }
       try {
-        await client.query(`INSERT INTO associations (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`, toParams(association));
+        await client.query(`INSERT INTO associations (${COLUMNS}) VALUES (${Array.from({ length: COLUMN_COUNT }, (_, i) => `$${i + 1}`).join(', ')})`, toParams(association));
       } catch (error) {
         if (isSubjectViolation(error)) throw new SubjectTakenError(association);
         throw error;
@@ -147,6 +147,17 @@ export class PostgresAssociationStore implements AssociationStore {
       subject.serviceAccount,
     ]);
     return rows[0] ? fromRow(rows[0]) : undefined;
+  }
+
+  async findCandidates(subject: Subject) {
+    const { rows } = await this.pool.query<Row>(
+      // the exact row, the namespace's service-account patterns, the cluster's namespace patterns: three index seeks
+      `SELECT * FROM associations WHERE cluster_name = $1 AND namespace = $2 AND service_account = $3
+       UNION ALL SELECT * FROM associations WHERE cluster_name = $1 AND namespace = $2 AND ${SERVICE_ACCOUNT_PATTERN}
+       UNION ALL SELECT * FROM associations WHERE cluster_name = $1 AND ${NAMESPACE_PATTERN}`,
+      [subject.clusterName, subject.namespace, subject.serviceAccount],
+    );
+    return rows.map(fromRow);
   }
 
   async list(clusterName: string, query: ListQuery) {
@@ -175,9 +186,23 @@ export class PostgresAssociationStore implements AssociationStore {
       if (!rows[0]) return undefined;
       const next = applyChanges(fromRow(rows[0]), changes);
       await client.query(
-        `UPDATE associations SET role_arn = $3, disable_session_tags = $4, target_role_arn = $5, external_id = $6, policy = $7, modified_at = $8, tags = $9
+        `UPDATE associations SET role_arn = $3, disable_session_tags = $4, target_role_arn = $5, external_id = $6, policy = $7, modified_at = $8, tags = $9,
+            session_tags = $10, session_name_template = $11, transitive_session_tags = $12
           WHERE cluster_name = $1 AND association_id = $2`,
-        [clusterName, associationId, next.roleArn, next.disableSessionTags, next.targetRoleArn ?? null, next.externalId ?? null, next.policy ?? null, next.modifiedAt, JSON.stringify(next.tags)],
+        [
+          clusterName,
+          associationId,
+          next.roleArn,
+          next.disableSessionTags,
+          next.targetRoleArn ?? null,
+          next.externalId ?? null,
+          next.policy ?? null,
+          next.modifiedAt,
+          JSON.stringify(next.tags),
+          next.sessionTags ? JSON.stringify(next.sessionTags) : null,
+          next.sessionNameTemplate ?? null,
+          next.transitiveSessionTags !== false,
+        ],
       );
       return { next, mark: await lastChange(client) };
     });

@@ -319,7 +319,8 @@ describe('Helm chart deploy/helm/pod-identity', { skip, timeout: 300_000 }, () =
     const objects = objectsOf(yaml);
     const certificate = find(objects, 'Certificate', `${FULLNAME}-webhook`);
     assert.equal(certificate.spec.secretName, `${FULLNAME}-webhook-tls`);
-    assert.deepEqual(certificate.spec.dnsNames, [`${FULLNAME}-server.${NAMESPACE}.svc`, `${FULLNAME}-server`, `${FULLNAME}-server.${NAMESPACE}`]);
+    assert.deepEqual(certificate.spec.dnsNames, [`${FULLNAME}-server.${NAMESPACE}.svc`, `${FULLNAME}-server`, `${FULLNAME}-server.${NAMESPACE}`, 'localhost']);
+    assert.deepEqual(certificate.spec.ipAddresses, ['127.0.0.1', '::1'], 'a port-forward reaches the console and the API on loopback');
     assert.deepEqual(certificate.spec.issuerRef, { kind: 'Issuer', name: `${FULLNAME}-webhook-ca` });
     assert.equal(find(objects, 'Certificate', `${FULLNAME}-webhook-ca`).spec.isCA, true);
     assert.ok(find(objects, 'Issuer', `${FULLNAME}-selfsigned`).spec.selfSigned);

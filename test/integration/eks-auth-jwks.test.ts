@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { signRequest } from '../../src/lib/sigv4.js';
+import { signedPost } from '../helpers/signed-post.js';
 import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { jwksOf, podClaims, testSigner, type TestSigner } from '../helpers/sa-tokens.js';
 
@@ -38,13 +38,6 @@ function startIssuer(): Promise<Issuer> {
       resolve(issuer);
     }),
   );
-}
-
-async function signedPost(url: URL, body: unknown, credentials: { accessKeyId: string; secretAccessKey: string }, service: string) {
-  const text = JSON.stringify(body);
-  const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body: text }, { credentials, region: 'us-east-1', service });
-  const res = await fetch(url, { method: 'POST', headers, body: text });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
 describe('EKS Auth with keys over HTTP (jwksUri, OIDC discovery)', { timeout: 120_000 }, () => {

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { signRequest } from '../../src/lib/sigv4.js';
+import { signedPost } from '../helpers/signed-post.js';
 import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { createNode, createPod, createServiceAccount, deletePod, requestPodToken } from '../peers/kube-api.js';
 import { kubeMissingReason, startKubeControlPlane, writeExecKubeconfig, type ExecKubeconfig, type KubeControlPlane } from '../peers/kube.js';
@@ -16,13 +16,6 @@ import { requirePeer } from '../peers/require.js';
 
 const skip = requirePeer('kube-apiserver', kubeMissingReason);
 const MODES = ['jwks', 'review', 'exec', 'discovery'] as const;
-
-async function signedPost(url: URL, body: unknown, credentials: { accessKeyId: string; secretAccessKey: string }, service: string) {
-  const text = JSON.stringify(body);
-  const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body: text }, { credentials, region: 'us-east-1', service });
-  const res = await fetch(url, { method: 'POST', headers, body: text, signal: AbortSignal.timeout(10_000) });
-  return { status: res.status, body: (await res.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
 
 describe('EKS Auth with a real kube-apiserver', { skip, timeout: 300_000 }, () => {
   let kube: KubeControlPlane;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { SESSION_TAG_KEYS } from '../../src/api/eks.js';
-import { signRequest } from '../../src/lib/sigv4.js';
+import { signedPost } from '../helpers/signed-post.js';
 import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { jwksOf, podClaims, TEST_ISSUER, testSigner, type TestSigner } from '../helpers/sa-tokens.js';
 import { awsQuery, motoMissingReason, startMoto, type MotoServer } from '../peers/moto.js';
@@ -21,13 +21,6 @@ const TRUST_ANYONE = JSON.stringify({
   Version: '2012-10-17',
   Statement: [{ Effect: 'Allow', Principal: { AWS: 'arn:aws:iam::123456789012:root' }, Action: ['sts:AssumeRole', 'sts:TagSession'] }],
 });
-
-async function signedPost(url: URL, body: unknown, credentials: { accessKeyId: string; secretAccessKey: string }, service: string) {
-  const text = JSON.stringify(body);
-  const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body: text }, { credentials, region: 'us-east-1', service });
-  const res = await fetch(url, { method: 'POST', headers, body: text, signal: AbortSignal.timeout(10_000) });
-  return { status: res.status, body: (await res.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
 
 describe('session tags, session names and transitive tags, as STS receives them', { skip, timeout: 180_000 }, () => {
   let dir: string;

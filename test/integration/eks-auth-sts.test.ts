@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { signRequest } from '../../src/lib/sigv4.js';
+import { signedPost } from '../helpers/signed-post.js';
 import { ADMIN, CLI, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { awsQuery, motoMissingReason, startMoto, type MotoServer } from '../peers/moto.js';
 import { requirePeer } from '../peers/require.js';
@@ -21,13 +21,6 @@ const TRUST_ANYONE = JSON.stringify({
   Version: '2012-10-17',
   Statement: [{ Effect: 'Allow', Principal: { AWS: 'arn:aws:iam::123456789012:root' }, Action: ['sts:AssumeRole', 'sts:TagSession'] }],
 });
-
-async function signedPost(url: URL, body: unknown, credentials: { accessKeyId: string; secretAccessKey: string }, service: string) {
-  const text = JSON.stringify(body);
-  const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body: text }, { credentials, region: 'us-east-1', service });
-  const res = await fetch(url, { method: 'POST', headers, body: text, signal: AbortSignal.timeout(10_000) });
-  return { status: res.status, body: (await res.json()) as Record<string, any> }; // eslint-disable-line @typescript-eslint/no-explicit-any
-}
 
 function run(command: string, args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolvePromise) => {

@@ -102,7 +102,7 @@ function parseBool(value: string): boolean {
 
 /** The options every subcommand takes: the cluster, the connection and the output format. */
 function subcommand(group: Command, name: string, description: string): Command {
-  return withConnection(group.command(name).description(description).addOption(clusterNameOption('cluster the association belongs to'))).addOption(outputOption());
+  return withConnection(group.command(name).description(description).addOption(clusterNameOption('cluster the association belongs to'))).addOption(outputOption<OutputFormat>(['json', 'table']));
 }
 
 /** Details of listed associations (the list answer has no role or times), a few requests at a time. */

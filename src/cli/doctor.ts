@@ -4,7 +4,7 @@
 // and the cluster's kubeconfig come from flags.
 import { resolve } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import type { Pod } from '../api/admission.js';
 import { DEV_CLUSTER, readDevState } from '../dev/dev.js';
 import { openDevSigner } from '../dev/token-signer.js';
@@ -15,6 +15,7 @@ import { requestPodBoundToken } from '../kube/pod-token.js';
 import { withConnection, withEks, type ConnectionFlags } from './eks-client.js';
 import { CliError } from './fail.js';
 import { endpointUrl, withExamples } from './options.js';
+import { outputOption } from './output.js';
 
 interface DoctorFlags extends ConnectionFlags {
   clusterName?: string;
@@ -74,12 +75,7 @@ export function registerDoctorCommand(program: Command): void {
       .option('--node-secret-access-key <secret>', 'its secret')
       .option('--agent-url <url>', 'the agent’s credentials URL, when this machine reaches it (doctor run on the node: http://169.254.170.23/v1/credentials)', endpointUrl)
       .option('--sts-endpoint <url>', 'STS endpoint for GetCallerIdentity when the server’s aws-sts issuer names none', endpointUrl)
-      .addOption(
-        new Option('-o, --output <format>', 'text or json').default('text').argParser((value) => {
-          if (value !== 'text' && value !== 'json') throw new InvalidArgumentError('expected text or json');
-          return value;
-        }),
-      )
+      .addOption(outputOption(['text', 'json']))
       .addHelpText('after', '\nIt stops at the first failed check and prints the fix; exit 0 only when no check failed.'),
     'pod-identity doctor --state-dir ./.pod-identity -n default -s demo',
     'pod-identity doctor -c my-cluster -n shop -s checkout --pod checkout-7d9f --kubeconfig ~/.kube/config --endpoint https://pod-identity.example.com:8080 --node-access-key-id AKIA… --node-secret-access-key …',

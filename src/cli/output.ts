@@ -4,10 +4,12 @@ import { InvalidArgumentError, Option } from 'commander';
 
 export type OutputFormat = 'json' | 'table';
 
-export function outputOption(): Option {
-  return new Option('-o, --output <format>', 'json or table').default('json').argParser((value): OutputFormat => {
-    if (value !== 'json' && value !== 'table') throw new InvalidArgumentError('expected json or table');
-    return value;
+/** `-o, --output` taking one of `formats`, the first being the default. */
+export function outputOption<F extends string>(formats: readonly [F, ...F[]]): Option {
+  const choices = formats.join(' or ');
+  return new Option('-o, --output <format>', choices).default(formats[0]).argParser((value): F => {
+    if (!(formats as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected ${choices}`);
+    return value as F;
   });
 }
 

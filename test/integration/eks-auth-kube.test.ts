@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { eventually } from '../helpers/eventually.js';
 import { signedPost } from '../helpers/signed-post.js';
 import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { createNode, createPod, createServiceAccount, deletePod, requestPodToken } from '../peers/kube-api.js';
@@ -137,7 +138,6 @@ describe('EKS Auth with a real kube-apiserver', { skip, timeout: 300_000 }, () =
         .filter((line) => line.includes('TokenReview failed'))
         .map((line) => (JSON.parse(line) as { err?: string }).err);
     // the server writes its log in batches
-    for (const deadline = Date.now() + 5_000; !logged().includes(expected) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
-    assert.ok(logged().includes(expected), JSON.stringify(logged()));
+    await eventually('the TokenReview failure logged', () => logged().includes(expected), { timeoutMs: 5_000, context: () => JSON.stringify(logged()) });
   });
 });

@@ -59,8 +59,9 @@ test('dev serves the console on a free port and prints its URL and the key to si
     const banner = eventually(
       'dev printed its banner',
       () => {
+        if (dev.logs().includes('aws sts get-caller-identity')) return true;
         if (dev.child.exitCode !== null) throw new GiveUp(`dev exited with ${dev.child.exitCode}`);
-        return dev.logs().includes('aws sts get-caller-identity');
+        return false;
       },
       { timeoutMs: 30_000, context: () => dev.logs() },
     );

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
+import { eventually, GiveUp } from '../helpers/eventually.js';
 import { CLI, freePort } from '../helpers/server-process.js';
 import { pythonPeersMissingReason, venvBinary } from '../peers/python.js';
 import { requirePeer } from '../peers/require.js';
@@ -31,11 +32,15 @@ test('dev, then the printed steps run from another directory give `aws sts get-c
     dev.stdout!.on('data', (chunk: Buffer) => (printed += chunk.toString()));
     let logs = '';
     dev.stderr!.on('data', (chunk: Buffer) => (logs += chunk.toString()));
-    const deadline = Date.now() + 30_000;
-    while (!printed.includes('aws sts get-caller-identity')) {
-      if (Date.now() > deadline || dev.exitCode !== null) assert.fail(`dev did not print its steps:\n${printed}\n${logs}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await eventually(
+      'dev printed its steps',
+      () => {
+        if (printed.includes('aws sts get-caller-identity')) return true;
+        if (dev.exitCode !== null) throw new GiveUp(`dev exited with ${dev.exitCode}`);
+        return false;
+      },
+      { timeoutMs: 30_000, context: () => `${printed}\n${logs}` },
+    );
     const steps = printed.slice(printed.indexOf('PI="'));
     assert.match(steps, /associations create/);
     assert.match(steps, /dev token/);
@@ -99,8 +104,16 @@ async function startDevOnce(cwd: string, stateDir?: string) {
   dev.stdout!.on('data', (chunk: Buffer) => (printed += chunk.toString()));
   dev.stderr!.on('data', (chunk: Buffer) => (logs += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => dev.once('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 30_000;
-  while (!printed.includes('aws sts get-caller-identity') && dev.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  // its steps, or its exit (a refused start, or a port taken: startDev tries again)
+  await eventually('dev printed its steps or exited', () => printed.includes('aws sts get-caller-identity') || dev.exitCode !== null, {
+    timeoutMs: 30_000,
+    context: () => `${printed}\n${logs}`,
+  }).catch(async (error: unknown) => {
+    dev.kill('SIGKILL');
+    await exited;
+    process.off('exit', killDev);
+    throw error;
+  });
   return {
     dev,
     printed: () => printed,

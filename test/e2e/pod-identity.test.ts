@@ -25,6 +25,7 @@ import { CreatePodIdentityAssociationCommand, DeletePodIdentityAssociationComman
 import type { V1MutatingWebhookConfiguration, V1Pod } from '@kubernetes/client-node';
 import { parse as parseYaml, stringify } from 'yaml';
 import { signRequest } from '../../src/lib/sigv4.js';
+import { eventually } from '../helpers/eventually.js';
 import { ADMIN, CLI, NODE, freePort, waitForHttp } from '../helpers/server-process.js';
 import {
   createMutatingWebhookConfiguration,
@@ -307,17 +308,15 @@ describe('end to end: real kube-apiserver, moto STS, server and agent processes,
       const res = await fetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000) });
       return { status: res.status, body: (await res.json()) as { __type?: string; message?: string } };
     };
-    let refused: { status: number; body: { __type?: string; message?: string } } | undefined;
-    while (Date.now() - deleted < 60_000) {
-      const answer = await exchange();
-      if (answer.status !== 200) {
-        refused = answer;
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 1_000));
-    }
+    const refused = await eventually(
+      'EKS Auth refuses the deleted pod’s token',
+      async () => {
+        const answer = await exchange();
+        return answer.status !== 200 ? answer : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 1_000 },
+    );
     const directMs = Date.now() - deleted;
-    assert.ok(refused, `EKS Auth still issued credentials for the deleted pod ${directMs} ms after deletion`);
     assert.equal(refused.status, 400, JSON.stringify(refused.body));
     assert.equal(refused.body.__type, 'InvalidTokenException', JSON.stringify(refused.body));
 

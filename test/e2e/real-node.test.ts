@@ -20,6 +20,7 @@ import { Agent as HttpsAgent } from 'node:https';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { Agent as UndiciAgent, fetch as undiciFetch } from 'undici';
 import { signRequest } from '../../src/lib/sigv4.js';
+import { eventually, GiveUp, type Check } from '../helpers/eventually.js';
 import { buildImage, PRODUCT_IMAGE, type BuiltImage } from '../peers/images.js';
 import { createNamespace, createPod, createServiceAccount, getPod, runKubeTool } from '../peers/kube-api.js';
 import { EKS_AUDIENCE, kubeApiClient } from '../peers/kube.js';
@@ -60,13 +61,7 @@ interface ProgramLine {
   tokenSha256?: string;
 }
 
-/** Thrown inside `eventually` to stop waiting: the state cannot become good. */
-class GiveUp extends Error {
-  override name = 'GiveUp';
-}
-
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('real node: the image and the chart on a one-node cluster, a pod’s unmodified AWS SDK program gets its role session', { skip, timeout: 1_500_000 }, () => {
   let cluster: NodeCluster | undefined;
@@ -93,24 +88,9 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as ProgramLine);
   };
-  /** Polls until `check` answers a value, failing with `what` and the node's logs after timeoutMs. */
-  const eventually = async <T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>): Promise<T> => {
-    const deadline = Date.now() + timeoutMs;
-    let last: unknown;
-    for (;;) {
-      try {
-        const value = await check();
-        if (value !== undefined) return value;
-      } catch (error) {
-        if (error instanceof GiveUp) assert.fail(error.message);
-        last = error;
-      }
-      if (Date.now() > deadline) {
-        assert.fail(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}\n${componentLogs(cluster!, ['kubelet', 'containerd'], 15)}`);
-      }
-      await sleep(1_000);
-    }
-  };
+  /** Polls `check` every second; a failure names `what` and ends with the node's logs. */
+  const eventuallyOnNode = <T>(what: string, timeoutMs: number, check: Check<T>): Promise<T> =>
+    eventually(what, check, { timeoutMs, intervalMs: 1_000, context: () => componentLogs(cluster!, ['kubelet', 'containerd'], 15) });
   const sdkPod = (name: string, env: Record<string, string> = {}) =>
     createPod(cluster!, {
       namespace: NAMESPACE,
@@ -195,7 +175,7 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
       assert.fail(`helm install failed: ${(error as Error).message}`);
     }
     // ready, or failing at once with the reason when a pod of the release cannot start
-    await eventually('the server Deployment available and the agent DaemonSet ready', 240_000, async () => {
+    await eventuallyOnNode('the server Deployment available and the agent DaemonSet ready', 240_000, async () => {
       for (const pod of await podsOf(SYSTEM_NAMESPACE, `app.kubernetes.io/instance=${RELEASE}`)) {
         for (const status of [...(pod.status?.initContainerStatuses ?? []), ...(pod.status?.containerStatuses ?? [])]) {
           const waiting = status.state?.waiting;
@@ -269,7 +249,7 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
     assert.equal(env.AWS_ACCESS_KEY_ID, undefined);
 
     // the program's first answer
-    const first = await eventually('the pod’s first GetCallerIdentity', 120_000, async () => {
+    const first = await eventuallyOnNode('the pod’s first GetCallerIdentity', 120_000, async () => {
       const current = await getPod(cluster!, NAMESPACE, 'checkout-1');
       if (current.status?.phase === 'Failed' || current.status?.phase === 'Succeeded') {
         assert.fail(`the pod ended (${current.status.phase}): ${JSON.stringify(current.status.containerStatuses?.[0]?.state)}\n${await kubectl(['logs', '-n', NAMESPACE, 'checkout-1']).catch(() => '')}`);
@@ -315,7 +295,7 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
     assert.equal(ds.status?.numberReady, 1);
 
     // the same pod, same token: answers from the new agent (a new one has an empty cache, so it went to the server)
-    const later = await eventually('a GetCallerIdentity after the roll', 60_000, async () => (await programLines(NAMESPACE, 'checkout-1')).find((line) => Date.parse(line.at) > rolled.getTime() && line.ok));
+    const later = await eventuallyOnNode('a GetCallerIdentity after the roll', 60_000, async () => (await programLines(NAMESPACE, 'checkout-1')).find((line) => Date.parse(line.at) > rolled.getTime() && line.ok));
     const lines = await programLines(NAMESPACE, 'checkout-1');
     const failed = lines.filter((line) => !line.ok);
     t.diagnostic(`roll: ${Date.now() - started} ms; ${lines.length} calls so far, ${failed.length} failed while no agent ran (${failed.map((f) => f.name).join(', ') || 'none'})`);
@@ -334,18 +314,11 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
       const res = await undiciFetch(url, { method: 'POST', headers, body, signal: AbortSignal.timeout(10_000), dispatcher: apiDispatcher });
       return { status: res.status, body: (await res.json()) as { __type?: string; message?: string } };
     };
-    let refused: Awaited<ReturnType<typeof exchange>> | undefined;
-    while (Date.now() - deleted < 60_000) {
+    const refused = await eventuallyOnNode("EKS Auth refuses the deleted pod's token", 60_000, async () => {
       const answer = await exchange();
-      if (answer.status !== 200) {
-        refused = answer;
-        break;
-      }
-      await sleep(1_000);
-    }
-    const ms = Date.now() - deleted;
-    t.diagnostic(`the deleted pod's token refused by EKS Auth ${ms} ms after deletion`);
-    assert.ok(refused, `EKS Auth still issued credentials for the deleted pod's token ${ms} ms after deletion`);
+      return answer.status !== 200 ? answer : undefined;
+    });
+    t.diagnostic(`the deleted pod's token refused by EKS Auth ${Date.now() - deleted} ms after deletion`);
     assert.equal(refused.status, 400, JSON.stringify(refused.body));
     assert.equal(refused.body.__type, 'InvalidTokenException', JSON.stringify(refused.body));
   });
@@ -359,7 +332,7 @@ describe('real node: the image and the chart on a one-node cluster, a pod’s un
     const container = pod.spec!.containers[0]!;
     assert.equal(container.env?.find((e) => e.name.startsWith('AWS_CONTAINER_')), undefined);
     assert.equal(container.volumeMounts?.find((m) => m.name === TOKEN_VOLUME), undefined);
-    const [line] = await eventually('the unmutated pod’s answer', 120_000, async () => {
+    const [line] = await eventuallyOnNode('the unmutated pod’s answer', 120_000, async () => {
       const lines = await programLines(NAMESPACE, 'checkout-2');
       return lines.length > 0 ? lines : undefined;
     });

@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
+import { eventually } from './eventually.js';
 
 export const CLI = resolve('dist/cli/main.js');
 
@@ -61,20 +62,16 @@ export interface ServerProcessOptions {
 }
 
 export async function waitForHttp(url: string, timeoutMs = 15_000, isReady: (status: number) => boolean = (s) => s === 200): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    try {
+  await eventually(
+    `${url} answering`,
+    async () => {
       const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
       await res.arrayBuffer();
-      if (isReady(res.status)) return;
-      last = `status ${res.status}`;
-    } catch (error) {
-      last = (error as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${url}: ${last}`);
+      if (!isReady(res.status)) throw new Error(`status ${res.status}`);
+      return true;
+    },
+    { timeoutMs },
+  );
 }
 
 /** A product process started by a test: its output, its exit, and ways to end it. */

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CreatePodIdentityAssociationCommand, DeletePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
 import { GetCallerIdentityCommand, STSClient } from '@aws-sdk/client-sts';
+import { eventually } from '../helpers/eventually.js';
 import { signRequest } from '../../src/lib/sigv4.js';
 import { jwksOf, podClaims, TEST_ISSUER, testSigner, type TestSigner } from '../helpers/sa-tokens.js';
 import { ADMIN, freePort, NODE, startServerProcess, waitForHttp, type ServerProcess } from '../helpers/server-process.js';
@@ -72,14 +73,6 @@ async function counterSum(server: ServerProcess, name: string, labels: string): 
     .reduce((sum, line) => sum + Number(line.split(' ').pop()), 0);
 }
 
-async function within(ms: number, condition: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`not true within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /**
  * Warms both workers' association caches for a new service account, deletes
  * its association through the EKS API (one worker) and, `settleMs` later,
@@ -92,7 +85,7 @@ async function deleteReachesEveryWorker(server: ServerProcess, eks: EKSClient, s
   );
   const token = await signer.sign(podClaims({ serviceAccount, issuer: TEST_ISSUER }));
   for (let i = 0; i < 4; i++) assert.equal((await assumeRole(server, token)).status, 200);
-  await within(2000, () => auditingWorkers(server, serviceAccount).size === 2);
+  await eventually('both workers audited a request', () => auditingWorkers(server, serviceAccount).size === 2, { timeoutMs: 2000, intervalMs: 50 });
 
   await eks.send(new DeletePodIdentityAssociationCommand({ clusterName: 'demo', associationId: created.association!.associationId! }));
   await new Promise((r) => setTimeout(r, settleMs));
@@ -138,7 +131,7 @@ describe('API workers (workers: 2, SQLite)', { timeout: 120_000 }, () => {
     const token = await tokenFor('app');
     const before = await counterSum(server, 'pod_identity_eks_auth_decisions_total', 'outcome="allowed"');
     for (let i = 0; i < 6; i++) assert.equal((await assumeRole(server, token)).status, 200);
-    await within(2000, () => auditingWorkers(server, 'app').size === 2);
+    await eventually('both workers audited a request', () => auditingWorkers(server, 'app').size === 2, { timeoutMs: 2000, intervalMs: 50 });
     assert.equal((await counterSum(server, 'pod_identity_eks_auth_decisions_total', 'outcome="allowed"')) - before, 6);
   });
 
@@ -180,13 +173,13 @@ describe('API workers (workers: 2, SQLite)', { timeout: 120_000 }, () => {
     const [victim, survivor] = workerPids(server) as [number, number];
     process.kill(victim, 'SIGKILL');
     const token = await tokenFor('app');
-    await within(2000, () => !workerPids(server).includes(victim));
+    await eventually('the killed worker gone', () => !workerPids(server).includes(victim), { timeoutMs: 2000, intervalMs: 50 });
     assert.equal((await assumeRole(server, token)).status, 200);
-    await within(15_000, () => workerPids(server).length === 2);
+    await eventually('two workers again', () => workerPids(server).length === 2, { timeoutMs: 15_000, intervalMs: 50 });
     const now = workerPids(server);
     assert.ok(now.includes(survivor) && !now.includes(victim));
     await waitForHttp(`${server.metricsUrl}/readyz`);
-    await within(2000, () => /API worker died; starting a new one/.test(server.logs()));
+    await eventually('the death logged', () => /API worker died; starting a new one/.test(server.logs()), { timeoutMs: 2000, intervalMs: 50 });
     for (let i = 0; i < 4; i++) assert.equal((await assumeRole(server, token)).status, 200);
   });
 

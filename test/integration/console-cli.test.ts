@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
+import { eventually, GiveUp } from '../helpers/eventually.js';
 import { ADMIN, CLI, freePort, spawnTestProcess, waitForHttp, writeUnusedJwks } from '../helpers/server-process.js';
 import { consoleClient } from './console-client.js';
 
@@ -55,15 +56,16 @@ test('dev serves the console on a free port and prints its URL and the key to si
   const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
   const dev = spawnTestProcess(process.execPath, [CLI, 'dev', '--listen', `127.0.0.1:${ports[0]}`, '--webhook-listen', `127.0.0.1:${ports[1]}`, '--metrics-listen', `127.0.0.1:${ports[2]}`, '--agent-port', String(ports[3]), '--state-dir', join(cwd, '.pod-identity')]);
   try {
-    const banner = async () => {
-      const deadline = Date.now() + 30_000;
-      while (!dev.logs().includes('aws sts get-caller-identity')) {
-        if (Date.now() > deadline || dev.child.exitCode !== null) throw new Error(`dev did not print its banner:\n${dev.logs()}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      return dev.logs();
-    };
-    await dev.untilReady(banner().then(() => undefined), 'dev');
+    const banner = eventually(
+      'dev printed its banner',
+      () => {
+        if (dev.logs().includes('aws sts get-caller-identity')) return true;
+        if (dev.child.exitCode !== null) throw new GiveUp(`dev exited with ${dev.child.exitCode}`);
+        return false;
+      },
+      { timeoutMs: 30_000, context: () => dev.logs() },
+    );
+    await dev.untilReady(banner.then(() => undefined), 'dev');
     const line = /^ {2}admin console\s+(http:\/\/127\.0\.0\.1:(\d+)) {2}\(sign in with access key ID (\S+) and secret (\S+)\)$/m.exec(dev.logs());
     assert.ok(line, dev.logs());
     assert.ok(!ports.includes(Number(line[2])), 'a port of its own');

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CreatePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
 import { request } from 'undici';
+import { eventually } from '../helpers/eventually.js';
 import type { ConsoleDecision } from '../../src/console/client/decision.js';
 import { signRequest } from '../../src/lib/sigv4.js';
 import { jwksOf, podClaims, TEST_ISSUER, testSigner, type TestSigner } from '../helpers/sa-tokens.js';
@@ -56,14 +57,12 @@ async function openFeed(replica: Replica) {
   })().catch(() => undefined);
   return {
     decisions,
-    async waitFor(requestId: string, timeoutMs = 2000): Promise<ConsoleDecision> {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const found = decisions.find((d) => d.requestId === requestId);
-        if (found) return found;
-        if (Date.now() > deadline) assert.fail(`decision ${requestId} not in ${replica.consoleUrl}'s feed within ${timeoutMs} ms (${decisions.length} seen)`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+    waitFor(requestId: string, timeoutMs = 2000): Promise<ConsoleDecision> {
+      return eventually(`decision ${requestId} in ${replica.consoleUrl}'s feed`, () => decisions.find((d) => d.requestId === requestId), {
+        timeoutMs,
+        intervalMs: 20,
+        context: () => `(${decisions.length} seen)`,
+      });
     },
     async close() {
       res.body.destroy();
@@ -157,16 +156,14 @@ describe('consoles of several replicas on PostgreSQL', { skip: postgresSkip() },
     try {
       const token = await signer.sign(podClaims({ namespace: 'shop', serviceAccount: 'checkout' }));
       // what is decided while a connection is down is not replayed: decide until one crosses
-      const deadline = Date.now() + 15_000;
-      for (;;) {
-        const { requestId } = await assumeRole(b.server, token);
-        try {
-          await feed.waitFor(requestId, 500);
-          break;
-        } catch (error) {
-          if (Date.now() > deadline) throw error;
-        }
-      }
+      await eventually(
+        "a decision of b's in a's feed",
+        async () => {
+          const { requestId } = await assumeRole(b.server, token);
+          return feed.waitFor(requestId, 500);
+        },
+        { timeoutMs: 15_000, intervalMs: 0 },
+      );
       assert.match(a.server.logs() + b.server.logs(), /the replicas’ feed connection was lost; reconnecting/);
       assert.doesNotMatch(a.server.logs() + b.server.logs(), new RegExp(new URL(databaseUrl).password), 'the database password is never logged');
     } finally {

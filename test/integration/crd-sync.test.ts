@@ -24,6 +24,7 @@ import {
 } from '@aws-sdk/client-eks';
 import { CoordinationV1Api } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
+import { eventually, type Check } from '../helpers/eventually.js';
 import { ADMIN, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { signRequest } from '../../src/lib/sigv4.js';
 import { kubeApiClient, kubeBinary, kubeMissingReason, startKubeControlPlane, writeExecKubeconfig, type ExecKubeconfig, type KubeControlPlane } from '../peers/kube.js';
@@ -73,20 +74,9 @@ function manifest(name: string, namespace: string, spec: Record<string, unknown>
   return stringify({ apiVersion: 'podidentity.dev/v1alpha1', kind: 'PodIdentityAssociation', metadata: { name, namespace }, spec });
 }
 
-/** Polls until `check` answers a value (not undefined), bounded; a failure shows the end of `logs`. */
-async function eventuallyOr<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, logs: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ''}\nserver log:\n${logs().slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** The end of a server log, for a failure. */
+function serverLog(logs: string): string {
+  return `server log:\n${logs.slice(-3000)}`;
 }
 
 async function installCrd(kube: KubeControlPlane, namespaces: string[]): Promise<void> {
@@ -112,7 +102,7 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
 
   const ready = (r: Resource) => r.status?.conditions?.find((c) => c.type === 'Ready');
 
-  const eventually = <T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000) => eventuallyOr(what, check, timeoutMs, () => server?.logs() ?? '');
+  const untilSynced = <T>(what: string, check: Check<T>, timeoutMs = 30_000) => eventually(what, check, { timeoutMs, context: () => serverLog(server?.logs() ?? '') });
 
   async function associationFor(namespace: string, serviceAccount: string): Promise<PodIdentityAssociation | undefined> {
     const listed = await eks.send(new ListPodIdentityAssociationsCommand({ clusterName: 'demo', namespace, serviceAccount }));
@@ -147,13 +137,13 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
 
   test('kubectl apply → the association appears through the EKS API and the status is filled; update follows', async () => {
     await kubectlOk(['apply', '-f', '-'], manifest('checkout', 'shop', { serviceAccount: 'checkout', roleArn: ROLE, tags: { team: 'shop' } }));
-    const association = await eventually('association created', () => associationFor('shop', 'checkout'));
+    const association = await untilSynced('association created', () => associationFor('shop', 'checkout'));
     assert.equal(association.roleArn, ROLE);
     assert.deepEqual(association.tags, { team: 'shop' });
     assert.equal(association.disableSessionTags, false);
     assert.match(association.ownerArn ?? '', /:podidentityassociationresource\/demo\/shop\/checkout\//, 'owned by the resource');
 
-    const resource = await eventually('status filled', async () => {
+    const resource = await untilSynced('status filled', async () => {
       const r = await getResource('shop', 'checkout');
       return ready(r)?.status === 'True' ? r : undefined;
     });
@@ -167,13 +157,13 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
     // A changed spec updates the same association.
     const target = 'arn:aws:iam::444455556666:role/target';
     await kubectlOk(['apply', '-f', '-'], manifest('checkout', 'shop', { serviceAccount: 'checkout', roleArn: ROLE, tags: { team: 'shop' }, targetRoleArn: target }));
-    const updated = await eventually('association updated', async () => {
+    const updated = await untilSynced('association updated', async () => {
       const a = await associationFor('shop', 'checkout');
       return a?.targetRoleArn === target ? a : undefined;
     });
     assert.equal(updated.associationId, association.associationId);
     assert.match(updated.externalId ?? '', /^[0-9a-f-]{36}$/);
-    await eventually('status follows the new generation', async () => {
+    await untilSynced('status follows the new generation', async () => {
       const r = await getResource('shop', 'checkout');
       return r.status?.observedGeneration === r.metadata.generation && ready(r)?.status === 'True' ? r : undefined;
     });
@@ -181,9 +171,9 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
 
   test('kubectl delete → the association is gone', async () => {
     await kubectlOk(['apply', '-f', '-'], manifest('short-lived', 'shop', { serviceAccount: 'short-lived', roleArn: ROLE }));
-    const association = await eventually('association created', () => associationFor('shop', 'short-lived'));
+    const association = await untilSynced('association created', () => associationFor('shop', 'short-lived'));
     await kubectlOk(['delete', 'podidentityassociation', 'short-lived', '-n', 'shop']);
-    await eventually('association deleted', async () => ((await associationFor('shop', 'short-lived')) ? undefined : true));
+    await untilSynced('association deleted', async () => ((await associationFor('shop', 'short-lived')) ? undefined : true));
     await assert.rejects(
       eks.send(new DescribePodIdentityAssociationCommand({ clusterName: 'demo', associationId: association.associationId })),
       (e: Error) => e.name === 'ResourceNotFoundException',
@@ -195,7 +185,7 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
       ['apply', '-f', '-'],
       manifest('builds', 'shop', { serviceAccount: 'build-*', roleArn: ROLE, sessionTags: { team: '{{pod.labels.team}}' }, sessionNameTemplate: 'shop-{pod}-{random}', transitiveSessionTags: false }),
     );
-    const summary = await eventually('association created', () => associationFor('shop', 'build-*'));
+    const summary = await untilSynced('association created', () => associationFor('shop', 'build-*'));
     const url = new URL(`${server.apiUrl}/clusters/demo/pod-identity-associations/${summary.associationId}`);
     const described = (await (await fetch(url, { headers: await signRequest({ method: 'GET', url }, { credentials: ADMIN, region: 'us-east-1', service: 'eks' }) })).json()) as {
       association: { serviceAccount: string; sessionTags?: Record<string, string>; sessionNameTemplate?: string; transitiveSessionTags?: boolean };
@@ -213,8 +203,8 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
 
   test('tags are owned by the resource: a status condition says so, and TagResource or UntagResource on its association is undone', async () => {
     await kubectlOk(['apply', '-f', '-'], manifest('tagged', 'shop', { serviceAccount: 'tagged', roleArn: ROLE, tags: { team: 'shop' } }));
-    const association = await eventually('association created', () => associationFor('shop', 'tagged'));
-    const resource = await eventually('status filled', async () => {
+    const association = await untilSynced('association created', () => associationFor('shop', 'tagged'));
+    const resource = await untilSynced('status filled', async () => {
       const r = await getResource('shop', 'tagged');
       return ready(r)?.status === 'True' ? r : undefined;
     });
@@ -226,12 +216,12 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
     const resourceArn = association.associationArn!;
     const tagsNow = async () => (await eks.send(new ListTagsForResourceCommand({ resourceArn }))).tags ?? {};
     await eks.send(new TagResourceCommand({ resourceArn, tags: { extra: 'x' } }));
-    await eventually('a tag added through the API is removed', async () => (JSON.stringify(await tagsNow()) === JSON.stringify({ team: 'shop' }) ? true : undefined));
+    await untilSynced('a tag added through the API is removed', async () => (JSON.stringify(await tagsNow()) === JSON.stringify({ team: 'shop' }) ? true : undefined));
     await eks.send(new UntagResourceCommand({ resourceArn, tagKeys: ['team'] }));
-    await eventually('a tag removed through the API is put back', async () => (JSON.stringify(await tagsNow()) === JSON.stringify({ team: 'shop' }) ? true : undefined));
+    await untilSynced('a tag removed through the API is put back', async () => (JSON.stringify(await tagsNow()) === JSON.stringify({ team: 'shop' }) ? true : undefined));
     // spec.tags is the way to change them
     await kubectlOk(['apply', '-f', '-'], manifest('tagged', 'shop', { serviceAccount: 'tagged', roleArn: ROLE, tags: { team: 'payments', tier: 'web' } }));
-    await eventually('spec.tags applied', async () => (JSON.stringify(await tagsNow()) === JSON.stringify({ team: 'payments', tier: 'web' }) ? true : undefined));
+    await untilSynced('spec.tags applied', async () => (JSON.stringify(await tagsNow()) === JSON.stringify({ team: 'payments', tier: 'web' }) ? true : undefined));
     const after = await getResource('shop', 'tagged');
     assert.equal(after.status!.conditions!.find((c) => c.type === 'TagsOwnedByResource')?.lastTransitionTime, owned?.lastTransitionTime, 'the condition did not flip');
   });
@@ -239,7 +229,7 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
   test('an invalid spec is a status condition, not a crash; the OpenAPI schema refuses malformed ones outright', async () => {
     // Passes the CRD schema, breaks an EKS rule: policy needs disableSessionTags.
     await kubectlOk(['apply', '-f', '-'], manifest('bad-policy', 'shop', { serviceAccount: 'bad-policy', roleArn: ROLE, policy: '{"Version":"2012-10-17"}' }));
-    const resource = await eventually('InvalidSpec reported', async () => {
+    const resource = await untilSynced('InvalidSpec reported', async () => {
       const r = await getResource('shop', 'bad-policy');
       return ready(r)?.reason === 'InvalidSpec' ? r : undefined;
     });
@@ -248,7 +238,7 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
     assert.equal(await associationFor('shop', 'bad-policy'), undefined);
     // A role name EKS refuses (the schema's pattern is looser than EKS's rule).
     await kubectlOk(['apply', '-f', '-'], manifest('bad-role', 'shop', { serviceAccount: 'bad-role', roleArn: 'arn:aws:iam::111122223333:role/has spaces' }));
-    const badRole = await eventually('InvalidSpec for the role', async () => {
+    const badRole = await untilSynced('InvalidSpec for the role', async () => {
       const r = await getResource('shop', 'bad-role');
       return ready(r)?.reason === 'InvalidSpec' ? r : undefined;
     });
@@ -264,7 +254,7 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
 
     // Fixing the spec makes it Ready.
     await kubectlOk(['apply', '-f', '-'], manifest('bad-policy', 'shop', { serviceAccount: 'bad-policy', roleArn: ROLE, policy: '{"Version":"2012-10-17"}', disableSessionTags: true }));
-    await eventually('fixed spec synced', async () => ((await getResource('shop', 'bad-policy')) && (await associationFor('shop', 'bad-policy'))));
+    await untilSynced('fixed spec synced', async () => ((await getResource('shop', 'bad-policy')) && (await associationFor('shop', 'bad-policy'))));
     const res = await fetch(`${server.metricsUrl}/readyz`);
     assert.equal(res.status, 200, 'the server is alive and ready');
   });
@@ -272,7 +262,7 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
   test('a resource for a service account with an API-made association reports Conflict and leaves it alone', async () => {
     const made = (await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'payments', serviceAccount: 'api', roleArn: ROLE }))).association!;
     await kubectlOk(['apply', '-f', '-'], manifest('api', 'payments', { serviceAccount: 'api', roleArn: 'arn:aws:iam::111122223333:role/other' }));
-    const resource = await eventually('Conflict reported', async () => {
+    const resource = await untilSynced('Conflict reported', async () => {
       const r = await getResource('payments', 'api');
       return ready(r)?.reason === 'Conflict' ? r : undefined;
     });
@@ -284,17 +274,17 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
 
     // Deleting the API-made association frees the service account: the resource takes it.
     await eks.send(new DeletePodIdentityAssociationCommand({ clusterName: 'demo', associationId: made.associationId }));
-    const taken = await eventually('resource synced after the conflict ended', async () => {
+    const taken = await untilSynced('resource synced after the conflict ended', async () => {
       const a = await associationFor('payments', 'api');
       return a && a.associationId !== made.associationId ? a : undefined;
     });
     assert.equal(taken.roleArn, 'arn:aws:iam::111122223333:role/other');
-    await eventually('Ready after the conflict', async () => ready(await getResource('payments', 'api'))?.status === 'True' || undefined);
+    await untilSynced('Ready after the conflict', async () => ready(await getResource('payments', 'api'))?.status === 'True' || undefined);
   });
 
   test('changes made while the server was down are reconciled when it starts: new resources created, orphans removed', async () => {
     await kubectlOk(['apply', '-f', '-'], manifest('orphan', 'payments', { serviceAccount: 'orphan', roleArn: ROLE }));
-    await eventually('association created', () => associationFor('payments', 'orphan'));
+    await untilSynced('association created', () => associationFor('payments', 'orphan'));
     const inSync = await associationFor('shop', 'checkout');
     assert.ok(inSync);
     await server.stop();
@@ -303,8 +293,8 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
     eks.destroy();
     await startServer();
     eks = new EKSClient({ endpoint: server.apiUrl, region: 'us-east-1', credentials: { ...ADMIN }, maxAttempts: 1 });
-    await eventually('created at start', () => associationFor('payments', 'while-down'));
-    await eventually('orphan removed at start', async () => ((await associationFor('payments', 'orphan')) ? undefined : true));
+    await untilSynced('created at start', () => associationFor('payments', 'while-down'));
+    await untilSynced('orphan removed at start', async () => ((await associationFor('payments', 'orphan')) ? undefined : true));
     // What was in sync stays as it was: the same association, kept in the store across the restart.
     assert.deepEqual(await associationFor('shop', 'checkout'), inSync);
   });
@@ -375,32 +365,29 @@ describe('PodIdentityAssociation resources reconciled into the store', { skip: r
     const other = await startServerProcess({ config: { clusters: [{ name: 'demo', kubeconfig: failing.path, syncCrds: true }] }, untilAlive: true });
     try {
       const expected = `${failing.path}: the exec credential plugin ${failing.command} failed: error: token expired; run: login`;
-      await eventuallyOr(
+      await eventually(
         'the failure logged',
         async () => other.logs().split('\n').some((line) => line.startsWith('{') && ((JSON.parse(line) as { err?: string }).err ?? '').includes(expected)) || undefined,
-        10_000,
-        () => other.logs(),
+        { timeoutMs: 10_000, context: () => serverLog(other.logs()) },
       );
-      const readyz = await eventuallyOr(
+      const readyz = await eventually(
         'not ready, naming the API server and the plugin',
         async () => {
           const res = await fetch(`${other.metricsUrl}/readyz`);
           const body = await res.text();
           return res.status === 503 && body.includes('token expired') ? body : undefined;
         },
-        10_000,
-        () => other.logs(),
+        { timeoutMs: 10_000, context: () => serverLog(other.logs()) },
       );
       assert.match(readyz, /- cluster demo: api-server \(https:\/\/127\.0\.0\.1:\d+\): .*the exec credential plugin .* failed: error: token expired; run: login/);
-      await eventuallyOr(
+      await eventually(
         'a lease error counted',
         async () => {
           const metrics = await (await fetch(`${other.metricsUrl}/metrics`)).text();
           const count = Number(/^pod_identity_crd_sync_errors_total\{cluster="demo",kind="lease"\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
           return count > 0 || undefined;
         },
-        15_000,
-        () => other.logs(),
+        { timeoutMs: 15_000, context: () => serverLog(other.logs()) },
       );
       assert.ok(existsSync(failing.runLog));
     } finally {
@@ -418,7 +405,7 @@ describe('two replicas syncing the same cluster, one PostgreSQL store', { skip: 
   const replicas = new Map<string, ServerProcess>();
   const clients: EKSClient[] = [];
   const logs = () => [...replicas].map(([name, r]) => `--- ${name}\n${r.logs().slice(-2000)}`).join('\n');
-  const eventually = <T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000) => eventuallyOr(what, check, timeoutMs, logs);
+  const untilSynced = <T>(what: string, check: Check<T>, timeoutMs = 30_000) => eventually(what, check, { timeoutMs, context: () => serverLog(logs()) });
 
   /** A replica as the chart runs it: POD_NAMESPACE and POD_NAME from the downward API. */
   async function replica(name: string): Promise<{ server: ServerProcess; eks: EKSClient }> {
@@ -457,15 +444,15 @@ describe('two replicas syncing the same cluster, one PostgreSQL store', { skip: 
   test('one replica leads; a deleted resource’s association stays deleted; leadership moves when the leader is killed, and at once when it stops', { timeout: 240_000 }, async (t) => {
     const a = await replica('replica-a');
     const b = await replica('replica-b');
-    const first = await eventually('a leader', leader);
+    const first = await untilSynced('a leader', leader);
     const [leaderName, followerName] = first === 'replica-a' ? ['replica-a', 'replica-b'] : ['replica-b', 'replica-a'];
     const follower = first === 'replica-a' ? b : a;
     t.diagnostic(`${leaderName} leads`);
 
     await runKubectlOk(kube, ['apply', '-f', '-'], manifest('doomed', 'shop', { serviceAccount: 'doomed', roleArn: ROLE }));
-    await eventually('association created', async () => ((await associationsOf(follower.eks, 'doomed')).length === 1 ? true : undefined));
+    await untilSynced('association created', async () => ((await associationsOf(follower.eks, 'doomed')).length === 1 ? true : undefined));
     await runKubectlOk(kube, ['delete', 'podidentityassociation', 'doomed', '-n', 'shop']);
-    await eventually('association deleted', async () => ((await associationsOf(follower.eks, 'doomed')).length === 0 ? true : undefined));
+    await untilSynced('association deleted', async () => ((await associationsOf(follower.eks, 'doomed')).length === 0 ? true : undefined));
     // and it stays deleted: no replica puts it back
     const deletedAt = Date.now();
     while (Date.now() - deletedAt < 30_000) {
@@ -479,9 +466,9 @@ describe('two replicas syncing the same cluster, one PostgreSQL store', { skip: 
     await replicas.get(leaderName)!.kill();
     const killedAt = Date.now();
     await runKubectlOk(kube, ['apply', '-f', '-'], manifest('after-failover', 'shop', { serviceAccount: 'after-failover', roleArn: ROLE }));
-    await eventually('the follower leads', async () => ((await leader()) === followerName ? true : undefined), 30_000);
+    await untilSynced('the follower leads', async () => ((await leader()) === followerName ? true : undefined), 30_000);
     const tookOverMs = Date.now() - killedAt;
-    await eventually('the new leader reconciles', async () => ((await associationsOf(follower.eks, 'after-failover')).length === 1 ? true : undefined), 30_000 - tookOverMs);
+    await untilSynced('the new leader reconciles', async () => ((await associationsOf(follower.eks, 'after-failover')).length === 1 ? true : undefined), 30_000 - tookOverMs);
     const reconciledMs = Date.now() - killedAt;
     t.diagnostic(`after SIGKILL of ${leaderName}: ${followerName} held the lease after ${tookOverMs} ms and had reconciled a new resource after ${reconciledMs} ms`);
     assert.ok(reconciledMs < 30_000);
@@ -490,10 +477,10 @@ describe('two replicas syncing the same cluster, one PostgreSQL store', { skip: 
     const c = await replica('replica-c');
     await replicas.get(followerName)!.stop();
     const stoppedAt = Date.now();
-    await eventually('the new replica leads', async () => ((await leader()) === 'replica-c' ? true : undefined), 10_000);
+    await untilSynced('the new replica leads', async () => ((await leader()) === 'replica-c' ? true : undefined), 10_000);
     const handedOverMs = Date.now() - stoppedAt;
     await runKubectlOk(kube, ['apply', '-f', '-'], manifest('after-handover', 'shop', { serviceAccount: 'after-handover', roleArn: ROLE }));
-    await eventually('replica c reconciles', async () => ((await associationsOf(c.eks, 'after-handover')).length === 1 ? true : undefined));
+    await untilSynced('replica c reconciles', async () => ((await associationsOf(c.eks, 'after-handover')).length === 1 ? true : undefined));
     t.diagnostic(`after SIGTERM of ${followerName}: replica-c held the lease after ${handedOverMs} ms`);
     assert.ok(handedOverMs < 5_000, `${handedOverMs} ms`);
   });

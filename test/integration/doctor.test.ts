@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { CreatePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
+import { eventually } from '../helpers/eventually.js';
 import { applyYaml, createPod, createServiceAccount, deletePod } from '../peers/kube-api.js';
 import { EKS_AUDIENCE, kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
 import { createRole, createUserWithAccessKey, motoMissingReason, startMoto, trustPolicyFor, type MotoServer } from '../peers/moto.js';
@@ -110,13 +111,11 @@ describe('pod-identity doctor on real peers', { skip, timeout: 240_000 }, () => 
       await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: CLUSTER, namespace: NAMESPACE, serviceAccount, roleArn }));
     }
     // the API server picks the webhook configuration up from its informer
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const dry = await createPod(kube, { namespace: NAMESPACE, name: 'probe', serviceAccountName: 'checkout', dryRun: true });
-      if (dry.metadata?.labels?.['eks.amazonaws.com/pod-identity'] === 'enabled') break;
-      if (Date.now() > deadline) throw new Error(`the webhook was not called within 20 s:\n${server.logs()}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await eventually(
+      'the webhook called',
+      async () => (await createPod(kube, { namespace: NAMESPACE, name: 'probe', serviceAccountName: 'checkout', dryRun: true })).metadata?.labels?.['eks.amazonaws.com/pod-identity'] === 'enabled',
+      { timeoutMs: 20_000, intervalMs: 200, context: () => server.logs() },
+    );
   });
 
   after(async () => {

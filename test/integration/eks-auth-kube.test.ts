@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import { eventually } from '../helpers/eventually.js';
 import { signedPost } from '../helpers/signed-post.js';
 import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { createNode, createPod, createServiceAccount, deletePod, requestPodToken } from '../peers/kube-api.js';
@@ -102,21 +103,29 @@ describe('EKS Auth with a real kube-apiserver', { skip, timeout: 300_000 }, () =
     await deletePod(kube, 'default', 'doomed');
     const deleted = Date.now();
     const refusedAfter: Record<string, number> = {};
-    while (Object.keys(refusedAfter).length < 2 && Date.now() - deleted < 60_000) {
-      for (const cluster of ['jwks', 'review']) {
-        if (refusedAfter[cluster] !== undefined) continue;
-        const answer = await exchange(cluster, { token });
-        if (answer.status !== 200) {
-          assert.equal(answer.status, 400, `${cluster}: ${JSON.stringify(answer.body)}`);
-          assert.equal(answer.body.__type, 'InvalidTokenException');
-          refusedAfter[cluster] = Date.now() - deleted;
+    const refusals: Record<string, Awaited<ReturnType<typeof exchange>>> = {};
+    await eventually(
+      'both modes refuse the token',
+      async () => {
+        for (const cluster of ['jwks', 'review']) {
+          if (refusedAfter[cluster] !== undefined) continue;
+          const answer = await exchange(cluster, { token });
+          if (answer.status !== 200) {
+            refusals[cluster] = answer;
+            refusedAfter[cluster] = Date.now() - deleted;
+          }
         }
-      }
-      await new Promise((r) => setTimeout(r, 1_000));
-    }
+        return Object.keys(refusedAfter).length === 2;
+      },
+      { timeoutMs: 60_000, intervalMs: 1_000, context: () => `refused after deletion (ms): ${JSON.stringify(refusedAfter)}` },
+    );
     t.diagnostic(`refused after deletion: JWKS mode ${refusedAfter.jwks} ms, TokenReview mode ${refusedAfter.review} ms`);
     assert.ok(refusedAfter.jwks !== undefined && refusedAfter.jwks < 60_000, `JWKS mode still accepted the token ${Date.now() - deleted} ms after deletion`);
     assert.ok(refusedAfter.review !== undefined && refusedAfter.review < 60_000, `TokenReview mode still accepted the token ${Date.now() - deleted} ms after deletion`);
+    for (const [cluster, answer] of Object.entries(refusals)) {
+      assert.equal(answer.status, 400, `${cluster}: ${JSON.stringify(answer.body)}`);
+      assert.equal(answer.body.__type, 'InvalidTokenException');
+    }
   });
 
   it('TokenReview through an exec plugin: the plugin ran once per process for every review so far', () => {
@@ -137,7 +146,6 @@ describe('EKS Auth with a real kube-apiserver', { skip, timeout: 300_000 }, () =
         .filter((line) => line.includes('TokenReview failed'))
         .map((line) => (JSON.parse(line) as { err?: string }).err);
     // the server writes its log in batches
-    for (const deadline = Date.now() + 5_000; !logged().includes(expected) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
-    assert.ok(logged().includes(expected), JSON.stringify(logged()));
+    await eventually('the TokenReview failure logged', () => logged().includes(expected), { timeoutMs: 5_000, context: () => JSON.stringify(logged()) });
   });
 });

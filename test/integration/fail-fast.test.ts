@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse, stringify } from 'yaml';
+import { eventually } from '../helpers/eventually.js';
 import { ADMIN, CLI, freePort, NODE, startServerProcess, writeUnusedJwks, type ServerProcess } from '../helpers/server-process.js';
 import { jwksOf, testSigner } from '../helpers/sa-tokens.js';
 import { kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
@@ -49,12 +50,8 @@ async function readiness(server: ServerProcess): Promise<{ status: number; body:
 async function within<T>(ms: number, read: () => Promise<T>, check: (value: T) => boolean, what: string): Promise<number> {
   const started = Date.now();
   let last: T | undefined;
-  while (Date.now() - started < ms) {
-    last = await read();
-    if (check(last)) return Date.now() - started;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  assert.fail(`${what} not within ${ms} ms; last: ${JSON.stringify(last)}`);
+  await eventually(what, async () => check((last = await read())), { timeoutMs: ms, context: () => `last: ${JSON.stringify(last)}` });
+  return Date.now() - started;
 }
 
 function listenOn(server: Server | TcpServer, port: number): Promise<void> {

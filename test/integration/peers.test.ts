@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import { AdmissionregistrationV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
+import { eventually } from '../helpers/eventually.js';
 import { httpsJson } from '../peers/https.js';
 import {
   applyYaml,
@@ -47,14 +48,6 @@ function groupAlive(pgid: number): boolean {
   }
 }
 
-async function eventually(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 describe('peer processes', () => {
   // A child process starts a peer (sleep) and dies without cleaning up; the
   // peer must not survive it.
@@ -75,7 +68,7 @@ describe('peer processes', () => {
       if (death === 'SIGKILL') child.kill('SIGKILL');
       await new Promise((resolve) => child.once('exit', resolve));
       // the exit hook kills at once; the watchdog polls once a second
-      await eventually(`peer ${pid} gone after its parent's ${death}`, 5_000, async () => !groupAlive(pid));
+      await eventually(`peer ${pid} gone after its parent's ${death}`, () => !groupAlive(pid), { timeoutMs: 5_000 });
     });
   }
 });
@@ -159,10 +152,14 @@ describe('Kubernetes API server peer', { skip: kubeSkip }, () => {
     let last = review;
     // the API server caches a successful token authentication for 10 s (its
     // TokenSuccessCacheTTL), so a deleted pod's token is refused within about that
-    await eventually('TokenReview rejects the deleted pod’s token', 20_000, async () => {
-      last = await tokenReview(kube, token, [EKS_AUDIENCE]);
-      return last.authenticated !== true;
-    });
+    await eventually(
+      'TokenReview rejects the deleted pod’s token',
+      async () => {
+        last = await tokenReview(kube, token, [EKS_AUDIENCE]);
+        return last.authenticated !== true;
+      },
+      { timeoutMs: 20_000 },
+    );
     assert.match(last.error ?? '', /pod|not found|invalid/i);
   });
 
@@ -221,10 +218,14 @@ describe('Kubernetes API server peer', { skip: kubeSkip }, () => {
         ],
       });
       // the API server picks new configurations up from its informer: probe with dry runs
-      await eventually('webhook registered', 15_000, async () => {
-        const probe = await createPod(kube, { namespace: 'webhooked', name: 'probe', labels: { app: 'probe' }, dryRun: true });
-        return probe.metadata?.labels?.['peers-webhook'] === 'called';
-      });
+      await eventually(
+        'webhook registered',
+        async () => {
+          const probe = await createPod(kube, { namespace: 'webhooked', name: 'probe', labels: { app: 'probe' }, dryRun: true });
+          return probe.metadata?.labels?.['peers-webhook'] === 'called';
+        },
+        { timeoutMs: 15_000 },
+      );
 
       const before = calls.length;
       const pod = await createPod(kube, { namespace: 'webhooked', name: 'mutated', labels: { app: 'demo' } });

@@ -20,6 +20,7 @@ import {
   UpdatePodIdentityAssociationCommand,
   type PodIdentityAssociationSummary,
 } from '@aws-sdk/client-eks';
+import { eventually } from '../helpers/eventually.js';
 import { signRequest } from '../../src/lib/sigv4.js';
 import { jwksOf, podClaims, TEST_ISSUER, testSigner, type TestSigner } from '../helpers/sa-tokens.js';
 import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
@@ -133,13 +134,15 @@ describe('server replicas on one PostgreSQL database', { skip: postgresSkip() },
     const created = (await a.client.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'shop', serviceAccount: 'checkout', roleArn: ROLE }))).association!;
     const createdAt = Date.now();
     // The change feed must reach b's cache within a second.
-    let answered: { status: number; body: Record<string, unknown> };
-    for (;;) {
-      answered = await assumeRole(b.server, token);
-      if (answered.status === 200 || Date.now() - createdAt > 1000) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    assert.equal(answered.status, 200, JSON.stringify(answered.body));
+    let answered = await eventually(
+      "the new association in replica b's EKS Auth",
+      async () => {
+        const answer = await assumeRole(b.server, token);
+        assert.equal(answer.status, 200, JSON.stringify(answer.body));
+        return answer;
+      },
+      { timeoutMs: 1000, intervalMs: 20 },
+    );
     t.diagnostic(`replica b's EKS Auth answered for the new association ${Date.now() - createdAt} ms after replica a created it`);
     assert.deepEqual(answered.body.podIdentityAssociation, { associationArn: created.associationArn, associationId: created.associationId });
     assert.deepEqual(answered.body.subject, { namespace: 'shop', serviceAccount: 'checkout' });
@@ -174,11 +177,14 @@ describe('server replicas on one PostgreSQL database', { skip: postgresSkip() },
     );
     assert.equal(await admit(b.server, 'shop', 'checkout'), undefined, 'deleted: the next pod is not mutated');
     // The delete made through a reaches b's EKS Auth cache within a second.
-    for (;;) {
-      answered = await assumeRole(b.server, token);
-      if (answered.status !== 200 || Date.now() - deletedAt > 1000) break;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await eventually(
+      'the delete reached replica b',
+      async () => {
+        answered = await assumeRole(b.server, token);
+        return answered.status !== 200;
+      },
+      { timeoutMs: 1000 - (Date.now() - deletedAt), intervalMs: 20 },
+    );
     assert.equal(answered.status, 404, 'the delete reached replica b within a second');
   });
 

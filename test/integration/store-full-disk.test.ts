@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { CreatePodIdentityAssociationCommand, DescribePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
 import { signRequest } from '../../src/lib/sigv4.js';
 import { rejectsWith } from '../helpers/aws-errors.js';
+import { eventually } from '../helpers/eventually.js';
 import { jwksOf, podClaims, TEST_ISSUER, testSigner, type TestSigner } from '../helpers/sa-tokens.js';
 import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { requirePeer } from '../peers/require.js';
@@ -59,12 +60,10 @@ async function readyz(server: ServerProcess): Promise<number> {
   return res.status;
 }
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
+/** How long `check` took to hold, for the test's diagnostic line. */
+async function msUntil(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<number> {
   const started = Date.now();
-  while (!(await check())) {
-    if (Date.now() - started > timeoutMs) assert.fail(`${what} not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await eventually(what, check, { timeoutMs });
   return Date.now() - started;
 }
 
@@ -117,7 +116,7 @@ describe('the SQLite store on a full disk', { skip, timeout: 120_000 }, () => {
     assert.equal(refused.name, 'ServerException');
     assert.equal(refused.message, 'the association store cannot write: disk full');
     assert.equal((refused as unknown as { $metadata: { httpStatusCode: number } }).$metadata.httpStatusCode, 500);
-    const notReadyAfter = await until('/readyz not ready', async () => (await readyz(server)) === 503, 5_000);
+    const notReadyAfter = await msUntil('/readyz not ready', async () => (await readyz(server)) === 503, 5_000);
 
     // reads, and so credentials, still work
     const described = await eks.send(new DescribePodIdentityAssociationCommand({ clusterName: 'demo', associationId: first.association!.associationId! }));
@@ -131,10 +130,10 @@ describe('the SQLite store on a full disk', { skip, timeout: 120_000 }, () => {
     await rejectsWith(eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'default', serviceAccount: 'still-full', roleArn, tags })), 'ServerException', 500);
     assert.equal(await readyz(server), 503);
     // (the server writes its log in batches, at least every 100 ms)
-    await until("the log keeps SQLite's own words", async () => /database or disk is full/.test(server.logs()), 2_000);
+    await eventually("the log keeps SQLite's own words", () => /database or disk is full/.test(server.logs()), { timeoutMs: 2_000 });
 
     unlinkSync(filler);
-    const readyAfter = await until('/readyz ready again', async () => (await readyz(server)) === 200, 15_000);
+    const readyAfter = await msUntil('/readyz ready again', async () => (await readyz(server)) === 200, 15_000);
     const again = await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'default', serviceAccount: 'after-recovery', roleArn }));
     assert.match(again.association!.associationId!, /^a-[a-z0-9]{17}$/);
     t.diagnostic(`filled ${(filled / 2 ** 20).toFixed(1)} MB; write refused after ${attempts} creates; not ready ${notReadyAfter} ms later; ready ${readyAfter} ms after the space was freed`);

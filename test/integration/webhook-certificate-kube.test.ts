@@ -16,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { CreatePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
 import { AdmissionregistrationV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
+import { eventually } from '../helpers/eventually.js';
 import { parseServerConfig } from '../../src/config/load.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { kubeConnections } from '../../src/server/setup/kube-connections.js';
@@ -145,13 +146,11 @@ describe('the webhook certificate kept in a Secret of a real kube-apiserver', { 
     } finally {
       eks.destroy();
     }
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const pod = await createPod(kube, { namespace: 'default', name: 'checkout-1', serviceAccountName: 'checkout', dryRun: true });
-      if (pod.metadata?.labels?.['eks.amazonaws.com/pod-identity'] === 'enabled') break;
-      if (Date.now() > deadline) assert.fail(`the API server did not call the webhook within 20 s; server logs:\n${server.logs()}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await eventually(
+      'the API server calls the webhook',
+      async () => (await createPod(kube, { namespace: 'default', name: 'checkout-1', serviceAccountName: 'checkout', dryRun: true })).metadata?.labels?.['eks.amazonaws.com/pod-identity'] === 'enabled',
+      { timeoutMs: 20_000, intervalMs: 200, context: () => `server logs:\n${server.logs()}` },
+    );
     for (const started of servers.splice(0)) await started.stop();
   });
 
@@ -191,11 +190,7 @@ describe('the webhook certificate kept in a Secret of a real kube-apiserver', { 
       assert.equal(tls.source.caCert, before.secret['ca.crt'], 'adopted what the replicas wrote');
       const secret = await core.readNamespacedSecret({ namespace: NAMESPACE, name: TARGET.secretName });
       await core.replaceNamespacedSecret({ namespace: NAMESPACE, name: TARGET.secretName, body: { ...secret, data: {} } });
-      const deadline = Date.now() + 10_000;
-      while (tls.source.caCert === before.secret['ca.crt']) {
-        if (Date.now() > deadline) assert.fail('no new CA within 10 s of checks every 100 ms');
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await eventually('a new CA, from checks every 100 ms', () => tls.source.caCert !== before.secret['ca.crt'], { timeoutMs: 10_000, intervalMs: 50 });
       const after = await held();
       assert.equal(after.secret['ca.crt'], tls.source.caCert);
       assert.equal(after.configMapCa, tls.source.caCert);

@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { CreatePodIdentityAssociationCommand, DeletePodIdentityAssociationCommand, EKSClient } from '@aws-sdk/client-eks';
 import type { V1Pod } from '@kubernetes/client-node';
+import { eventually } from '../helpers/eventually.js';
 import { applyYaml, createPod, createServiceAccount } from '../peers/kube-api.js';
 import { kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
 import { requirePeer } from '../peers/require.js';
@@ -61,13 +62,11 @@ describe('webhook on a real kube-apiserver', { skip, timeout: 180_000 }, () => {
     await eks.send(new CreatePodIdentityAssociationCommand({ clusterName: 'demo', namespace: 'default', serviceAccount: 'billing', roleArn: 'arn:aws:iam::111122223333:role/billing' }));
 
     // The API server picks the configuration up from its informer: wait until a dry run shows the webhook working.
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      const dry = await pod({ serviceAccountName: 'checkout', dryRun: true });
-      if (dry.metadata?.labels?.['eks.amazonaws.com/pod-identity'] === 'enabled') break;
-      if (Date.now() > deadline) throw new Error(`the webhook was not called within 20 s; server logs:\n${server.logs()}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await eventually('the webhook called', async () => (await pod({ serviceAccountName: 'checkout', dryRun: true })).metadata?.labels?.['eks.amazonaws.com/pod-identity'] === 'enabled', {
+      timeoutMs: 20_000,
+      intervalMs: 200,
+      context: () => `server logs:\n${server.logs()}`,
+    });
   });
 
   after(async () => {

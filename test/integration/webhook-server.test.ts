@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import * as x509 from '@peculiar/x509';
 import jsonpatch from 'fast-json-patch';
 import { parse as parseYaml } from 'yaml';
+import { eventually } from '../helpers/eventually.js';
 import { SqliteAssociationStore } from '../../src/associations/stores/sqlite.js';
 import type { Association } from '../../src/api/eks.js';
 import { closeServer, listen } from '../../src/lib/http.js';
@@ -464,13 +465,14 @@ describe('webhook certificates', () => {
       writeFileSync(`${certFile}.new`, b.cert);
       renameSync(`${keyFile}.new`, keyFile);
       renameSync(`${certFile}.new`, certFile);
-      const deadline = Date.now() + 5000;
-      let seen: string | undefined = first.peerCertificate;
-      while (seen !== fingerprint(b.cert) && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 50));
-        seen = (await post(port, `${a.caCert}${b.caCert}`, review)).peerCertificate;
-      }
-      assert.equal(seen, fingerprint(b.cert));
+      await eventually(
+        'the new certificate served',
+        async () => {
+          assert.equal((await post(port, `${a.caCert}${b.caCert}`, review)).peerCertificate, fingerprint(b.cert));
+          return true;
+        },
+        { timeoutMs: 5000, intervalMs: 50 },
+      );
       // A half-written pair (certificate without its key) is ignored; the current one keeps serving.
       writeFileSync(certFile, a.cert);
       await new Promise((r) => setTimeout(r, 200));

@@ -17,6 +17,7 @@ import {
   type V1ServiceAccount,
   type V1TokenReviewStatus,
 } from '@kubernetes/client-node';
+import { eventually } from '../helpers/eventually.js';
 import { EKS_AUDIENCE, kubeApiClient, kubeBinary, type KubeConnection } from './kube.js';
 
 const core = (kube: KubeConnection) => kubeApiClient(kube, CoreV1Api);
@@ -91,17 +92,18 @@ export async function getPod(kube: KubeConnection, namespace: string, name: stri
 /** Deletes a pod at once (grace period 0) and waits until it is gone. */
 export async function deletePod(kube: KubeConnection, namespace: string, name: string, timeoutMs = 10_000): Promise<void> {
   await core(kube).deleteNamespacedPod({ namespace, name, gracePeriodSeconds: 0 });
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await getPod(kube, namespace, name);
-    } catch (error) {
-      if (error instanceof ApiException && error.code === 404) return;
-      throw error;
-    }
-    if (Date.now() > deadline) throw new Error(`pod ${namespace}/${name} still present ${timeoutMs} ms after deletion`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await eventually(
+    `pod ${namespace}/${name} gone after deletion`,
+    () =>
+      getPod(kube, namespace, name).then(
+        () => false,
+        (error: unknown) => {
+          if (error instanceof ApiException && error.code === 404) return true;
+          throw error;
+        },
+      ),
+    { timeoutMs, intervalMs: 50 },
+  );
 }
 
 export interface PodTokenRequest {

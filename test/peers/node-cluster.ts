@@ -33,6 +33,7 @@ import { connect, createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { eventually, GiveUp } from '../helpers/eventually.js';
 import { httpsJson } from './https.js';
 import type { KubeConnection } from './kube.js';
 import { imagesDir, kubeBinDir } from './paths.js';
@@ -555,17 +556,18 @@ export async function startNodeCluster(options: { nodeName?: string; readyTimeou
     // --- ready: the node is Ready and the default service account exists
     const connection: KubeConnection = { url, caPem: ca.certPem, token: adminToken, kubeconfigPath };
     const kubelet = components.get('kubelet')!;
-    const readyBy = Date.now() + (options.readyTimeoutMs ?? 180_000);
-    for (;;) {
-      if (!kubelet.running()) throw new Error(`kubelet exited (${String(await kubelet.exited)}); its log ends:\n${tail(kubelet.logs())}`);
-      const node = await httpsJson<{ status?: { conditions?: { type: string; status: string }[] } }>(`${url}/api/v1/nodes/${nodeName}`, { ca: ca.certPem, token: adminToken });
-      const sa = await httpsJson(`${url}/api/v1/namespaces/default/serviceaccounts/default`, { ca: ca.certPem, token: adminToken });
-      if (node.status === 200 && node.body.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') && sa.status === 200) break;
-      if (Date.now() > readyBy) {
-        throw new Error(`node ${nodeName} not Ready after ${options.readyTimeoutMs ?? 180_000} ms: ${JSON.stringify(node.body.status?.conditions ?? node.text)}\n--- kubelet\n${tail(kubelet.logs())}\n--- containerd\n${tail(containerd.logs())}`);
-      }
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    let conditions = '';
+    await eventually(
+      `node ${nodeName} Ready`,
+      async () => {
+        if (!kubelet.running()) throw new GiveUp(`kubelet exited (${String(await kubelet.exited)})`);
+        const node = await httpsJson<{ status?: { conditions?: { type: string; status: string }[] } }>(`${url}/api/v1/nodes/${nodeName}`, { ca: ca.certPem, token: adminToken });
+        const sa = await httpsJson(`${url}/api/v1/namespaces/default/serviceaccounts/default`, { ca: ca.certPem, token: adminToken });
+        conditions = JSON.stringify(node.body.status?.conditions ?? node.text);
+        return node.status === 200 && node.body.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') && sa.status === 200;
+      },
+      { timeoutMs: options.readyTimeoutMs ?? 180_000, intervalMs: 500, context: () => `${conditions}\n--- kubelet\n${tail(kubelet.logs())}\n--- containerd\n${tail(containerd.logs())}` },
+    );
 
     return {
       ...connection,

@@ -12,6 +12,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { eventually, GiveUp } from '../helpers/eventually.js';
 
 export interface PeerProcess {
   readonly name: string;
@@ -218,20 +219,14 @@ export function spawnPeer(name: string, command: string, args: string[], options
 
 /** Waits until `ready()` resolves true, failing early when `peer` exits. */
 export async function waitUntil(peer: PeerProcess, what: string, timeoutMs: number, ready: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError = '';
-  while (Date.now() < deadline) {
-    if (!peer.running()) {
-      throw new Error(`${peer.name} exited (${String(await peer.exited)}) before ${what}; its log ends:\n${tail(peer.logs())}`);
-    }
-    try {
-      if (await ready()) return;
-    } catch (error) {
-      lastError = (error as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${peer.name}: no ${what} after ${timeoutMs} ms${lastError ? ` (last error: ${lastError})` : ''}; its log ends:\n${tail(peer.logs())}`);
+  await eventually(
+    `${peer.name}: ${what}`,
+    async () => {
+      if (!peer.running()) throw new GiveUp(`${peer.name} exited (${String(await peer.exited)})`);
+      return ready();
+    },
+    { timeoutMs, context: () => `its log ends:\n${tail(peer.logs())}` },
+  );
 }
 
 export function tail(text: string, lines = 40): string {

@@ -12,7 +12,12 @@ import { progress, type ScenarioResult } from './lib/report.js';
 
 const SCENARIOS: Record<string, () => Promise<{ run(): Promise<ScenarioResult> }>> = {
   agent: () => import('./agent.js'),
+  'agent-footprint': () => import('./agent-footprint.js'),
   'agent-storm': () => import('./agent-storm.js'),
+  'agent-cold-start': async () => {
+    const { run, COLD_START } = await import('./agent-storm.js');
+    return { run: () => run(COLD_START) };
+  },
   'assume-role': () => import('./assume-role.js'),
   'kube-verify': () => import('./kube-verify.js'),
   'request-cost': () => import('./request-cost.js'),

@@ -7,14 +7,14 @@
 // Connections are kept alive; every attempt has a deadline; throttling, 5xx
 // and network failures are retried with jittered exponential backoff, nothing
 // else is (a certificate the agent does not trust is not retried).
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import type { Agent as HttpAgent, IncomingHttpHeaders } from 'node:http';
 import { X509Certificate } from 'node:crypto';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import type { PodCredentials } from '../api/credentials.js';
 import { assumedRoleAccount, decodeAssumeRoleResponse, decodeErrorResponse } from '../api/eks-auth.js';
 import { WireError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { http, https } from '../lib/node-http.js';
 import { signRequest } from '../lib/sigv4.js';
 import type { CredentialSource, PresentedToken } from './credentials.js';
 import { readTokenExpiry } from './token.js';
@@ -100,7 +100,7 @@ const UNTRUSTED_CERTIFICATE = new Set([
 export class EksAuthUpstream implements CredentialSource {
   private readonly url: URL;
   private readonly agent: HttpAgent;
-  private readonly send: typeof httpRequest;
+  private readonly send: typeof http.request;
   private readonly timeoutMs: number;
   private readonly maxAttempts: number;
   private readonly backoffBaseMs: number;
@@ -113,15 +113,15 @@ export class EksAuthUpstream implements CredentialSource {
     const base = (options.endpoint ?? defaultEndpoint(options.region)).replace(/\/+$/, '');
     this.url = new URL(`${base}/clusters/${encodeURIComponent(options.clusterName)}/assume-role-for-pod-identity`);
     if (this.url.protocol !== 'http:' && this.url.protocol !== 'https:') throw new Error(`EKS Auth endpoint must be http(s): ${base}`);
-    const https = this.url.protocol === 'https:';
-    if (!https && !options.allowInsecureHttp) {
+    const secure = this.url.protocol === 'https:';
+    if (!secure && !options.allowInsecureHttp) {
       throw new Error(`EKS Auth endpoint ${base} is plain http: role credentials would cross the network unencrypted; serve the API over https (server tls) or pass --allow-insecure-http-endpoint`);
     }
     // Idle sockets are dropped before a typical server's 5 s keep-alive, so a
     // reused socket is rarely one the server is closing.
     const agentOptions = { keepAlive: true, maxSockets: 64, maxFreeSockets: 16, timeout: 4000, scheduling: 'lifo' as const };
-    this.agent = https ? new HttpsAgent({ ...agentOptions, minVersion: 'TLSv1.2', ...(options.caBundle !== undefined && { ca: options.caBundle }) }) : new HttpAgent(agentOptions);
-    this.send = https ? httpsRequest : httpRequest;
+    this.agent = secure ? new https.Agent({ ...agentOptions, minVersion: 'TLSv1.2', ...(options.caBundle !== undefined && { ca: options.caBundle }) }) : new http.Agent(agentOptions);
+    this.send = secure ? https.request : http.request;
     this.timeoutMs = options.timeoutMs ?? 2000;
     this.maxAttempts = Math.max(1, options.maxAttempts ?? 3);
     this.backoffBaseMs = options.backoffBaseMs ?? 100;

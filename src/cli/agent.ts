@@ -1,8 +1,8 @@
 // `pod-identity agent`: flags → startAgent; SIGTERM/SIGINT drain. Flags carry
 // the AWS agent's names (and short flags) where they mean the same thing.
-import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import { Option, type Command } from 'commander';
 import { AGENT_IPV4, AGENT_IPV6, startAgent } from '../agent/server.js';
+import { signingKeysProvider } from '../agent/signing-keys.js';
 import { createLogger } from '../lib/logger.js';
 import { CliError, oneLine } from './fail.js';
 import { clusterNameOption, defaultNote, endpointUrl, integer, port, positiveNumber, withExamples } from './options.js';
@@ -88,7 +88,7 @@ export function registerAgentCommand(program: Command): void {
           rateLimitBurst: flags.rateLimitBurst,
           upstreamTimeoutMs: flags.upstreamTimeout,
         },
-        { logger, credentials: fromNodeProviderChain() },
+        { logger, credentials: signingKeysProvider() },
       );
     } catch (error) {
       logger.fatal({ reason: oneLine(error) }, 'agent failed to start');

@@ -5,8 +5,8 @@
 // the given CA bundle (else the system's roots); plain HTTP only when allowed
 // explicitly, since role credentials cross the network in the answer.
 // Connections are kept alive; every attempt has a deadline; throttling, 5xx
-// and network failures are retried with jittered exponential backoff, nothing
-// else is (a certificate the agent does not trust is not retried).
+// and network failures are retried with jittered exponential backoff (after
+// the server's Retry-After, when it sends one), nothing else is (a certificate the agent does not trust is not retried).
 import type { Agent as HttpAgent, IncomingHttpHeaders } from 'node:http';
 import { X509Certificate } from 'node:crypto';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
@@ -56,7 +56,27 @@ const MAX_RESPONSE_BYTES = 64 * 1024;
 
 type Attempt =
   | { ok: true; credentials: PodCredentials }
-  | { ok: false; error: WireError; retryable: boolean; outcome: string };
+  | { ok: false; error: WireError; retryable: boolean; outcome: string; retryAfterMs?: number };
+
+/** The longest Retry-After the agent waits for between two attempts; a longer one is cut to this. */
+const MAX_RETRY_AFTER_MS = 5000;
+
+/** A Retry-After header in whole seconds (what EKS Auth and our server send) as ms; undefined when absent or not that form. Pure. */
+export function parseRetryAfter(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== 'string' || !/^\d{1,6}$/.test(value.trim())) return undefined;
+  return Number(value.trim()) * 1000;
+}
+
+/**
+ * The wait before attempt `attempt + 1`: jittered exponential backoff,
+ * random in [0, min(cap, base·2^(attempt-1))), and when the server said
+ * Retry-After, that delay first (at most MAX_RETRY_AFTER_MS), the jitter on
+ * top so that agents told the same thing do not come back together. Pure.
+ */
+export function retryDelayMs(attempt: number, retryAfterMs: number | undefined, random: number, baseMs: number, capMs: number): number {
+  const backoff = random * Math.min(capMs, baseMs * 2 ** (attempt - 1));
+  return retryAfterMs === undefined ? backoff : Math.min(retryAfterMs, MAX_RETRY_AFTER_MS) + backoff;
+}
 
 interface RawResponse {
   status: number;
@@ -152,7 +172,7 @@ export class EksAuthUpstream implements CredentialSource {
         this.options.logger?.warn({ outcome: result.outcome, status: result.error.status, attempts: attempt }, 'EKS Auth call failed');
         throw result.error;
       }
-      await this.sleep(this.random() * Math.min(this.backoffCapMs, this.backoffBaseMs * 2 ** (attempt - 1)));
+      await this.sleep(retryDelayMs(attempt, result.retryAfterMs, this.random(), this.backoffBaseMs, this.backoffCapMs));
     }
   }
 
@@ -208,7 +228,9 @@ export class EksAuthUpstream implements CredentialSource {
       return { ok: false, retryable: false, outcome: 'malformed', error: new WireError('InternalServerException', 'EKS Auth returned a response the agent cannot read.') };
     }
     const error = decodeErrorResponse(response);
-    return { ok: false, retryable: response.status === 429 || response.status >= 500, outcome: error.code, error };
+    const retryable = response.status === 429 || response.status >= 500;
+    // a server shedding load (429, 503) says when to come back
+    return { ok: false, retryable, outcome: error.code, error, retryAfterMs: retryable ? parseRetryAfter(response.headers['retry-after']) : undefined };
   }
 
   private post(headers: Record<string, string>, body: string): Promise<RawResponse> {

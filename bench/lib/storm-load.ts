@@ -303,7 +303,13 @@ export async function warmUpServer(apiUrl: string, tokens: string[]): Promise<vo
     while (next < tokens.length) {
       const body = JSON.stringify({ token: tokens[next++] });
       const headers = await signRequest({ method: 'POST', url, headers: { 'content-type': 'application/json' }, body }, { credentials: BENCH_NODE, region: 'us-east-1', service: 'eks-auth' });
-      const res = await fetch(url, { method: 'POST', headers, body });
+      let res = await fetch(url, { method: 'POST', headers, body });
+      // a JIT-cold server may shed a few (429, Retry-After): try those again after the delay, as the agent does
+      for (let tries = 1; res.status === 429 && tries < 5; tries++) {
+        await res.arrayBuffer();
+        await new Promise((r) => setTimeout(r, 1000 * Number(res.headers.get('retry-after') ?? 1)));
+        res = await fetch(url, { method: 'POST', headers, body });
+      }
       if (res.status !== 200) throw new Error(`server warm-up: AssumeRoleForPodIdentity answered ${res.status}: ${await res.text()}`);
       await res.arrayBuffer();
     }

@@ -22,6 +22,7 @@ import { PresentedToken, type CredentialSource } from './credentials.js';
 import { createAgentMetrics, type ResponseCounter } from './metrics.js';
 import { TokenBucket } from '../lib/token-bucket.js';
 import { EksAuthUpstream, parseCaBundle } from './upstream.js';
+import { warmUp } from './warm-up.js';
 
 export const AGENT_IPV4 = '169.254.170.23';
 export const AGENT_IPV6 = 'fd00:ec2::23';
@@ -58,6 +59,8 @@ export interface AgentOptions {
   rateLimitBurst?: number;
   /** per-attempt deadline of EKS Auth calls; default 2000 */
   upstreamTimeoutMs?: number;
+  /** before serving, run the cold-request path on loopback (JIT) and open connections to EKS Auth; default true */
+  warmUp?: boolean;
 }
 
 export interface AgentDependencies {
@@ -74,6 +77,9 @@ export interface RunningAgent {
   /** stop accepting, finish in-flight requests, stop refreshing */
   close(): Promise<void>;
 }
+
+/** Connections to EKS Auth opened before serving: what a burst of new pods needs at once. */
+const UPSTREAM_WARM_CONNECTIONS = 8;
 
 /** Limits of what a credentials request may carry. */
 const MAX_HEADER_BYTES = 16 * 1024;
@@ -300,6 +306,16 @@ export async function startAgent(options: AgentOptions, deps: AgentDependencies)
   const cache = maxCacheSize > 0 ? new CredentialCache({ upstream, maxSize: maxCacheSize, maxRefreshQps: options.maxServiceQps ?? 3, events: metrics.cache }) : undefined;
   if (cache) metrics.watchCache(cache);
   const source: CredentialSource = cache ?? upstream;
+
+  if (options.warmUp ?? true) {
+    // The first pods of a node start with its agent: they find its code
+    // optimised and connections to EKS Auth open (agent/warm-up.ts).
+    const started = performance.now();
+    const unlimited = () => new TokenBucket({ rate: Number.MAX_SAFE_INTEGER, burst: Number.MAX_SAFE_INTEGER }, Date.now());
+    await warmUp((warmSource, hosts) => createCredentialsHandler({ source: warmSource, allowedHosts: hosts, limiter: unlimited() }));
+    const connections = await upstream.warmConnections(UPSTREAM_WARM_CONNECTIONS);
+    logger.debug({ ms: Math.round(performance.now() - started), connections }, 'warmed up');
+  }
 
   const allowedHosts = new Set<string>();
   const listeners: { server: Server; host: string; port: number }[] = [];

@@ -138,8 +138,10 @@ export class EksAuthUpstream implements CredentialSource {
       throw new Error(`EKS Auth endpoint ${base} is plain http: role credentials would cross the network unencrypted; serve the API over https (server tls) or pass --allow-insecure-http-endpoint`);
     }
     // Idle sockets are dropped before a typical server's 5 s keep-alive, so a
-    // reused socket is rarely one the server is closing.
-    const agentOptions = { keepAlive: true, maxSockets: 64, maxFreeSockets: 16, timeout: 4000, scheduling: 'lifo' as const };
+    // reused socket is rarely one the server is closing. As many are kept
+    // idle as may be open: a burst of new pods after a quiet second finds
+    // them connected instead of paying a TCP and TLS handshake each.
+    const agentOptions = { keepAlive: true, maxSockets: 64, maxFreeSockets: 64, timeout: 4000, scheduling: 'lifo' as const };
     this.agent = secure ? new https.Agent({ ...agentOptions, minVersion: 'TLSv1.2', ...(options.caBundle !== undefined && { ca: options.caBundle }) }) : new http.Agent(agentOptions);
     this.send = secure ? https.request : http.request;
     this.timeoutMs = options.timeoutMs ?? 2000;
@@ -174,6 +176,28 @@ export class EksAuthUpstream implements CredentialSource {
       }
       await this.sleep(retryDelayMs(attempt, result.retryAfterMs, this.random(), this.backoffBaseMs, this.backoffCapMs));
     }
+  }
+
+  /**
+   * Opens up to `count` kept-alive connections (TLS included) to EKS Auth
+   * before they are needed: `count` concurrent GET / (any HTTP answer will
+   * do; its status is not looked at). Resolves with how many answered;
+   * failures are not errors here, the first real call reports them.
+   */
+  async warmConnections(count: number): Promise<number> {
+    const origin = new URL('/', this.url);
+    const one = () =>
+      new Promise<boolean>((resolve) => {
+        const req = this.send(origin, { method: 'GET', agent: this.agent, timeout: this.timeoutMs }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(true));
+        });
+        req.on('timeout', () => req.destroy());
+        req.on('error', () => resolve(false));
+        req.end();
+      });
+    const answered = await Promise.all(Array.from({ length: count }, one));
+    return answered.filter(Boolean).length;
   }
 
   /** Closes kept-alive connections. */

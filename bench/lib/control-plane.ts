@@ -47,7 +47,15 @@ export interface BenchCluster {
  * `workers` API worker processes (the server's `workers` key); `build` says
  * which CLI on which node (default: this checkout's, BENCH_CLI/BENCH_NODE).
  */
-export async function startBenchServer(dir: string, cluster: BenchCluster, nodeArgs: string[] = [], workers: number | 'auto' = 1, build: Build = CURRENT_BUILD): Promise<BenchServer> {
+export async function startBenchServer(
+  dir: string,
+  cluster: BenchCluster,
+  nodeArgs: string[] = [],
+  workers: number | 'auto' = 1,
+  build: Build = CURRENT_BUILD,
+  /** more server configuration keys (e.g. tls, admission) */
+  extraConfig: Record<string, unknown> = {},
+): Promise<BenchServer> {
   const [api, webhook, metrics] = await Promise.all([freePort(), freePort(), freePort()]);
   const config = join(dir, 'config.yaml');
   writeFileSync(
@@ -63,10 +71,11 @@ export async function startBenchServer(dir: string, cluster: BenchCluster, nodeA
       nodes: [keyPair(BENCH_NODE)],
       clusters: [{ name: 'bench', ...cluster }],
       issuer: { type: 'local', durationSeconds: 3600 },
+      ...extraConfig,
     }),
   );
   const child = await startProcess([...nodeArgs, build.cli, 'server', '--config', config], {}, 'server started', undefined, build.node);
-  return { process: child, apiUrl: `http://127.0.0.1:${api}`, metricsUrl: `http://127.0.0.1:${metrics}` };
+  return { process: child, apiUrl: `${extraConfig.tls ? 'https' : 'http'}://127.0.0.1:${api}`, metricsUrl: `http://127.0.0.1:${metrics}` };
 }
 
 /** The role the benchmarks associate with a service account of namespace `bench`. */

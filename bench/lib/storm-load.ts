@@ -23,10 +23,12 @@ const STORM_DRIVER = `
 import { connect } from 'node:net';
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
-const { url, tokensFile, seconds, sockets, timeoutMs, fresh } = JSON.parse(process.argv[1]);
+const { url, tokensFile, requestsFile, total: totalWanted, seconds, sockets, timeoutMs, fresh } = JSON.parse(process.argv[1]);
 const target = new URL(url);
-const tokens = readFileSync(tokensFile, 'utf8').split('\\n').filter(Boolean);
-const total = tokens.length;
+// GETs with one token each, or raw requests (base64, one a line) sent in turn until \`total\`
+const tokens = tokensFile ? readFileSync(tokensFile, 'utf8').split('\\n').filter(Boolean) : ['warm.up.token'];
+const raws = requestsFile ? readFileSync(requestsFile, 'utf8').split('\\n').filter(Boolean).map((line) => Buffer.from(line, 'base64')) : undefined;
+const total = raws ? totalWanted : tokens.length;
 const interval = (seconds * 1000) / total;
 const request = (host, token) => Buffer.from('GET ' + target.pathname + ' HTTP/1.1\\r\\nhost: ' + host + '\\r\\nauthorization: ' + token + '\\r\\n\\r\\n', 'latin1');
 
@@ -143,6 +145,7 @@ function client(host, port, maxSockets, answer, failed, fresh = false) {
 }
 
 const latencies = new Float64Array(total).fill(NaN);
+const answerStatus = new Uint16Array(total);
 const statuses = {};
 const accessKeyIds = new Set();
 let errors = 0, withoutCredentials = 0, finished = 0, maxSendLag = 0, lastAnswerAt = 0, lastSentAt = 0, firstFailure;
@@ -157,6 +160,7 @@ const agent = client(target.hostname, Number(target.port), sockets, (i, status, 
   const now = performance.now();
   lastAnswerAt = now;
   latencies[i] = now - (start + i * interval);
+  answerStatus[i] = status;
   statuses[status] = (statuses[status] ?? 0) + 1;
   if (status !== 200) {
     firstFailure ??= status + ' ' + body.toString().slice(0, 300);
@@ -175,7 +179,7 @@ const agent = client(target.hostname, Number(target.port), sockets, (i, status, 
   firstFailure ??= message;
   settle();
 }, fresh);
-const prebuilt = tokens.map((token) => request(target.host, token));
+const prebuilt = raws ? Array.from({ length: total }, (_, i) => raws[i % raws.length]) : tokens.map((token) => request(target.host, token));
 
 start = performance.now();
 let next = 0;
@@ -195,17 +199,18 @@ const pacer = setInterval(() => {
 await allDone;
 agent.close();
 const cpu = process.cpuUsage(cpuBefore);
-console.log(JSON.stringify({
+// written in full before exiting: process.exit() would cut a long line on a pipe
+process.stdout.write(JSON.stringify({
   sent: next,
   statuses, errors, withoutCredentials, firstFailure,
   distinctAccessKeyIds: accessKeyIds.size,
   latencies: Array.from(latencies, (ms) => Math.round(ms * 1000) / 1000),
+  answerStatuses: Array.from(answerStatus),
   sendSeconds: (lastSentAt - start) / 1000,
   answerSeconds: (lastAnswerAt - start) / 1000,
   maxSendLag, socketsOpened: agent.opened, retriedAfterKeepAliveClose: agent.retried,
   cpuMs: (cpu.user + cpu.system) / 1000,
-}));
-process.exit(0);
+}) + '\\n', () => process.exit(0));
 `;
 
 export interface StormResult {
@@ -218,6 +223,8 @@ export interface StormResult {
   distinctAccessKeyIds: number;
   /** ms from due time to the answer's last byte, per request; null for a request that failed */
   latencies: (number | null)[];
+  /** the HTTP status of each answer (0: none) */
+  answerStatuses: number[];
   /** first due time → last request written */
   sendSeconds: number;
   /** first due time → last answer */
@@ -229,10 +236,13 @@ export interface StormResult {
 }
 
 export interface StormSpec {
-  /** the agent's credentials URL */
+  /** where the requests go (the agent's credentials URL for tokens) */
   url: string;
-  /** one token a line */
-  tokensFile: string;
+  /** one token a line: a GET /v1/credentials each */
+  tokensFile?: string;
+  /** or raw HTTP/1.1 requests, base64 one a line, sent in turn `total` times */
+  requestsFile?: string;
+  total?: number;
   /** all requests are due within this many seconds, evenly paced */
   seconds: number;
   /** connections open at most */

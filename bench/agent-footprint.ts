@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEV_ISSUER, openDevSigner } from '../src/dev/token-signer.js';
 import { freePort } from '../test/helpers/server-process.js';
-import { createAssociations, startBenchAgent, startBenchServer } from './lib/control-plane.js';
+import { AGENT_NODE_OPTIONS, createAssociations, startBenchAgent, startBenchServer } from './lib/control-plane.js';
 import { startLeanAgent } from './lib/lean-agent.js';
 import { median, rssMiB, startProcess, stopProcess } from './lib/processes.js';
 import { atMost, below, percentile, progress, round, type ScenarioResult } from './lib/report.js';
@@ -30,8 +30,6 @@ const RATE = Number(process.env.BENCH_FOOTPRINT_RATE ?? 200);
 const ROUNDS = Number(process.env.BENCH_FOOTPRINT_ROUNDS ?? 2);
 const SETTLE_MS = Number(process.env.BENCH_FOOTPRINT_SETTLE_SECONDS ?? 3) * 1000;
 const SERVICE_ACCOUNTS = 50;
-/** what the chart's DaemonSet sets (deploy/helm/pod-identity/templates/agent.yaml) */
-export const AGENT_NODE_OPTIONS = ['--max-semi-space-size=1'];
 
 interface Footprint {
   startMs: number;

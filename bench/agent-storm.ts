@@ -36,7 +36,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DEV_ISSUER, openDevSigner } from '../src/dev/token-signer.js';
-import { createAssociations, nodeArgsFrom, startBenchAgent, startBenchServer } from './lib/control-plane.js';
+import { AGENT_NODE_OPTIONS, createAssociations, nodeArgsFrom, startBenchAgent, startBenchServer } from './lib/control-plane.js';
 import { cpuMs, cpuSplitMs, rssMiB, stopProcess } from './lib/processes.js';
 import { atLeast, below, percentile, progress, round, type ScenarioResult, type Target } from './lib/report.js';
 import { mintTokens, scrape, storm, sumSamples, warmUpServer, type StormResult } from './lib/storm-load.js';
@@ -56,6 +56,8 @@ interface StormConfig {
   settleMs: number;
   /** which latency the scenario's target is on */
   target: { metric: 'max' | 'p99.9'; belowMs: number };
+  /** whether the resident memory with every token cached has a target (the issue's: < 100 MB with 10,000) */
+  memoryTarget: boolean;
 }
 
 function stormConfig(scenario: string, prefix: string, defaults: Omit<StormConfig, 'scenario' | 'settleMs' | 'serverWarmUp' | 'serviceAccounts' | 'sockets'>): StormConfig {
@@ -71,6 +73,7 @@ function stormConfig(scenario: string, prefix: string, defaults: Omit<StormConfi
     serverWarmUp: knob('SERVER_WARM_UP', 2000),
     settleMs: knob('SETTLE_SECONDS', 3) * 1000,
     target: defaults.target,
+    memoryTarget: defaults.memoryTarget,
   };
 }
 
@@ -188,7 +191,7 @@ export async function run(config: StormConfig = STORM): Promise<ScenarioResult> 
     const agentFlags = ['--max-cache-size', String(Math.max(2000, TOKENS))];
     // The shipped limit (1,000 req/s, burst 1,000) is left alone unless a knob asks for more than it allows.
     if (RATE > AGENT_RATE_LIMIT) agentFlags.push('--rate-limit', String(Math.ceil(RATE * 2)), '--rate-limit-burst', String(Math.ceil(RATE * 2)));
-    const { process: agent, credentialsUrl: agentUrl, metricsUrl: agentMetricsUrl } = await startBenchAgent(apiUrl, agentFlags, nodeArgsFrom('BENCH_STORM_AGENT_NODE_ARGS'));
+    const { process: agent, credentialsUrl: agentUrl, metricsUrl: agentMetricsUrl } = await startBenchAgent(apiUrl, agentFlags, [...AGENT_NODE_OPTIONS, ...nodeArgsFrom('BENCH_STORM_AGENT_NODE_ARGS')]);
     children.push(agent);
     const serverMetricsUrl = server.metricsUrl;
 
@@ -262,14 +265,14 @@ export async function run(config: StormConfig = STORM): Promise<ScenarioResult> 
         atLeast('storm: requests answered 200 with credentials', stormSummary.ok, TOKENS),
         equals('storm: upstream calls (one per distinct token)', upstreamCalls, TOKENS),
         config.target.metric === 'max' ? below('storm: slowest request (ms)', stormSummary.max, config.target.belowMs) : below('storm: p99.9 (ms)', stormSummary.p999, config.target.belowMs),
-        below(`agent resident memory with ${cachedEntries} cached entries (MB)`, cachedMB, 100),
+        ...(config.memoryTarget ? [below(`agent resident memory with ${cachedEntries} cached entries (MB)`, cachedMB, 100)] : []),
         atLeast('replay: requests answered 200 from the cache', replaySummary.ok, TOKENS),
         equals('replay: upstream calls', replayUpstreamCalls, 0),
       ],
       notes: [
         `Load from a separate process: request i is due at start + i·${round(1000 / RATE, 3)} ms whatever earlier answers do (open loop), and timed from that due time to its answer's last byte; ${FRESH_CONNECTIONS ? 'a new connection per request (a pod\'s first call)' : `kept-alive connections, one request in flight on each, a new one opened whenever all are busy, up to ${SOCKETS}`}.`,
         `The server answered ${SERVER_WARM_UP} AssumeRoleForPodIdentity calls for other pods before the storm (warm, as a control plane serving a cluster is); the agent starts cold.`,
-        `The agent runs with its shipped flags except --max-cache-size ${Math.max(2000, TOKENS)} (default 2000: a storm of ${TOKENS} pods would evict most of its entries and re-call upstream on their next refresh).`,
+        `The agent runs with the DaemonSet's NODE_OPTIONS (${AGENT_NODE_OPTIONS.join(' ')}) and its shipped flags except --max-cache-size ${Math.max(2000, TOKENS)} (default 2000: a storm of ${TOKENS} pods would evict most of its entries and re-call upstream on their next refresh).`,
         'Upstream calls are the AssumeRoleForPodIdentity requests counted by the server (all statuses); each cold request costs one SigV4-signed call, which the server verifies (SigV4, RS256 token, association, local issuer, audit record at info).',
         'CPU figures are user+system time from /proc over the storm (10 ms ticks): they do not depend on what else the machine runs.',
         `Resident memory is VmRSS of the agent process; MB = 10^6 bytes (MiB × 1.048576) for the target.`,
@@ -282,14 +285,14 @@ export async function run(config: StormConfig = STORM): Promise<ScenarioResult> 
 }
 
 /** The 10,000-pods-in-10-s storm: kept-alive connections, the slowest answer under 1 s. */
-const STORM = stormConfig('agent-storm', 'STORM', { tokens: 10_000, seconds: 10, fresh: false, target: { metric: 'max', belowMs: 1000 } });
+const STORM = stormConfig('agent-storm', 'STORM', { tokens: 10_000, seconds: 10, fresh: false, target: { metric: 'max', belowMs: 1000 }, memoryTarget: true });
 
 /**
  * Shaped like AWS's Pod Identity scale test (awslabs/eks-perf-tests): 5,000
  * pods at 200 a second, each one cold credentials fetch on its own new
  * connection (a pod's SDK on its first call); p99.9 under 100 ms.
  */
-export const COLD_START = stormConfig('agent-cold-start', 'COLD', { tokens: 5000, seconds: 25, fresh: true, target: { metric: 'p99.9', belowMs: 100 } });
+export const COLD_START = stormConfig('agent-cold-start', 'COLD', { tokens: 5000, seconds: 25, fresh: true, target: { metric: 'p99.9', belowMs: 100 }, memoryTarget: false });
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   run(process.env.BENCH_SCENARIO === 'agent-cold-start' ? COLD_START : STORM).then((result) => console.log(JSON.stringify(result, null, 2)));

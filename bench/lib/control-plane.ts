@@ -114,8 +114,15 @@ export interface BenchAgent {
   metricsUrl: string;
 }
 
-/** `pod-identity agent` on loopback for the server at `apiUrl`, signing with the bench node key; `flags` are added to the CLI's. */
-export async function startBenchAgent(apiUrl: string, flags: string[] = [], nodeArgs: string[] = []): Promise<BenchAgent> {
+/** The V8 flags the chart's DaemonSet gives the agent (NODE_OPTIONS in deploy/helm/pod-identity/templates/agent.yaml). */
+export const AGENT_NODE_OPTIONS = ['--max-semi-space-size=1'];
+
+/**
+ * `pod-identity agent` on loopback for the server at `apiUrl`, signing with
+ * the bench node key, with the DaemonSet's V8 flags unless `nodeArgs` are
+ * given; `flags` are added to the CLI's.
+ */
+export async function startBenchAgent(apiUrl: string, flags: string[] = [], nodeArgs: string[] = AGENT_NODE_OPTIONS): Promise<BenchAgent> {
   const [port, probePort, metricsPort] = await Promise.all([freePort(), freePort(), freePort()]);
   const args = [...nodeArgs, CURRENT_BUILD.cli, 'agent', '--cluster-name', 'bench', '--endpoint', apiUrl, '--allow-insecure-http-endpoint', '--allow-loopback', '--bind-hosts', '127.0.0.1', '--port', String(port)];
   args.push('--probe-port', String(probePort), '--metrics-port', String(metricsPort), '--metrics-address', '127.0.0.1', '--log-level', 'info', ...flags);

@@ -47,7 +47,15 @@ export interface BenchCluster {
  * `workers` API worker processes (the server's `workers` key); `build` says
  * which CLI on which node (default: this checkout's, BENCH_CLI/BENCH_NODE).
  */
-export async function startBenchServer(dir: string, cluster: BenchCluster, nodeArgs: string[] = [], workers: number | 'auto' = 1, build: Build = CURRENT_BUILD): Promise<BenchServer> {
+export async function startBenchServer(
+  dir: string,
+  cluster: BenchCluster,
+  nodeArgs: string[] = [],
+  workers: number | 'auto' = 1,
+  build: Build = CURRENT_BUILD,
+  /** more server configuration keys (e.g. tls, admission) */
+  extraConfig: Record<string, unknown> = {},
+): Promise<BenchServer> {
   const [api, webhook, metrics] = await Promise.all([freePort(), freePort(), freePort()]);
   const config = join(dir, 'config.yaml');
   writeFileSync(
@@ -63,10 +71,11 @@ export async function startBenchServer(dir: string, cluster: BenchCluster, nodeA
       nodes: [keyPair(BENCH_NODE)],
       clusters: [{ name: 'bench', ...cluster }],
       issuer: { type: 'local', durationSeconds: 3600 },
+      ...extraConfig,
     }),
   );
   const child = await startProcess([...nodeArgs, build.cli, 'server', '--config', config], {}, 'server started', undefined, build.node);
-  return { process: child, apiUrl: `http://127.0.0.1:${api}`, metricsUrl: `http://127.0.0.1:${metrics}` };
+  return { process: child, apiUrl: `${extraConfig.tls ? 'https' : 'http'}://127.0.0.1:${api}`, metricsUrl: `http://127.0.0.1:${metrics}` };
 }
 
 /** The role the benchmarks associate with a service account of namespace `bench`. */
@@ -105,8 +114,15 @@ export interface BenchAgent {
   metricsUrl: string;
 }
 
-/** `pod-identity agent` on loopback for the server at `apiUrl`, signing with the bench node key; `flags` are added to the CLI's. */
-export async function startBenchAgent(apiUrl: string, flags: string[] = [], nodeArgs: string[] = []): Promise<BenchAgent> {
+/** The V8 flags the chart's DaemonSet gives the agent (NODE_OPTIONS in deploy/helm/pod-identity/templates/agent.yaml). */
+export const AGENT_NODE_OPTIONS = ['--max-semi-space-size=1'];
+
+/**
+ * `pod-identity agent` on loopback for the server at `apiUrl`, signing with
+ * the bench node key, with the DaemonSet's V8 flags unless `nodeArgs` are
+ * given; `flags` are added to the CLI's.
+ */
+export async function startBenchAgent(apiUrl: string, flags: string[] = [], nodeArgs: string[] = AGENT_NODE_OPTIONS): Promise<BenchAgent> {
   const [port, probePort, metricsPort] = await Promise.all([freePort(), freePort(), freePort()]);
   const args = [...nodeArgs, CURRENT_BUILD.cli, 'agent', '--cluster-name', 'bench', '--endpoint', apiUrl, '--allow-insecure-http-endpoint', '--allow-loopback', '--bind-hosts', '127.0.0.1', '--port', String(port)];
   args.push('--probe-port', String(probePort), '--metrics-port', String(metricsPort), '--metrics-address', '127.0.0.1', '--log-level', 'info', ...flags);

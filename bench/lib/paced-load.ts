@@ -44,6 +44,8 @@ export interface PacedLoadResult {
   maxSendLag: number;
   /** this load generator's own CPU per answered request (µs): what it took from the machine */
   loaderCpuMicros: number;
+  /** the answers by HTTP status: how many, and their latency p99 and max (ms) */
+  byStatus: Record<string, { count: number; p99: number; max: number }>;
 }
 
 interface Connection {
@@ -82,6 +84,7 @@ async function main(spec: PacedLoadSpec): Promise<PacedLoadResult> {
   const requests = readFileSync(spec.requestsFile, 'utf8').split('\n').filter(Boolean).map((line) => Buffer.from(line, 'base64'));
   const total = Math.round(spec.rate * spec.seconds);
   const latencies = new Float64Array(total);
+  const statuses = new Uint16Array(total);
   let answered = 0;
   let non2xx = 0;
   let lastAnswerAt = 0;
@@ -98,6 +101,7 @@ async function main(spec: PacedLoadSpec): Promise<PacedLoadResult> {
       const status = (conn.buffer[9]! - 48) * 100 + (conn.buffer[10]! - 48) * 10 + (conn.buffer[11]! - 48);
       if (status < 200 || status > 299) non2xx++;
       lastAnswerAt = performance.now();
+      statuses[answered] = status;
       latencies[answered++] = lastAnswerAt - conn.due.shift()!;
       conn.buffer = conn.buffer.subarray(end);
     }
@@ -150,8 +154,14 @@ async function main(spec: PacedLoadSpec): Promise<PacedLoadResult> {
   const elapsed = (lastAnswerAt - start) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
   for (const conn of connections) conn.socket.destroy();
+  const byStatus: PacedLoadResult['byStatus'] = {};
+  for (const status of new Set(statuses.subarray(0, answered))) {
+    const of = latencies.subarray(0, answered).filter((_ms, i) => statuses[i] === status).sort();
+    byStatus[status] = { count: of.length, p99: percentileOf(of, 99), max: of[of.length - 1]! };
+  }
   const sorted = latencies.subarray(0, answered).sort();
   return {
+    byStatus,
     sent,
     answered,
     non2xx,

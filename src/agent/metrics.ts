@@ -1,7 +1,7 @@
 // The agent's Prometheus metrics, and the event hooks that feed them into the
 // cache, the upstream and the handler.
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { hotCounter, hotHistogram } from '../lib/metrics.js';
+import { Counter, Gauge, Histogram, type Registry } from '../lib/prometheus.js';
 import type { CacheEvents } from './cache.js';
 import type { UpstreamEvents } from './upstream.js';
 

@@ -7,13 +7,14 @@
 // The request path is kept close to a bare node:http handler: the response
 // bytes and headers are encoded once per credentials object and reused.
 import { readFileSync } from 'node:fs';
-import { createServer, get as httpGet, STATUS_CODES, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { isWireError } from '../lib/errors.js';
 import { applyServerTimeouts, closeServer, formatUrlHost, listen } from '../lib/http.js';
 import type { Logger } from '../lib/logger.js';
+import { http } from '../lib/node-http.js';
 import { createMetricsServer, createRegistry } from '../lib/metrics.js';
 import { CredentialCache } from './cache.js';
 import { encodeCredentials, encodeFailure, type PodCredentials } from '../api/credentials.js';
@@ -21,6 +22,7 @@ import { PresentedToken, type CredentialSource } from './credentials.js';
 import { createAgentMetrics, type ResponseCounter } from './metrics.js';
 import { TokenBucket } from '../lib/token-bucket.js';
 import { EksAuthUpstream, parseCaBundle } from './upstream.js';
+import { warmUp } from './warm-up.js';
 
 export const AGENT_IPV4 = '169.254.170.23';
 export const AGENT_IPV6 = 'fd00:ec2::23';
@@ -57,6 +59,8 @@ export interface AgentOptions {
   rateLimitBurst?: number;
   /** per-attempt deadline of EKS Auth calls; default 2000 */
   upstreamTimeoutMs?: number;
+  /** before serving, run the cold-request path on loopback (JIT) and open connections to EKS Auth; default true */
+  warmUp?: boolean;
 }
 
 export interface AgentDependencies {
@@ -73,6 +77,9 @@ export interface RunningAgent {
   /** stop accepting, finish in-flight requests, stop refreshing */
   close(): Promise<void>;
 }
+
+/** Connections to EKS Auth opened before serving: what a burst of new pods needs at once. */
+const UPSTREAM_WARM_CONNECTIONS = 8;
 
 /** Limits of what a credentials request may carry. */
 const MAX_HEADER_BYTES = 16 * 1024;
@@ -236,7 +243,7 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
   const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
   const message = status === 431 ? `Request headers exceed ${MAX_HEADER_BYTES} bytes.` : status === 408 ? 'The request took too long to arrive.' : 'Malformed HTTP request (header values must be one line).';
   const body = encodeFailure(status === 431 ? 'RequestHeaderFieldsTooLarge' : status === 408 ? 'RequestTimeout' : 'BadRequest', message);
-  socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`), body]));
+  socket.end(Buffer.concat([Buffer.from(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`), body]));
 }
 
 const EXPECTATION_FAILED = encodeError('ExpectationFailed', 'The agent supports no Expect header but 100-continue.', true);
@@ -254,7 +261,7 @@ function isUnavailableIpv6(host: string, error: unknown): boolean {
 /** Answers if the listener at host:port answers HTTP at all (any status). */
 function probeListener(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = httpGet({ host, port, path: '/', agent: false, timeout: timeoutMs }, (res) => {
+    const req = http.get({ host, port, path: '/', agent: false, timeout: timeoutMs }, (res) => {
       res.resume();
       resolve(true);
     });
@@ -300,6 +307,16 @@ export async function startAgent(options: AgentOptions, deps: AgentDependencies)
   if (cache) metrics.watchCache(cache);
   const source: CredentialSource = cache ?? upstream;
 
+  if (options.warmUp ?? true) {
+    // The first pods of a node start with its agent: they find its code
+    // optimised and connections to EKS Auth open (agent/warm-up.ts).
+    const started = performance.now();
+    const unlimited = () => new TokenBucket({ rate: Number.MAX_SAFE_INTEGER, burst: Number.MAX_SAFE_INTEGER }, Date.now());
+    await warmUp((warmSource, hosts) => createCredentialsHandler({ source: warmSource, allowedHosts: hosts, limiter: unlimited() }));
+    const connections = await upstream.warmConnections(UPSTREAM_WARM_CONNECTIONS);
+    logger.debug({ ms: Math.round(performance.now() - started), connections }, 'warmed up');
+  }
+
   const allowedHosts = new Set<string>();
   const listeners: { server: Server; host: string; port: number }[] = [];
   const stopAll = async () => {
@@ -309,7 +326,7 @@ export async function startAgent(options: AgentOptions, deps: AgentDependencies)
   };
   try {
     for (const host of bindHosts) {
-      const server = createServer(
+      const server = http.createServer(
         { maxHeaderSize: MAX_HEADER_BYTES },
         createCredentialsHandler({ source, allowedHosts, limiter: new TokenBucket({ rate: rateLimit, burst: rateLimitBurst }, Date.now()), responses: metrics.responses, logger }),
       );

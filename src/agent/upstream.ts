@@ -5,16 +5,16 @@
 // the given CA bundle (else the system's roots); plain HTTP only when allowed
 // explicitly, since role credentials cross the network in the answer.
 // Connections are kept alive; every attempt has a deadline; throttling, 5xx
-// and network failures are retried with jittered exponential backoff, nothing
-// else is (a certificate the agent does not trust is not retried).
-import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+// and network failures are retried with jittered exponential backoff (after
+// the server's Retry-After, when it sends one), nothing else is (a certificate the agent does not trust is not retried).
+import type { Agent as HttpAgent, IncomingHttpHeaders } from 'node:http';
 import { X509Certificate } from 'node:crypto';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import type { PodCredentials } from '../api/credentials.js';
 import { assumedRoleAccount, decodeAssumeRoleResponse, decodeErrorResponse } from '../api/eks-auth.js';
 import { WireError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { http, https } from '../lib/node-http.js';
 import { signRequest } from '../lib/sigv4.js';
 import type { CredentialSource, PresentedToken } from './credentials.js';
 import { readTokenExpiry } from './token.js';
@@ -56,7 +56,27 @@ const MAX_RESPONSE_BYTES = 64 * 1024;
 
 type Attempt =
   | { ok: true; credentials: PodCredentials }
-  | { ok: false; error: WireError; retryable: boolean; outcome: string };
+  | { ok: false; error: WireError; retryable: boolean; outcome: string; retryAfterMs?: number };
+
+/** The longest Retry-After the agent waits for between two attempts; a longer one is cut to this. */
+const MAX_RETRY_AFTER_MS = 5000;
+
+/** A Retry-After header in whole seconds (what EKS Auth and our server send) as ms; undefined when absent or not that form. Pure. */
+export function parseRetryAfter(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== 'string' || !/^\d{1,6}$/.test(value.trim())) return undefined;
+  return Number(value.trim()) * 1000;
+}
+
+/**
+ * The wait before attempt `attempt + 1`: jittered exponential backoff,
+ * random in [0, min(cap, base·2^(attempt-1))), and when the server said
+ * Retry-After, that delay first (at most MAX_RETRY_AFTER_MS), the jitter on
+ * top so that agents told the same thing do not come back together. Pure.
+ */
+export function retryDelayMs(attempt: number, retryAfterMs: number | undefined, random: number, baseMs: number, capMs: number): number {
+  const backoff = random * Math.min(capMs, baseMs * 2 ** (attempt - 1));
+  return retryAfterMs === undefined ? backoff : Math.min(retryAfterMs, MAX_RETRY_AFTER_MS) + backoff;
+}
 
 interface RawResponse {
   status: number;
@@ -100,7 +120,7 @@ const UNTRUSTED_CERTIFICATE = new Set([
 export class EksAuthUpstream implements CredentialSource {
   private readonly url: URL;
   private readonly agent: HttpAgent;
-  private readonly send: typeof httpRequest;
+  private readonly send: typeof http.request;
   private readonly timeoutMs: number;
   private readonly maxAttempts: number;
   private readonly backoffBaseMs: number;
@@ -113,15 +133,17 @@ export class EksAuthUpstream implements CredentialSource {
     const base = (options.endpoint ?? defaultEndpoint(options.region)).replace(/\/+$/, '');
     this.url = new URL(`${base}/clusters/${encodeURIComponent(options.clusterName)}/assume-role-for-pod-identity`);
     if (this.url.protocol !== 'http:' && this.url.protocol !== 'https:') throw new Error(`EKS Auth endpoint must be http(s): ${base}`);
-    const https = this.url.protocol === 'https:';
-    if (!https && !options.allowInsecureHttp) {
+    const secure = this.url.protocol === 'https:';
+    if (!secure && !options.allowInsecureHttp) {
       throw new Error(`EKS Auth endpoint ${base} is plain http: role credentials would cross the network unencrypted; serve the API over https (server tls) or pass --allow-insecure-http-endpoint`);
     }
     // Idle sockets are dropped before a typical server's 5 s keep-alive, so a
-    // reused socket is rarely one the server is closing.
-    const agentOptions = { keepAlive: true, maxSockets: 64, maxFreeSockets: 16, timeout: 4000, scheduling: 'lifo' as const };
-    this.agent = https ? new HttpsAgent({ ...agentOptions, minVersion: 'TLSv1.2', ...(options.caBundle !== undefined && { ca: options.caBundle }) }) : new HttpAgent(agentOptions);
-    this.send = https ? httpsRequest : httpRequest;
+    // reused socket is rarely one the server is closing. As many are kept
+    // idle as may be open: a burst of new pods after a quiet second finds
+    // them connected instead of paying a TCP and TLS handshake each.
+    const agentOptions = { keepAlive: true, maxSockets: 64, maxFreeSockets: 64, timeout: 4000, scheduling: 'lifo' as const };
+    this.agent = secure ? new https.Agent({ ...agentOptions, minVersion: 'TLSv1.2', ...(options.caBundle !== undefined && { ca: options.caBundle }) }) : new http.Agent(agentOptions);
+    this.send = secure ? https.request : http.request;
     this.timeoutMs = options.timeoutMs ?? 2000;
     this.maxAttempts = Math.max(1, options.maxAttempts ?? 3);
     this.backoffBaseMs = options.backoffBaseMs ?? 100;
@@ -152,8 +174,30 @@ export class EksAuthUpstream implements CredentialSource {
         this.options.logger?.warn({ outcome: result.outcome, status: result.error.status, attempts: attempt }, 'EKS Auth call failed');
         throw result.error;
       }
-      await this.sleep(this.random() * Math.min(this.backoffCapMs, this.backoffBaseMs * 2 ** (attempt - 1)));
+      await this.sleep(retryDelayMs(attempt, result.retryAfterMs, this.random(), this.backoffBaseMs, this.backoffCapMs));
     }
+  }
+
+  /**
+   * Opens up to `count` kept-alive connections (TLS included) to EKS Auth
+   * before they are needed: `count` concurrent GET / (any HTTP answer will
+   * do; its status is not looked at). Resolves with how many answered;
+   * failures are not errors here, the first real call reports them.
+   */
+  async warmConnections(count: number): Promise<number> {
+    const origin = new URL('/', this.url);
+    const one = () =>
+      new Promise<boolean>((resolve) => {
+        const req = this.send(origin, { method: 'GET', agent: this.agent, timeout: this.timeoutMs }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(true));
+        });
+        req.on('timeout', () => req.destroy());
+        req.on('error', () => resolve(false));
+        req.end();
+      });
+    const answered = await Promise.all(Array.from({ length: count }, one));
+    return answered.filter(Boolean).length;
   }
 
   /** Closes kept-alive connections. */
@@ -208,7 +252,9 @@ export class EksAuthUpstream implements CredentialSource {
       return { ok: false, retryable: false, outcome: 'malformed', error: new WireError('InternalServerException', 'EKS Auth returned a response the agent cannot read.') };
     }
     const error = decodeErrorResponse(response);
-    return { ok: false, retryable: response.status === 429 || response.status >= 500, outcome: error.code, error };
+    const retryable = response.status === 429 || response.status >= 500;
+    // a server shedding load (429, 503) says when to come back
+    return { ok: false, retryable, outcome: error.code, error, retryAfterMs: retryable ? parseRetryAfter(response.headers['retry-after']) : undefined };
   }
 
   private post(headers: Record<string, string>, body: string): Promise<RawResponse> {

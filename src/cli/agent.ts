@@ -1,8 +1,8 @@
 // `pod-identity agent`: flags → startAgent; SIGTERM/SIGINT drain. Flags carry
 // the AWS agent's names (and short flags) where they mean the same thing.
-import { fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import { Option, type Command } from 'commander';
 import { AGENT_IPV4, AGENT_IPV6, startAgent } from '../agent/server.js';
+import { signingKeysProvider } from '../agent/signing-keys.js';
 import { createLogger } from '../lib/logger.js';
 import { CliError, oneLine } from './fail.js';
 import { clusterNameOption, defaultNote, endpointUrl, integer, port, positiveNumber, withExamples } from './options.js';
@@ -27,6 +27,7 @@ interface AgentFlags {
   rateLimit: number;
   rateLimitBurst: number;
   upstreamTimeout: number;
+  warmUp: boolean;
   logLevel?: string;
 }
 
@@ -58,6 +59,7 @@ export function registerAgentCommand(program: Command): void {
       .option('--rate-limit <n>', 'requests per second each listener answers before 429', positiveNumber, 1000)
       .option('--rate-limit-burst <n>', 'burst of that limit', integer(1, 1_000_000), 1000)
       .option('--upstream-timeout <ms>', 'deadline of one EKS Auth attempt (retried up to 3 times)', integer(1, 60_000), 2000)
+      .option('--no-warm-up', 'serve at once, without first running the cold-request path on loopback and opening connections to EKS Auth (about 0.3 s and a few MiB; the first pods then find a cold agent)')
       .option('--log-level <level>', `fatal, error, warn, info, debug, trace or silent ${defaultNote('info')}`)
       .addHelpText('after', '\nSigning keys for EKS Auth come from the AWS default credential chain (environment, shared files, web identity, IMDS).'),
     'pod-identity agent -c my-cluster --endpoint https://pod-identity-server.pod-identity.svc:8080 --ca-bundle /etc/pod-identity/ca/ca.crt',
@@ -87,8 +89,9 @@ export function registerAgentCommand(program: Command): void {
           rateLimit: flags.rateLimit,
           rateLimitBurst: flags.rateLimitBurst,
           upstreamTimeoutMs: flags.upstreamTimeout,
+          warmUp: flags.warmUp,
         },
-        { logger, credentials: fromNodeProviderChain() },
+        { logger, credentials: signingKeysProvider() },
       );
     } catch (error) {
       logger.fatal({ reason: oneLine(error) }, 'agent failed to start');

@@ -1,8 +1,9 @@
 // Prometheus metrics. Each process owns one registry, passed as an option
 // (no global state), and serves it on its metrics listener.
-import { createServer, type Server } from 'node:http';
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
+import type { Server } from 'node:http';
 import { sendText } from './http.js';
+import { http } from './node-http.js';
+import { collectProcessMetrics, Counter, Gauge, Registry } from './prometheus.js';
 import { VERSION } from './version.js';
 
 /**
@@ -13,7 +14,7 @@ import { VERSION } from './version.js';
  */
 export function createRegistry(component: 'server' | 'agent'): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  collectProcessMetrics(registry);
   new Gauge({
     name: 'pod_identity_build_info',
     help: 'Always 1: the version and the component (server or agent) of this process',
@@ -145,7 +146,7 @@ function readinessText(problems: readonly string[]): string {
 
 /** /metrics, /healthz (process alive) and /readyz (the given check; its problems are the body of a 503). */
 export function createMetricsServer(source: MetricsSource, ready: ReadinessCheck): Server {
-  return createServer((req, res) => {
+  return http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendText(res, 405, 'method not allowed\n');

@@ -89,7 +89,7 @@ export async function startApiListener(config: ServerConfig, deps: ApiListenerDe
       admins,
     ),
   ];
-  const handler = createApiHandler({ routes, logger, registry });
+  const handler = createApiHandler({ routes, logger, registry, admission: { limits: config.admission, operations: ['AssumeRoleForPodIdentity'] } });
   let tls: TlsSource | undefined;
   let server;
   try {
@@ -98,6 +98,7 @@ export async function startApiListener(config: ServerConfig, deps: ApiListenerDe
     tls = config.tls ? await apiTlsSource(config, logger, (pair) => target.server?.setSecureContext({ ...pair, minVersion: 'TLSv1.2' })) : undefined;
     server = tls ? (target.server = createHttpsServer({ ...tls.current(), minVersion: 'TLSv1.2' }, handler)) : createHttpServer(handler);
   } catch (error) {
+    handler.close();
     await eksAuth.close();
     await diagnosticsKube?.close();
     await closeAudit();
@@ -110,6 +111,7 @@ export async function startApiListener(config: ServerConfig, deps: ApiListenerDe
     address = await listen(server, parseListen(config.listen));
   } catch (error) {
     tls?.close();
+    handler.close();
     await eksAuth.close();
     await diagnosticsKube?.close();
     await closeAudit();
@@ -120,6 +122,7 @@ export async function startApiListener(config: ServerConfig, deps: ApiListenerDe
     async close() {
       tls?.close();
       await closeServer(server);
+      handler.close();
       await eksAuth.close();
       await diagnosticsKube?.close();
       await closeAudit();

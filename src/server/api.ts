@@ -7,6 +7,7 @@ import { WireError } from '../lib/errors.js';
 import { DEFAULT_BODY_LIMIT, readBody } from '../lib/http.js';
 import type { Logger } from '../lib/logger.js';
 import { hotCounter, hotHistogram } from '../lib/metrics.js';
+import { AdmissionControl, type AdmissionLimits } from './admission.js';
 import { matchRoute, type RequestContext, type Route } from './router.js';
 import { newRequestId, sendWireError, toWireError } from './wire-errors.js';
 
@@ -14,12 +15,19 @@ export interface ApiOptions {
   routes: Route[];
   logger: Logger;
   registry: Registry;
+  /** overload shedding of these operations (EKS Auth); none when absent */
+  admission?: { limits: AdmissionLimits; operations: readonly string[] };
+}
+
+export interface ApiHandler extends RequestListener {
+  /** stops the admission control's timer */
+  close(): void;
 }
 
 /** The query of a URL without one; shared, since routes only read their query. */
 const NO_QUERY = new URLSearchParams();
 
-export function createApiHandler(options: ApiOptions): RequestListener {
+export function createApiHandler(options: ApiOptions): ApiHandler {
   const { routes, logger } = options;
   const requests = hotCounter(options.registry, {
     name: 'pod_identity_api_requests_total',
@@ -32,8 +40,18 @@ export function createApiHandler(options: ApiOptions): RequestListener {
     labelName: 'operation',
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
   });
+  let admission: AdmissionControl | undefined;
+  const admitted = new Set(options.admission?.operations ?? []);
+  if (options.admission) {
+    const shed = hotCounter(options.registry, {
+      name: 'pod_identity_api_requests_shed_total',
+      help: 'EKS Auth requests refused with 429 ThrottlingException because this process was at capacity, by reason (in-flight or queue)',
+      labelNames: ['reason'],
+    });
+    admission = new AdmissionControl(options.admission.limits, (reason) => shed.add(reason));
+  }
 
-  return function handleApiRequest(req: IncomingMessage, res: ServerResponse) {
+  const handler = function handleApiRequest(req: IncomingMessage, res: ServerResponse) {
     const started = performance.now();
     const requestId = newRequestId();
     const url = req.url ?? '/';
@@ -54,6 +72,15 @@ export function createApiHandler(options: ApiOptions): RequestListener {
       const error = found === 'method' ? new WireError('UnknownOperationException', 'Method not allowed for this path.', { status: 405 }) : new WireError('UnknownOperationException', `No operation at ${req.method} ${rawPath}.`);
       sendWireError(res, error, requestId);
       return;
+    }
+    // Shed before the body is read: a refused request costs next to nothing.
+    const guarded = admission && found.find((m) => admitted.has(m.route.operation));
+    if (guarded) {
+      operation = guarded.route.operation;
+      if (!admission!.admit(res, requestId)) {
+        req.resume();
+        return;
+      }
     }
     let limit = 0;
     for (const m of found) limit = Math.max(limit, m.route.bodyLimit ?? DEFAULT_BODY_LIMIT);
@@ -88,4 +115,5 @@ export function createApiHandler(options: ApiOptions): RequestListener {
         sendWireError(res, toWireError(error), requestId, found[0]!.route.errors ?? 'rest-json');
       });
   };
+  return Object.assign(handler, { close: () => admission?.close() });
 }

@@ -4,11 +4,12 @@
 // TokenReview, and dev's agent hands out the role's credentials for it.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { decodeJwt } from 'jose';
+import { eventually } from '../helpers/eventually.js';
 import { CLI, freePort, spawnTestProcess, waitForHttp, type TestProcess } from '../helpers/server-process.js';
 import { createPod, createServiceAccount } from '../peers/kube-api.js';
 import { EKS_AUDIENCE, kubeMissingReason, startKubeControlPlane, writeExecKubeconfig, type KubeControlPlane } from '../peers/kube.js';
@@ -37,6 +38,8 @@ describe('dev against a real cluster: dev token --pod', { skip: requirePeer('kub
       '--listen', `127.0.0.1:${api}`, '--webhook-listen', `127.0.0.1:${webhook}`, '--metrics-listen', `127.0.0.1:${metrics}`, '--agent-port', String(agent),
     ]);
     await dev.untilReady(waitForHttp(`http://127.0.0.1:${metrics}/readyz`, 30_000), 'dev');
+    // the server is ready before the agent (which warms up first) and the state file it is written after
+    await dev.untilReady(eventually('dev wrote its state', () => existsSync(join(stateDir, 'dev-state.json')), { timeoutMs: 15_000, context: () => dev.logs() }).then(() => undefined), 'dev');
   });
   after(async () => {
     await dev?.stop();

@@ -1,7 +1,7 @@
 // `npm run bench`: runs every scenario in turn, with progress on stderr, and
 // writes bench/RESULTS.md (figures, targets, machine, date, command, and what
 // the profiles showed) with bench/results.json beside it.
-// Usage: npm run bench [-- scenario...]
+// Usage: npm run bench [-- scenario...]   (npm run bench -- --render: only rewrite the tables)
 // Running some scenarios only replaces their entries; the others keep their
 // last figures, each with its own date and machine. What the profile of a
 // scenario showed is written by hand in bench/analysis/<scenario>.md and
@@ -75,7 +75,16 @@ export function markdown(results: ResultsFile): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** Rewrites RESULTS.md and the README's table from results.json, as after a run. */
+function render(results: ResultsFile): void {
+  writeFileSync(RESULTS_JSON, `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(RESULTS_MD, markdown(results));
+  writeFileSync(README, readmeWithTable(readFileSync(README, 'utf8'), results, SCENARIO_NAMES));
+}
+
 async function main(): Promise<void> {
+  // --render: run nothing, only write the tables again (after editing bench/analysis/*.md)
+  if (process.argv[2] === '--render') return render(readPrevious());
   const wanted = process.argv.slice(2);
   const names = wanted.length ? wanted : Object.keys(SCENARIOS);
   for (const name of names) if (!SCENARIOS[name]) throw new Error(`unknown scenario "${name}"; known: ${Object.keys(SCENARIOS).join(', ')}`);
@@ -87,9 +96,7 @@ async function main(): Promise<void> {
     const scenario = await SCENARIOS[name]!();
     results[name] = { date: new Date().toISOString(), machine: host, command, result: await scenario.run() };
     // Written after each scenario, so a failure later keeps what was measured.
-    writeFileSync(RESULTS_JSON, `${JSON.stringify(results, null, 2)}\n`);
-    writeFileSync(RESULTS_MD, markdown(results));
-    writeFileSync(README, readmeWithTable(readFileSync(README, 'utf8'), results, SCENARIO_NAMES));
+    render(results);
   }
   const targets = names.flatMap((name) => results[name]!.result.targets.map((t) => ({ name, ...t })));
   const missed = targets.filter((t) => !t.met).map((t) => `${t.name}: ${t.metric} ${t.value} (target ${t.target})`);

@@ -144,10 +144,10 @@ export const serverConfigSchema = z
         /** AssumeRoleForPodIdentity requests in progress at once */
         maxInFlight: z.number().int().min(1).max(100_000).default(256),
         /** event-loop delay (how long an arrived request waits to be read) past which new requests are refused, ms */
-        maxQueueMs: z.number().int().min(1).max(60_000).default(20),
+        maxQueueMs: z.number().int().min(1).max(60_000).default(50),
       })
       .strict()
-      .default({ maxInFlight: 256, maxQueueMs: 20 }),
+      .default({ maxInFlight: 256, maxQueueMs: 50 }),
     console: z
       .object({
         /** how long a console sign-in lasts; it is not extended by use */

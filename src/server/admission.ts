@@ -8,9 +8,13 @@
 // the least over a 100 ms window, so that a GC pause or a JIT-cold turn
 // sheds nothing; and it counts only while the process used nearly all of a
 // core in that window: a process kept late by its neighbours on a busy node
-// (not by its own queue) gets no faster by refusing work. A refused request
-// costs a few microseconds: a pre-encoded 429 ThrottlingException with
-// Retry-After, written before its body is read; the agent backs off on it.
+// (not by its own queue) gets no faster by refusing work.
+// The default bound, 50 ms, sits above the loop turns of a JIT-cold process
+// serving a few dozen requests at once (20 ms shed most of a fresh replica's
+// first requests at 16 in flight) and far below an overloaded one's, which
+// grow to seconds. A refused request costs a few microseconds: a
+// pre-encoded 429 ThrottlingException with Retry-After, written before its
+// body is read; the agent backs off on it.
 import type { ServerResponse } from 'node:http';
 
 export interface AdmissionLimits {

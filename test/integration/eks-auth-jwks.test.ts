@@ -7,8 +7,8 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { signedPost } from '../helpers/signed-post.js';
-import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { createAssociation, signedPost } from '../helpers/signed-post.js';
+import { NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { jwksOf, podClaims, testSigner, type TestSigner } from '../helpers/sa-tokens.js';
 
 interface Issuer {
@@ -58,13 +58,7 @@ describe('EKS Auth with keys over HTTP (jwksUri, OIDC discovery)', { timeout: 12
       },
     });
     for (const cluster of ['by-uri', 'by-discovery']) {
-      const created = await signedPost(
-        new URL(`/clusters/${cluster}/pod-identity-associations`, server.apiUrl),
-        { namespace: 'default', serviceAccount: 'app', roleArn: 'arn:aws:iam::111122223333:role/app' },
-        ADMIN,
-        'eks',
-      );
-      assert.equal(created.status, 200);
+      await createAssociation(server.apiUrl, cluster, { namespace: 'default', serviceAccount: 'app', roleArn: 'arn:aws:iam::111122223333:role/app' });
     }
   });
 

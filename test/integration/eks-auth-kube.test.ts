@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { eventually } from '../helpers/eventually.js';
-import { signedPost } from '../helpers/signed-post.js';
-import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { createAssociation, signedPost } from '../helpers/signed-post.js';
+import { NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { createNode, createPod, createServiceAccount, deletePod, requestPodToken } from '../peers/kube-api.js';
 import { kubeMissingReason, startKubeControlPlane, writeExecKubeconfig, type ExecKubeconfig, type KubeControlPlane } from '../peers/kube.js';
 import { requirePeer } from '../peers/require.js';
@@ -47,13 +47,7 @@ describe('EKS Auth with a real kube-apiserver', { skip, timeout: 300_000 }, () =
       untilAlive: true,
     });
     for (const cluster of [...MODES, 'exec-fails']) {
-      const created = await signedPost(
-        new URL(`/clusters/${cluster}/pod-identity-associations`, server.apiUrl),
-        { namespace: 'default', serviceAccount: 'app', roleArn: 'arn:aws:iam::111122223333:role/app' },
-        ADMIN,
-        'eks',
-      );
-      assert.equal(created.status, 200, JSON.stringify(created.body));
+      await createAssociation(server.apiUrl, cluster, { namespace: 'default', serviceAccount: 'app', roleArn: 'arn:aws:iam::111122223333:role/app' });
     }
   });
 

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { CoreV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { signedPost } from '../helpers/signed-post.js';
-import { ADMIN, NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
+import { createAssociation, signedPost } from '../helpers/signed-post.js';
+import { NODE, startServerProcess, type ServerProcess } from '../helpers/server-process.js';
 import { createNode, createPod, createServiceAccount, requestPodToken } from '../peers/kube-api.js';
 import { kubeApiClient, kubeMissingReason, startKubeControlPlane, type KubeControlPlane } from '../peers/kube.js';
 import { awsQuery, motoMissingReason, startMoto, type MotoServer } from '../peers/moto.js';
@@ -46,13 +46,7 @@ describe('session tags from pod labels, on a real kube-apiserver', { skip, timeo
     });
     for (const cluster of CLUSTERS) {
       // a pattern association, so the labels of any app-* service account's pods count
-      const created = await signedPost(
-        new URL(`/clusters/${cluster}/pod-identity-associations`, server.apiUrl),
-        { namespace: 'default', serviceAccount: 'app*', roleArn: `arn:aws:iam::${moto.accountId}:role/team`, sessionTags: { team: '{{pod.labels.team}}', tier: 'web-{{pod.labels.app.kubernetes.io/tier}}' } },
-        ADMIN,
-        'eks',
-      );
-      assert.equal(created.status, 200, JSON.stringify(created.body));
+      await createAssociation(server.apiUrl, cluster, { namespace: 'default', serviceAccount: 'app*', roleArn: `arn:aws:iam::${moto.accountId}:role/team`, sessionTags: { team: '{{pod.labels.team}}', tier: 'web-{{pod.labels.app.kubernetes.io/tier}}' } });
     }
   });
 

@@ -180,12 +180,13 @@ export class EksAuthUpstream implements CredentialSource {
 
   /**
    * Opens up to `count` kept-alive connections (TLS included) to EKS Auth
-   * before they are needed: `count` concurrent GET / (any HTTP answer will
-   * do; its status is not looked at). Resolves with how many answered;
+   * before they are needed: `count` concurrent GET /healthz (our server's
+   * answer that costs nothing; any HTTP answer will do, so EKS's own
+   * endpoint serves as well). Resolves with how many answered;
    * failures are not errors here, the first real call reports them.
    */
   async warmConnections(count: number): Promise<number> {
-    const origin = new URL('/', this.url);
+    const origin = new URL('/healthz', this.url);
     const one = () =>
       new Promise<boolean>((resolve) => {
         const req = this.send(origin, { method: 'GET', agent: this.agent, timeout: this.timeoutMs }, (res) => {

@@ -25,6 +25,7 @@ import { reviewOptions, webhookCluster } from './setup/webhook.js';
 import { createDecider } from '../webhook/review.js';
 import { connectKube } from '../kube/connect.js';
 import { eksAuthRoutes } from './routes/eks-auth.js';
+import { healthRoutes } from './routes/health.js';
 import { stsRoutes } from './routes/sts.js';
 import { watchCertificates } from './certificate-metrics.js';
 
@@ -69,6 +70,7 @@ export async function startApiListener(config: ServerConfig, deps: ApiListenerDe
   // Every admin operation is SigV4 with signing name `eks`, scoped to the server's region.
   const admins = sigv4Authenticator({ service: 'eks', region: config.region }, staticKeys(config.admins));
   const routes: Route[] = [
+    ...healthRoutes(),
     ...associationRoutes(associations, admins),
     ...tagRoutes(associations, admins),
     ...clusterRoutes(

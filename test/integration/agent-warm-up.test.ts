@@ -30,8 +30,9 @@ describe('agent warm-up', { timeout: 120_000 }, () => {
   });
 
   test('connections to EKS Auth are open before the first pod, and no credentials were asked for', async () => {
-    // each warm connection made one request the server answered as an unknown operation
-    assert.ok((await samples(plane.server.metricsUrl, 'pod_identity_api_requests_total{operation="Unknown"')) >= 1);
+    // each warm connection made one GET /healthz, answered 200, and none of them is an unknown operation
+    assert.ok((await samples(plane.server.metricsUrl, 'pod_identity_api_requests_total{operation="Health",status="200"}')) >= 1);
+    assert.equal(await samples(plane.server.metricsUrl, 'pod_identity_api_requests_total{operation="Unknown"'), 0);
     assert.equal(total(await assumeRoleCalls(plane.server.metricsUrl)), 0);
     // (the readiness probe's own GET / to the listener is a 404 that counts)
     assert.equal(await samples(agent.metricsUrl, 'pod_identity_agent_responses_total{code="200"}'), 0, 'warm-up requests are not counted');
@@ -45,10 +46,10 @@ describe('agent warm-up', { timeout: 120_000 }, () => {
   });
 
   test('--no-warm-up opens no connection before the first pod', async () => {
-    const before = await samples(plane.server.metricsUrl, 'pod_identity_api_requests_total{operation="Unknown"');
+    const before = await samples(plane.server.metricsUrl, 'pod_identity_api_requests_total{operation="Health"');
     const cold = await startAgentProcess({ endpoint: plane.server.apiUrl, args: ['--no-warm-up'] });
     try {
-      assert.equal(await samples(plane.server.metricsUrl, 'pod_identity_api_requests_total{operation="Unknown"'), before);
+      assert.equal(await samples(plane.server.metricsUrl, 'pod_identity_api_requests_total{operation="Health"'), before);
     } finally {
       await cold.stop();
     }

@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ASSUME_ROLE_PATH, closedLoop, signedRequests } from './lib/capacity.js';
 import { createAssociations, startBenchServer } from './lib/control-plane.js';
+import { describeSplit, withSplitCores } from './lib/cpus.js';
 import { rawRequest } from './lib/paced-load.js';
 import { stopProcess } from './lib/processes.js';
 import { below, percentile, progress, round, type ScenarioResult } from './lib/report.js';
@@ -86,50 +87,52 @@ async function offer(dir: string, jwksFile: string, tokens: string[], extraConfi
   }
 }
 
-export async function run(): Promise<ScenarioResult> {
-  const dir = mkdtempSync(join(tmpdir(), 'bench-overload-'));
-  const minter = tokenMinter();
-  const jwksFile = join(dir, 'jwks.json');
-  writeFileSync(jwksFile, JSON.stringify(minter.jwks));
-  try {
-    const tokens = await Promise.all(Array.from({ length: PODS }, (_, pod) => minter.mint(pod)));
-    progress(`overload: shipped admission bounds, ${FACTOR} × capacity for ${SECONDS} s`);
-    const shed = await offer(dir, jwksFile, tokens, {}, true);
-    progress(`overload: shedding off, ${FACTOR} × capacity for ${SECONDS} s`);
-    const queued = await offer(dir, jwksFile, tokens, SHEDDING_OFF, false);
+export function run(): Promise<ScenarioResult> {
+  return withSplitCores(async (split) => {
+    const dir = mkdtempSync(join(tmpdir(), 'bench-overload-'));
+    const minter = tokenMinter();
+    const jwksFile = join(dir, 'jwks.json');
+    writeFileSync(jwksFile, JSON.stringify(minter.jwks));
+    try {
+      const tokens = await Promise.all(Array.from({ length: PODS }, (_, pod) => minter.mint(pod)));
+      progress(`overload: shipped admission bounds, ${FACTOR} × capacity for ${SECONDS} s`);
+      const shed = await offer(dir, jwksFile, tokens, {}, true);
+      progress(`overload: shedding off, ${FACTOR} × capacity for ${SECONDS} s`);
+      const queued = await offer(dir, jwksFile, tokens, SHEDDING_OFF, false);
 
-    const ok = shed.byStatus['200'] ?? NONE;
-    const refused = shed.byStatus['429'] ?? NONE;
-    const others = Object.entries(shed.byStatus).filter(([s]) => s !== '200' && s !== '429');
-    return {
-      scenario: 'overload',
-      description: `EKS Auth offered ${FACTOR} × its measured capacity (repeated tokens, one API worker) for ${SECONDS} s, open loop: shed with 429 vs queued`,
-      figures: {
-        'capacity, closed loop (req/s)': round(shed.capacity, 0),
-        'offered (req/s)': round(shed.capacity * FACTOR, 0),
-        'sent': shed.sent,
-        'accepted (200) / refused (429) / other / no answer': `${ok.count} / ${refused.count} / ${others.map(([s, v]) => `${s}: ${v.count}`).join(', ') || 0} / ${shed.failed}`,
-        'accepted: p99 / max (ms)': `${round(ok.p99, 2)} / ${round(ok.max, 2)}`,
-        'refused: p99 / max (ms)': `${round(refused.p99, 2)} / ${round(refused.max, 2)}`,
-        'all answers: p50 / p99 / max (ms)': `${round(shed.p50, 2)} / ${round(shed.p99, 2)} / ${round(shed.max, 2)}`,
-        'client send lag max (ms)': round(shed.maxSendLag, 1),
-        'shedding off: capacity / offered (req/s)': `${round(queued.capacity, 0)} / ${round(queued.capacity * FACTOR, 0)}`,
-        'shedding off: answered / no answer': `${queued.sent - queued.failed} / ${queued.failed}`,
-        'shedding off: p99 / max (ms)': `${round(queued.p99, 1)} / ${round(queued.max, 1)}`,
-      },
-      targets: [
-        below('accepted requests p99 (ms)', ok.p99, 100),
-        below('refused requests p99 (ms)', refused.p99, 10),
-        below('slowest answer (ms)', shed.failed > 0 ? Infinity : shed.max, 1000),
-      ],
-      notes: [
-        `Capacity is measured closed loop (32 kept-alive connections) right before, on the same process; then ${FACTOR} × that is sent evenly paced, each request timed from its due time, over up to ${SOCKETS} kept-alive connections with one request in flight on each (as agents send), a request due while all are busy waiting for the first one free.`,
-        'The load generator shares the 2 cores with the server: at twice the capacity it takes a large share of them itself, so the capacity under overload is lower than the closed-loop figure.',
-      ],
-    };
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+      const ok = shed.byStatus['200'] ?? NONE;
+      const refused = shed.byStatus['429'] ?? NONE;
+      const others = Object.entries(shed.byStatus).filter(([s]) => s !== '200' && s !== '429');
+      return {
+        scenario: 'overload',
+        description: `EKS Auth offered ${FACTOR} × its measured capacity (repeated tokens, one API worker) for ${SECONDS} s, open loop: shed with 429 vs queued`,
+        figures: {
+          'capacity, closed loop (req/s)': round(shed.capacity, 0),
+          'offered (req/s)': round(shed.capacity * FACTOR, 0),
+          'sent': shed.sent,
+          'accepted (200) / refused (429) / other / no answer': `${ok.count} / ${refused.count} / ${others.map(([s, v]) => `${s}: ${v.count}`).join(', ') || 0} / ${shed.failed}`,
+          'accepted: p99 / max (ms)': `${round(ok.p99, 2)} / ${round(ok.max, 2)}`,
+          'refused: p99 / max (ms)': `${round(refused.p99, 2)} / ${round(refused.max, 2)}`,
+          'all answers: p50 / p99 / max (ms)': `${round(shed.p50, 2)} / ${round(shed.p99, 2)} / ${round(shed.max, 2)}`,
+          'client send lag max (ms)': round(shed.maxSendLag, 1),
+          'shedding off: capacity / offered (req/s)': `${round(queued.capacity, 0)} / ${round(queued.capacity * FACTOR, 0)}`,
+          'shedding off: answered / no answer': `${queued.sent - queued.failed} / ${queued.failed}`,
+          'shedding off: p99 / max (ms)': `${round(queued.p99, 1)} / ${round(queued.max, 1)}`,
+        },
+        targets: [
+          below('accepted requests p99 (ms)', ok.p99, 100),
+          below('refused requests p99 (ms)', refused.p99, 10),
+          below('slowest answer (ms)', shed.failed > 0 ? Infinity : shed.max, 1000),
+        ],
+        notes: [
+          `Capacity is measured closed loop (32 kept-alive connections) right before, on the same process; then ${FACTOR} × that is sent evenly paced, each request timed from its due time, over up to ${SOCKETS} kept-alive connections with one request in flight on each (as agents send), a request due while all are busy waiting for the first one free.`,
+          `Cores: ${describeSplit(split)}.`,
+        ],
+      };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

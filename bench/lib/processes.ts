@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { coreSplit, onCores } from './cpus.js';
 
 /** The built CLI the scenarios run (`npm run build` first); BENCH_CLI overrides. */
 const CLI = resolve(process.env.BENCH_CLI ?? 'dist/cli/main.js');
@@ -22,9 +23,13 @@ export interface Build {
 /** The build the scenarios measure: CLI (BENCH_CLI) on NODE (BENCH_NODE). */
 export const CURRENT_BUILD: Build = { cli: CLI, node: NODE };
 
-/** Spawns `<node> <args>` (this process's node unless told) and waits until its stdout or stderr contains `ready`. */
+/**
+ * Spawns `<node> <args>` (this process's node unless told) and waits until
+ * its stdout or stderr contains `ready`; under withSplitCores, on the server's core.
+ */
 export function startProcess(args: string[], env: Record<string, string>, ready: string, timeoutMs = 30_000, node = process.execPath): Promise<ChildProcess> {
-  const child = spawn(node, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, commandArgs] = onCores(coreSplit()?.server, node, args);
+  const child = spawn(command, commandArgs, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   // killed with this process; the hook goes with the child, so that scenarios starting many processes do not pile hooks up
   const kill = () => child.kill('SIGKILL');
   process.once('exit', kill);

@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import type { DevSigner } from '../../src/dev/token-signer.js';
 import { signRequest } from '../../src/lib/sigv4.js';
 import { BENCH_NODE } from './control-plane.js';
+import { coreSplit, onCores } from './cpus.js';
 import { progress } from './report.js';
 
 /**
@@ -253,10 +254,11 @@ export interface StormSpec {
   fresh: boolean;
 }
 
-/** Runs the load process once and returns what it measured. */
+/** Runs the load process once (under withSplitCores, on the load's cores) and returns what it measured. */
 export function storm(spec: StormSpec): Promise<StormResult> {
+  const [command, args] = onCores(coreSplit()?.load, process.execPath, ['--input-type=module', '-e', STORM_DRIVER, JSON.stringify(spec)]);
   return new Promise((resolveStorm, reject) => {
-    execFile(process.execPath, ['--input-type=module', '-e', STORM_DRIVER, JSON.stringify(spec)], { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+    execFile(command, args, { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
       if (error) reject(new Error(`storm driver failed: ${stderr || error.message}`));
       else resolveStorm(JSON.parse(stdout.trim().split('\n').pop()!) as StormResult);
     });

@@ -138,16 +138,16 @@ export const serverConfigSchema = z
       })
       .strict()
       .default({ allowPatterns: true }),
-    /** EKS Auth overload shedding per API process: past either bound, 429 ThrottlingException with Retry-After */
+    /** EKS Auth overload shedding per API process (server/admission.ts): refused requests get 429 ThrottlingException with Retry-After */
     admission: z
       .object({
         /** AssumeRoleForPodIdentity requests in progress at once */
         maxInFlight: z.number().int().min(1).max(100_000).default(256),
-        /** event-loop delay (how long an arrived request waits to be read) past which new requests are refused, ms */
-        maxQueueMs: z.number().int().min(1).max(60_000).default(50),
+        /** mean event-loop delay (how long an arrived request waits to be read) past which, with the process busy, only a share of new requests is taken on, ms */
+        maxQueueMs: z.number().int().min(1).max(60_000).default(20),
       })
       .strict()
-      .default({ maxInFlight: 256, maxQueueMs: 50 }),
+      .default({ maxInFlight: 256, maxQueueMs: 20 }),
     console: z
       .object({
         /** how long a console sign-in lasts; it is not extended by use */

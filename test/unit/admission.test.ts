@@ -1,35 +1,68 @@
-// EKS Auth's overload shedding: the pure decision (in-flight bound, then the
-// event loop's delay), and the control around it on a real node:http server
-// in this process — one long stall sheds nothing, a loop busy with its own work sheds
-// with the EKS Auth wire shape of ThrottlingException and Retry-After, and a
-// slot is given back when its response closes.
+// EKS Auth's overload shedding: the pure decisions (the in-flight bound, the
+// share taken on and how each window moves it), and the control around them
+// on a real node:http server in this process — one long stall sheds nothing,
+// a loop busy with its own work sheds with the EKS Auth wire shape of
+// ThrottlingException and Retry-After, and a slot is given back when its
+// response closes.
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { after, before, describe, test } from 'node:test';
-import { AdmissionControl, BUSY_THRESHOLD, decideAdmission, RETRY_AFTER_SECONDS } from '../../src/server/admission.js';
+import { after, before, beforeEach, describe, test } from 'node:test';
+import { AdmissionControl, afterWindow, BUSY_THRESHOLD, decideAdmission, isOverloaded, MIN_SHARE, RETRY_AFTER_SECONDS, type ShareState } from '../../src/server/admission.js';
 
 const LIMITS = { maxInFlight: 3, maxQueueMs: 20 };
+const ALL: ShareState = { share: 1, credit: 0, lateWindows: 0 };
+/** a window whose every sample was `delayMs` late, the process on a whole core */
+const late = (delayMs: number) => ({ delayMs, leastDelayMs: delayMs, busy: 1 });
+const ON_TIME = { delayMs: 0.5, leastDelayMs: 0, busy: 0.5 };
 
-const busy = (delayMs: number) => ({ delayMs, busy: 1 });
-
-test('a request is taken on while fewer than maxInFlight are in progress and the loop is on time', () => {
-  assert.deepEqual(decideAdmission(0, busy(0), LIMITS), { admit: true });
-  assert.deepEqual(decideAdmission(2, busy(20), LIMITS), { admit: true });
+test('with the whole share and fewer than maxInFlight in progress, every request is taken on', () => {
+  assert.deepEqual(decideAdmission(0, ALL, LIMITS).decision, { admit: true });
+  assert.deepEqual(decideAdmission(2, ALL, LIMITS).decision, { admit: true });
 });
 
-test('at maxInFlight a request is refused for in-flight, whatever the loop does', () => {
-  assert.deepEqual(decideAdmission(3, busy(0), LIMITS), { admit: false, reason: 'in-flight' });
-  assert.deepEqual(decideAdmission(10, { delayMs: 500, busy: 0.1 }, LIMITS), { admit: false, reason: 'in-flight' });
+test('at maxInFlight a request is refused for in-flight, whatever the share, and the credit is left as it was', () => {
+  assert.deepEqual(decideAdmission(3, ALL, LIMITS), { decision: { admit: false, reason: 'in-flight' }, credit: 0 });
+  assert.deepEqual(decideAdmission(10, { share: 0.5, credit: 0.5, lateWindows: 0 }, LIMITS), { decision: { admit: false, reason: 'in-flight' }, credit: 0.5 });
 });
 
-test('a loop late past maxQueueMs all through the window, with the process busy, refuses for queue', () => {
-  assert.deepEqual(decideAdmission(0, busy(20.5), LIMITS), { admit: false, reason: 'queue' });
-  assert.deepEqual(decideAdmission(2, { delayMs: 1000, busy: BUSY_THRESHOLD }, LIMITS), { admit: false, reason: 'queue' });
+test('a share of a quarter takes every fourth request, evenly, and refuses the others for queue', () => {
+  let state: ShareState = { share: 0.25, credit: 0, lateWindows: 1 };
+  const taken: boolean[] = [];
+  for (let i = 0; i < 12; i++) {
+    const { decision, credit } = decideAdmission(0, state, LIMITS);
+    taken.push(decision.admit);
+    if (!decision.admit) assert.equal(decision.reason, 'queue');
+    state = { ...state, credit };
+  }
+  assert.deepEqual(taken, [false, false, false, true, false, false, false, true, false, false, false, true]);
 });
 
-test('a loop kept late by other processes (this one not busy) refuses nothing', () => {
-  assert.deepEqual(decideAdmission(0, { delayMs: 200, busy: 0.4 }, LIMITS), { admit: true });
+test('a window late on average past maxQueueMs and never on time, with the process busy, is overloaded', () => {
+  assert.equal(isOverloaded(late(20.5), LIMITS), true);
+  assert.equal(isOverloaded({ delayMs: 1000, leastDelayMs: 900, busy: BUSY_THRESHOLD }, LIMITS), true);
+  assert.equal(isOverloaded(late(20), LIMITS), false, 'at the bound, not past it');
+});
+
+test('a window with one long turn among on-time ones, or kept late by other processes, is not', () => {
+  assert.equal(isOverloaded({ delayMs: 30, leastDelayMs: 1, busy: 1 }, LIMITS), false);
+  assert.equal(isOverloaded({ delayMs: 200, leastDelayMs: 200, busy: 0.4 }, LIMITS), false);
+});
+
+test('from the second overloaded window in a row the share halves each window, down to MIN_SHARE; on-time ones give it back slowly, up to all', () => {
+  let state = ALL;
+  const shares: number[] = [];
+  for (let i = 0; i < 4; i++) shares.push((state = afterWindow(state, late(50), LIMITS)).share);
+  assert.deepEqual(shares, [1, 0.5, 0.25, 0.125]);
+  for (let i = 0; i < 20; i++) state = afterWindow(state, late(50), LIMITS);
+  assert.equal(state.share, MIN_SHARE);
+  state = afterWindow(state, ON_TIME, LIMITS);
+  assert.equal(state.lateWindows, 0);
+  assert.ok(state.share > MIN_SHARE && state.share < 0.05, String(state.share));
+  for (let i = 0; i < 200; i++) state = afterWindow(state, ON_TIME, LIMITS);
+  assert.equal(state.share, 1);
+  assert.equal(afterWindow(state, late(50), LIMITS).share, 1, 'one overloaded window alone (a stall) cuts nothing');
+  assert.equal(afterWindow(afterWindow(afterWindow(state, late(50), LIMITS), ON_TIME, LIMITS), late(50), LIMITS).share, 1, 'nor two apart');
 });
 
 function busyWait(ms: number): void {
@@ -39,7 +72,8 @@ function busyWait(ms: number): void {
 
 describe('AdmissionControl on a node:http server', () => {
   const shed: string[] = [];
-  const control = new AdmissionControl(LIMITS, (reason) => shed.push(reason));
+  /** a fresh control for each test: a cut share takes seconds to come back */
+  let control: AdmissionControl;
   /** responses the handler holds open, so that their slots stay taken */
   const held: (() => void)[] = [];
   let server: Server;
@@ -55,9 +89,13 @@ describe('AdmissionControl on a node:http server', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  beforeEach(async () => {
+    control?.close();
+    control = new AdmissionControl(LIMITS, (reason) => shed.push(reason));
     // the first fetch loads its client (a long turn of its own); then on-time samples
     await (await fetch(`${base}/`)).arrayBuffer();
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 120));
     shed.length = 0;
   });
   after(() => {
@@ -70,6 +108,10 @@ describe('AdmissionControl on a node:http server', () => {
     const res = await fetch(`${base}/stall`);
     assert.equal(res.status, 200);
     await res.arrayBuffer();
+    await new Promise((r) => setTimeout(r, 60));
+    const next = await fetch(`${base}/`);
+    assert.equal(next.status, 200);
+    await next.arrayBuffer();
     assert.deepEqual(shed, []);
   });
 
@@ -106,9 +148,6 @@ describe('AdmissionControl on a node:http server', () => {
   });
 
   test('with maxInFlight responses open the next request is refused; once one closes, a request is taken again', async () => {
-    // a full window of an idle loop after the busy one
-    await new Promise((r) => setTimeout(r, 250));
-    shed.length = 0;
     const holding = Array.from({ length: LIMITS.maxInFlight }, () => fetch(`${base}/hold`));
     while (held.length < LIMITS.maxInFlight) {
       assert.deepEqual(shed, [], 'the held requests were taken on');

@@ -24,7 +24,7 @@ const STORM_DRIVER = `
 import { connect } from 'node:net';
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
-const { url, tokensFile, requestsFile, total: totalWanted, seconds, sockets, timeoutMs, fresh } = JSON.parse(process.argv[1]);
+const { url, tokensFile, requestsFile, total: totalWanted, seconds, sockets, timeoutMs, fresh, preconnect } = JSON.parse(process.argv[1]);
 const target = new URL(url);
 // GETs with one token each, or raw requests (base64, one a line) sent in turn until \`total\`
 const tokens = tokensFile ? readFileSync(tokensFile, 'utf8').split('\\n').filter(Boolean) : ['warm.up.token'];
@@ -117,6 +117,16 @@ function client(host, port, maxSockets, answer, failed, fresh = false) {
       if (conn) dispatch(conn, i);
       else waiting.push(i);
     },
+    /** opens connections up to maxSockets and resolves once all are connected: clients that keep theirs alive already hold them */
+    preconnect() {
+      return Promise.all(Array.from({ length: maxSockets - open }, () => new Promise((resolve) => {
+        const conn = connection();
+        conn.socket.once('connect', () => {
+          idle.push(conn);
+          resolve();
+        });
+      })));
+    },
     get opened() { return opened; },
     get retried() { return retried; },
     close() { for (const conn of idle) { conn.closed = true; conn.socket.destroy(); } },
@@ -181,6 +191,7 @@ const agent = client(target.hostname, Number(target.port), sockets, (i, status, 
   settle();
 }, fresh);
 const prebuilt = raws ? Array.from({ length: total }, (_, i) => raws[i % raws.length]) : tokens.map((token) => request(target.host, token));
+if (preconnect) await agent.preconnect();
 
 start = performance.now();
 let next = 0;
@@ -252,6 +263,8 @@ export interface StormSpec {
   timeoutMs: number;
   /** a new connection per request (a pod's first call) */
   fresh: boolean;
+  /** open all `sockets` connections before the first request is due (agents keep theirs alive) */
+  preconnect?: boolean;
 }
 
 /** Runs the load process once (under withSplitCores, on the load's cores) and returns what it measured. */

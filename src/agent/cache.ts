@@ -23,8 +23,7 @@
 //   with junk tokens while EKS Auth hangs therefore fills only the waiting
 //   room, and every other pod keeps its cached credentials.
 import { isWireError, WireError } from '../lib/errors.js';
-import type { PodCredentials } from '../api/credentials.js';
-import type { CredentialSource, PresentedToken } from './credentials.js';
+import type { CredentialSource, Expiring, PresentedToken } from './credentials.js';
 import { readTokenExpiry } from './token.js';
 import { TokenBucket } from '../lib/token-bucket.js';
 
@@ -40,8 +39,8 @@ export interface CacheEvents {
   refreshed?(outcome: RefreshOutcome): void;
 }
 
-export interface CredentialCacheOptions {
-  upstream: CredentialSource;
+export interface CredentialCacheOptions<C extends Expiring> {
+  upstream: CredentialSource<C>;
   maxSize: number;
   /** tokens waiting for their first upstream answer, at most; default maxSize */
   maxPending?: number;
@@ -80,15 +79,15 @@ export function schedule(now: number, expiresAt: number, minRemainingMs: number,
   };
 }
 
-interface Entry {
+interface Entry<C> {
   readonly key: string;
   readonly token: PresentedToken;
   readonly tokenExpiresAt: number;
-  credentials: PodCredentials | undefined;
+  credentials: C | undefined;
   refreshAt: number;
   freshUntil: number;
   lastUsedAt: number;
-  inflight: Promise<PodCredentials> | undefined;
+  inflight: Promise<C> | undefined;
 }
 
 /** Touching the LRU order costs a Map delete+set; once a second per entry is enough. */
@@ -96,12 +95,13 @@ const TOUCH_INTERVAL_MS = 1000;
 
 const TOO_MANY_PENDING = 'Too many new service account tokens are waiting for EKS Auth; retry shortly.';
 
-export class CredentialCache implements CredentialSource {
+/** Caches any source's answers; the agent's are IssuedCredentials, tests use readable stand-ins. */
+export class CredentialCache<C extends Expiring> implements CredentialSource<C> {
   /** entries holding credentials the server issued, least recently used first */
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries = new Map<string, Entry<C>>();
   /** entries waiting for their first answer: never in the LRU, so they never evict issued credentials */
-  private readonly pending = new Map<string, Entry>();
-  private readonly upstream: CredentialSource;
+  private readonly pending = new Map<string, Entry<C>>();
+  private readonly upstream: CredentialSource<C>;
   private readonly maxSize: number;
   private readonly maxPending: number;
   private readonly now: () => number;
@@ -116,7 +116,7 @@ export class CredentialCache implements CredentialSource {
   private readonly timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
 
-  constructor(options: CredentialCacheOptions) {
+  constructor(options: CredentialCacheOptions<C>) {
     if (!(options.maxSize >= 1)) throw new Error('the credential cache needs maxSize >= 1 (use the upstream directly to disable caching)');
     this.upstream = options.upstream;
     this.maxSize = options.maxSize;
@@ -154,7 +154,7 @@ export class CredentialCache implements CredentialSource {
     return this.pending.size;
   }
 
-  getCredentials(token: PresentedToken): PodCredentials | Promise<PodCredentials> {
+  getCredentials(token: PresentedToken): C | Promise<C> {
     const key = token.key;
     const now = this.now();
     const entry = this.entries.get(key);
@@ -189,7 +189,7 @@ export class CredentialCache implements CredentialSource {
       return Promise.reject(error);
     }
     if (this.pending.size >= this.maxPending) return Promise.reject(new WireError('ThrottlingException', TOO_MANY_PENDING));
-    const created: Entry = { key, token, tokenExpiresAt, credentials: undefined, refreshAt: Infinity, freshUntil: 0, lastUsedAt: now, inflight: undefined };
+    const created: Entry<C> = { key, token, tokenExpiresAt, credentials: undefined, refreshAt: Infinity, freshUntil: 0, lastUsedAt: now, inflight: undefined };
     this.pending.set(key, created);
     return this.fetchForRequest(created);
   }
@@ -200,7 +200,7 @@ export class CredentialCache implements CredentialSource {
    */
   async sweep(): Promise<void> {
     const now = this.now();
-    const due: Entry[] = [];
+    const due: Entry<C>[] = [];
     for (const entry of this.entries.values()) {
       if (now >= entry.tokenExpiresAt) this.evict(entry, 'token-expired');
       else if (now - entry.lastUsedAt >= this.idleMs) this.evict(entry, 'idle');
@@ -221,7 +221,7 @@ export class CredentialCache implements CredentialSource {
     this.pending.clear();
   }
 
-  private async fetchForRequest(entry: Entry): Promise<PodCredentials> {
+  private async fetchForRequest(entry: Entry<C>): Promise<C> {
     const fetching = (entry.inflight ??= this.fetch(entry));
     const held = entry.credentials;
     if (held === undefined || !this.isValid(held)) return fetching;
@@ -246,12 +246,12 @@ export class CredentialCache implements CredentialSource {
     return fetching;
   }
 
-  private isValid(credentials: PodCredentials): boolean {
+  private isValid(credentials: C): boolean {
     return credentials.expiresAt - this.now() > this.minValidMs;
   }
 
   /** One upstream call for the entry; its outcome updates or drops the entry. */
-  private async fetch(entry: Entry): Promise<PodCredentials> {
+  private async fetch(entry: Entry<C>): Promise<C> {
     try {
       const credentials = await this.upstream.getCredentials(entry.token);
       this.store(entry, credentials);
@@ -265,7 +265,7 @@ export class CredentialCache implements CredentialSource {
     }
   }
 
-  private async refreshInBackground(entry: Entry): Promise<void> {
+  private async refreshInBackground(entry: Entry<C>): Promise<void> {
     const fetching = (entry.inflight = this.fetch(entry));
     try {
       await fetching;
@@ -280,7 +280,7 @@ export class CredentialCache implements CredentialSource {
     }
   }
 
-  private store(entry: Entry, credentials: PodCredentials): void {
+  private store(entry: Entry<C>, credentials: C): void {
     const now = this.now();
     const { refreshAt, freshUntil } = schedule(now, credentials.expiresAt, this.minRemainingMs, this.random());
     entry.credentials = credentials;
@@ -292,18 +292,18 @@ export class CredentialCache implements CredentialSource {
       this.pending.delete(entry.key);
       this.entries.set(entry.key, entry);
       while (this.entries.size > this.maxSize) {
-        const oldest = this.entries.values().next().value as Entry;
+        const oldest = this.entries.values().next().value as Entry<C>;
         this.evict(oldest, 'capacity');
       }
     }
   }
 
-  private evict(entry: Entry, reason: EvictionReason): void {
+  private evict(entry: Entry<C>, reason: EvictionReason): void {
     if (this.remove(entry)) this.events.evicted?.(reason);
   }
 
   /** Removes the entry if it is still the one kept under its key (cached or waiting). */
-  private remove(entry: Entry): boolean {
+  private remove(entry: Entry<C>): boolean {
     if (this.pending.get(entry.key) === entry) {
       this.pending.delete(entry.key);
       return true;

@@ -5,7 +5,8 @@
 // directly when caching is off). Probes and metrics have their own listeners.
 //
 // The request path is kept close to a bare node:http handler: the response
-// bytes and headers are encoded once per credentials object and reused.
+// bytes and headers come encoded from the source (once per EKS Auth answer)
+// and are written as they are.
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, RequestListener, Server, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
@@ -17,8 +18,8 @@ import type { Logger } from '../lib/logger.js';
 import { http } from '../lib/node-http.js';
 import { createMetricsServer, createRegistry } from '../lib/metrics.js';
 import { CredentialCache } from './cache.js';
-import { encodeCredentials, encodeFailure, type PodCredentials } from '../api/credentials.js';
-import { PresentedToken, type CredentialSource } from './credentials.js';
+import { encodeFailure } from '../api/credentials.js';
+import { jsonHeaders, PresentedToken, type CredentialSource, type IssuedCredentials } from './credentials.js';
 import { createAgentMetrics, type ResponseCounter } from './metrics.js';
 import { TokenBucket } from '../lib/token-bucket.js';
 import { EksAuthUpstream, parseCaBundle } from './upstream.js';
@@ -122,14 +123,15 @@ export function allowedHostHeaders(listeners: { host: string; port: number }[]):
   return allowed;
 }
 
+/** An answer ready to write; IssuedCredentials is one. */
 interface EncodedResponse {
-  body: Buffer;
-  headers: string[];
+  readonly body: Buffer;
+  readonly headers: string[];
 }
 
 function encodeError(code: string, message: string, close = false): EncodedResponse {
   const body = encodeFailure(code, message);
-  const headers = ['content-type', 'application/json', 'content-length', String(body.length)];
+  const headers = jsonHeaders(body.length);
   if (close) headers.push('connection', 'close');
   return { body, headers };
 }
@@ -141,7 +143,7 @@ const NO_TOKEN = encodeError('InvalidParameterException', 'Service account token
 const BODY_TOO_LARGE = encodeError('RequestEntityTooLargeException', `A credentials request carries no body (at most ${MAX_BODY_BYTES} bytes).`, true);
 
 interface CredentialsHandlerOptions {
-  source: CredentialSource;
+  source: CredentialSource<IssuedCredentials>;
   /** Host header values accepted (shared by all listeners; filled once they are bound) */
   allowedHosts: ReadonlySet<string>;
   limiter: TokenBucket;
@@ -153,8 +155,6 @@ interface CredentialsHandlerOptions {
 function createCredentialsHandler(options: CredentialsHandlerOptions): RequestListener {
   const { source, allowedHosts, limiter, logger } = options;
   const responses: ResponseCounter = options.responses ?? { count() {} };
-  // Encoded once per credentials object: a cache hit writes the same bytes.
-  const encoded = new WeakMap<PodCredentials, EncodedResponse>();
   // The last token each connection presented, with its key once computed:
   // an SDK's kept-alive connection sends the same token every time.
   const lastToken = new WeakMap<object, PresentedToken>();
@@ -165,15 +165,7 @@ function createCredentialsHandler(options: CredentialsHandlerOptions): RequestLi
     res.writeHead(status, response.headers);
     res.end(response.body);
   };
-  const sendCredentials = (res: ServerResponse, arrived: number, credentials: PodCredentials) => {
-    let response = encoded.get(credentials);
-    if (response === undefined) {
-      const body = encodeCredentials(credentials);
-      response = { body, headers: ['content-type', 'application/json', 'content-length', String(body.length)] };
-      encoded.set(credentials, response);
-    }
-    send(res, arrived, 200, response);
-  };
+  const sendCredentials = (res: ServerResponse, arrived: number, credentials: IssuedCredentials) => send(res, arrived, 200, credentials);
   const sendFailure = (res: ServerResponse, arrived: number, error: unknown) => {
     if (res.destroyed) return;
     if (isWireError(error)) {
@@ -305,7 +297,7 @@ export async function startAgent(options: AgentOptions, deps: AgentDependencies)
   });
   const cache = maxCacheSize > 0 ? new CredentialCache({ upstream, maxSize: maxCacheSize, maxRefreshQps: options.maxServiceQps ?? 3, events: metrics.cache }) : undefined;
   if (cache) metrics.watchCache(cache);
-  const source: CredentialSource = cache ?? upstream;
+  const source: CredentialSource<IssuedCredentials> = cache ?? upstream;
 
   if (options.warmUp ?? true) {
     // The first pods of a node start with its agent: they find its code

@@ -10,13 +10,12 @@
 import type { Agent as HttpAgent, IncomingHttpHeaders } from 'node:http';
 import { X509Certificate } from 'node:crypto';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
-import type { PodCredentials } from '../api/credentials.js';
 import { assumedRoleAccount, decodeAssumeRoleResponse, decodeErrorResponse } from '../api/eks-auth.js';
 import { WireError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { http, https } from '../lib/node-http.js';
 import { signRequest } from '../lib/sigv4.js';
-import type { CredentialSource, PresentedToken } from './credentials.js';
+import { issueCredentials, type CredentialSource, type IssuedCredentials, type PresentedToken } from './credentials.js';
 import { readTokenExpiry } from './token.js';
 
 export interface UpstreamEvents {
@@ -55,7 +54,7 @@ export interface EksAuthUpstreamOptions {
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
 type Attempt =
-  | { ok: true; credentials: PodCredentials }
+  | { ok: true; credentials: IssuedCredentials }
   | { ok: false; error: WireError; retryable: boolean; outcome: string; retryAfterMs?: number };
 
 /** The longest Retry-After the agent waits for between two attempts; a longer one is cut to this. */
@@ -117,7 +116,7 @@ const UNTRUSTED_CERTIFICATE = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
 ]);
 
-export class EksAuthUpstream implements CredentialSource {
+export class EksAuthUpstream implements CredentialSource<IssuedCredentials> {
   private readonly url: URL;
   private readonly agent: HttpAgent;
   private readonly send: typeof http.request;
@@ -153,7 +152,7 @@ export class EksAuthUpstream implements CredentialSource {
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
   }
 
-  async getCredentials(presented: PresentedToken): Promise<PodCredentials> {
+  async getCredentials(presented: PresentedToken): Promise<IssuedCredentials> {
     const token = presented.value;
     readTokenExpiry(token, this.now());
     const body = JSON.stringify(this.options.nodeName ? { token, eksNodeName: this.options.nodeName } : { token });
@@ -239,15 +238,17 @@ export class EksAuthUpstream implements CredentialSource {
       const answer = decodeAssumeRoleResponse(response.body);
       if (answer) {
         const { credentials } = answer;
+        // Encoded here, once: what is kept (and cached) is the answer's bytes,
+        // not the decoded strings beside them.
         return {
           ok: true,
-          credentials: {
+          credentials: issueCredentials({
             accessKeyId: credentials.accessKeyId,
             secretAccessKey: credentials.secretAccessKey,
             sessionToken: credentials.sessionToken,
             accountId: assumedRoleAccount(answer.assumedRoleUser.arn)!,
             expiresAt: credentials.expiration * 1000,
-          },
+          }),
         };
       }
       return { ok: false, retryable: false, outcome: 'malformed', error: new WireError('InternalServerException', 'EKS Auth returned a response the agent cannot read.') };

@@ -11,7 +11,7 @@ import type { RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { http } from '../lib/node-http.js';
 import { CredentialCache } from './cache.js';
-import type { CredentialSource } from './credentials.js';
+import type { CredentialSource, IssuedCredentials } from './credentials.js';
 import { EksAuthUpstream } from './upstream.js';
 
 /** Cold requests run at warm-up: enough for V8 to optimise the hot functions. */
@@ -55,7 +55,7 @@ function get(port: number, token: string, agent: InstanceType<typeof http.Agent>
  * `handlerFor` (the agent's own, for a source and the Host values it
  * accepts), backed by a cache over a real EksAuthUpstream to a stand-in.
  */
-export async function warmUp(handlerFor: (source: CredentialSource, allowedHosts: ReadonlySet<string>) => RequestListener): Promise<void> {
+export async function warmUp(handlerFor: (source: CredentialSource<IssuedCredentials>, allowedHosts: ReadonlySet<string>) => RequestListener): Promise<void> {
   const standIn = http.createServer((req, res) => {
     req.resume();
     req.on('end', () => {
@@ -65,7 +65,7 @@ export async function warmUp(handlerFor: (source: CredentialSource, allowedHosts
   });
   const allowedHosts = new Set<string>();
   let upstream: EksAuthUpstream | undefined;
-  let cache: CredentialCache | undefined;
+  let cache: CredentialCache<IssuedCredentials> | undefined;
   const listener = http.createServer((req, res) => handler(req, res));
   let handler: RequestListener = (_req, res) => res.end();
   const client = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });

@@ -3,7 +3,7 @@
 // {"AccessKeyId","SecretAccessKey","Token","AccountId","Expiration"}, and
 // {"Code","Message"} for a failure.
 
-/** Role credentials for one pod, as the endpoint serves them. */
+/** Role credentials for one pod, what the endpoint serves; the agent holds them only until encodeCredentials has made the body it keeps. */
 export interface PodCredentials {
   readonly accessKeyId: string;
   readonly secretAccessKey: string;

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { PresentedToken } from '../../src/agent/credentials.js';
+import { PresentedToken, type IssuedCredentials } from '../../src/agent/credentials.js';
+import { formatExpiration } from '../../src/api/credentials.js';
 import { EksAuthUpstream } from '../../src/agent/upstream.js';
 import { WireError } from '../../src/lib/errors.js';
 import { listen, readBody } from '../../src/lib/http.js';
@@ -23,6 +24,11 @@ interface Seen {
   path: string;
   body: Record<string, unknown>;
   service: string;
+}
+
+/** The container-credentials answer the upstream encoded, as the SDKs read it. */
+function served(credentials: IssuedCredentials): Record<string, string> {
+  return JSON.parse(credentials.body.toString()) as Record<string, string>;
 }
 
 type Behaviour = (req: IncomingMessage, res: ServerResponse, seen: Seen) => void;
@@ -98,7 +104,9 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
     const client = upstream();
     const credentials = await client.getCredentials(new PresentedToken(token()));
     client.close();
-    assert.deepEqual(credentials, { accessKeyId: 'ASIAPEER', secretAccessKey: 'peer-secret', sessionToken: 'peer-session', accountId: '111122223333', expiresAt: EXP * 1000 });
+    assert.equal(credentials.expiresAt, EXP * 1000);
+    assert.deepEqual(served(credentials), { AccessKeyId: 'ASIAPEER', SecretAccessKey: 'peer-secret', Token: 'peer-session', AccountId: '111122223333', Expiration: formatExpiration(EXP * 1000) });
+    assert.deepEqual(credentials.headers, ['content-type', 'application/json', 'content-length', String(credentials.body.length)]);
     assert.equal(seen.length, 1);
     assert.equal(seen[0]!.path, '/clusters/demo/assume-role-for-pod-identity');
     assert.equal(seen[0]!.service, 'eks-auth');
@@ -129,7 +137,7 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
     const client = upstream({ events: { attempt: (outcome) => attempts.push(outcome) } });
     const credentials = await client.getCredentials(new PresentedToken(token()));
     client.close();
-    assert.equal(credentials.accessKeyId, 'ASIAPEER');
+    assert.equal(served(credentials).AccessKeyId, 'ASIAPEER');
     assert.deepEqual(attempts, ['ThrottlingException', 'ServiceUnavailableException', 'ok']);
   });
 
@@ -180,7 +188,7 @@ describe('EKS Auth upstream against a stand-in EKS Auth peer', () => {
   test('a dropped connection is retried', async () => {
     script = [(req) => req.socket.destroy()];
     const client = upstream();
-    assert.equal((await client.getCredentials(new PresentedToken(token()))).accessKeyId, 'ASIAPEER');
+    assert.equal(served(await client.getCredentials(new PresentedToken(token()))).AccessKeyId, 'ASIAPEER');
     client.close();
     assert.equal(seen.length, 2);
   });

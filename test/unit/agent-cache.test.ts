@@ -33,8 +33,13 @@ class Clock {
 
 type Answer = (token: string) => Promise<PodCredentials>;
 
-/** Counts calls; answers with credentials living `lifetimeMs` from the clock, or what `next` says. */
-class StandInUpstream implements CredentialSource {
+/**
+ * Counts calls; answers with credentials living `lifetimeMs` from the clock,
+ * or what `next` says. Its answers are the decoded shape, not the agent's
+ * encoded one: the cache keeps whatever its source answers and reads only
+ * expiresAt.
+ */
+class StandInUpstream implements CredentialSource<PodCredentials> {
   calls = 0;
   issued = 0;
   readonly callsByToken = new Map<string, number>();
